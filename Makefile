@@ -1,0 +1,67 @@
+# Build tooling for github.com/caudal-go/caudal.
+# Run `make` (or `make help`) to list the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO            ?= go
+BIN           := $(CURDIR)/bin
+GOLANGCI_LINT := $(BIN)/golangci-lint
+BENCHSTAT     := $(BIN)/benchstat
+# Tool versions are pinned by the `tool` directives in tools/go.mod.
+TOOLS_DEPS    := tools/go.mod tools/go.sum
+
+.PHONY: help build test cover lint fmt-check vet bench bench-smoke tidy-lint tools example clean
+
+help: ## Show this help
+	@echo "Usage: make <target>"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Compile every package (go build ./...)
+	$(GO) build ./...
+
+test: ## Run the tests with the race detector (go test -race ./...)
+	$(GO) test -race ./...
+
+cover: ## Run the tests with coverage; writes coverage.out and prints the total
+	$(GO) test -race -covermode=atomic -coverprofile=coverage.out ./...
+	$(GO) tool cover -func=coverage.out | tail -n 1
+	@echo "HTML report: go tool cover -html=coverage.out"
+
+fmt-check: ## Fail if any Go file is not gofmt-formatted
+	@files="$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l)"; \
+	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
+
+vet: ## Run go vet ./...
+	$(GO) vet ./...
+
+lint: fmt-check vet $(GOLANGCI_LINT) ## gofmt check, go vet and golangci-lint (installs tools if missing)
+	$(GOLANGCI_LINT) run ./...
+
+bench: ## Run all benchmarks 10 times and save them to bench.txt (compare with ./bin/benchstat)
+	$(GO) test -run='^$$' -bench=. -benchmem -count=10 ./... | tee bench.txt
+
+bench-smoke: ## Run every benchmark once, to check that they still work
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+
+tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum
+	$(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum
+	@if [ -n "$$(git status --porcelain -- go.mod go.sum)" ]; then \
+		echo "go mod tidy left changes in go.mod/go.sum:"; git status --porcelain -- go.mod go.sum; exit 1; fi
+
+tools: ## Install the pinned dev tools (golangci-lint, benchstat) into ./bin
+	cd tools && GOBIN=$(BIN) $(GO) install tool
+
+# Installed on demand: rebuilt when ./bin lacks them or tools/go.mod changes.
+$(GOLANGCI_LINT) $(BENCHSTAT) &: $(TOOLS_DEPS)
+	cd tools && GOBIN=$(BIN) $(GO) install tool
+	@touch $(GOLANGCI_LINT) $(BENCHSTAT)
+
+example: ## Run the quickstart example (go run ./examples/quickstart)
+	$(GO) run ./examples/quickstart
+
+clean: ## Remove ./bin and generated reports (bench.txt, coverage.out)
+	rm -rf $(BIN) bench.txt coverage.out

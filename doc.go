@@ -1,0 +1,62 @@
+// Package caudal is a step-execution engine for AI-agent and workflow
+// pipelines: the ExecutorCore. It runs steps — agent calls and, around them,
+// policies — with an engine overhead measured in nanoseconds.
+//
+// # Define, build, execute
+//
+// A pipeline is made of [Step] values from constructors: [AgentStep] around
+// an [Agent] (or an [AgentFunc]), [Func] around a typed function, [Cached]
+// around another step. [Build] checks the whole graph once — missing agents,
+// invalid or inapplicable options, fallback cycles — and compiles it; an
+// [Executor] made by [New] then runs the built step with
+// [Executor.Execute] as often as needed, from any number of goroutines.
+//
+//	ex, err := caudal.New()
+//	step, err := caudal.Build(caudal.AgentStep("summarize", agent,
+//		caudal.WithRetries(2), caudal.WithTimeout(30*time.Second)))
+//	res, err := ex.Execute(ctx, step, "text to summarize")
+//
+// Execute returns a [StepResult] always and an error exactly when the step
+// failed.
+//
+// # How the policies wrap a step
+//
+// From the outside in:
+//
+//  1. Cache ([Cached]): a hit returns the stored result; nothing below runs.
+//  2. Fallback ([WithFallback]): runs, with the same input, once every
+//     attempt has failed. A pause, a budget breach or a cancelled context
+//     never triggers it.
+//  3. Retry ([WithRetries], [WithBackoff]): up to 1+retries attempts, with
+//     an exponential, jittered, capped delay between them. Any error is
+//     retried except a pause, a budget breach and a cancelled context.
+//  4. Usage ([WithLimits], [WithUsageEstimate]): before each agent call the
+//     estimate is reserved against the run's budget; after it, the actual
+//     usage replaces the estimate. A breach ends the step with
+//     [ErrUsageLimitExceeded] — no retry, no fallback.
+//  5. Timeout ([WithTimeout]): each attempt runs under its own deadline. It
+//     is cooperative: the agent runs on the caller's goroutine and must
+//     honour its context.
+//  6. The attempt: prompt processors, the agent ([StreamAgent.Stream] under
+//     [WithStream], else [Agent.Run]), output processors, validators. A
+//     validator's rejection becomes the next attempt's [Feedback]. A panic
+//     anywhere becomes a [*PanicError].
+//
+// # Usage and money
+//
+// Every attempt's usage is counted, failed ones included, and a fallback's
+// usage is added to its step's: money spent is money spent.
+//
+// # Events
+//
+// Attach a [Sink] with [WithSink] (for example [SlogSink]) to receive
+// [Event]s: step started and finished, attempt failed, retry, fallback,
+// cache hit, usage breach. They are delivered synchronously; with no sink,
+// none is built.
+//
+// # Concurrency
+//
+// [Executor], built [Step]s, [State] and [MemoryCache] are safe for
+// concurrent use. Every goroutine the executor starts is waited for before
+// Execute returns.
+package caudal

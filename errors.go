@@ -1,0 +1,150 @@
+package caudal
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// Sentinel errors callers branch on with [errors.Is].
+var (
+	// ErrNotBuilt is returned by [Executor.Execute] for a step that did not go
+	// through [Build].
+	ErrNotBuilt = errors.New("caudal: step not built")
+	// ErrClosed is returned by [Executor.Execute] after [Executor.Close].
+	ErrClosed = errors.New("caudal: executor closed")
+	// ErrTimeout matches an attempt that ran past its [WithTimeout] budget.
+	ErrTimeout = errors.New("caudal: attempt timed out")
+	// ErrRetriesExhausted matches a [*StepError] whose every attempt failed.
+	ErrRetriesExhausted = errors.New("caudal: retries exhausted")
+	// ErrUsageLimitExceeded matches a [*UsageLimitError]: a run spent, or was
+	// about to spend, more than its [Limits].
+	ErrUsageLimitExceeded = errors.New("caudal: usage limit exceeded")
+	// ErrInfiniteFallback is a [Build] error: a fallback chain repeats a step
+	// name or is longer than 10 steps.
+	ErrInfiniteFallback = errors.New("caudal: infinite fallback chain")
+	// ErrTypeMismatch matches an input whose type does not fit a typed step
+	// made by [Func].
+	ErrTypeMismatch = errors.New("caudal: type mismatch")
+	// ErrValidation matches a [*ValidationError]: a validator rejected an
+	// attempt's output.
+	ErrValidation = errors.New("caudal: validation failed")
+	// ErrPaused matches a run stopped for human input. It is reserved for the
+	// control-flow steps and never retried.
+	ErrPaused = errors.New("caudal: paused for human input")
+	// ErrCircuitOpen is reserved for the circuit breaker of the optimization
+	// layer: a call refused because the agent's breaker is open.
+	ErrCircuitOpen = errors.New("caudal: circuit open")
+)
+
+// StepError reports a step that failed: Err is the error of its last attempt
+// (or of the fallback chain, which it then wraps as well). When every attempt
+// ran and failed, the error also matches [ErrRetriesExhausted]; when the
+// step stopped early — the caller's context was cancelled — it does not.
+type StepError struct {
+	Step    string // path of the failed step
+	Attempt int    // number of the last attempt made
+	Err     error  // the last attempt's error
+
+	exhausted bool
+}
+
+func (e *StepError) Error() string {
+	if e.exhausted {
+		return fmt.Sprintf("caudal: step %q failed after %d attempt(s): %v", e.Step, e.Attempt, e.Err)
+	}
+	return fmt.Sprintf("caudal: step %q stopped at attempt %d: %v", e.Step, e.Attempt, e.Err)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrRetriesExhausted] and every attempt ran.
+func (e *StepError) Is(target error) bool { return e.exhausted && target == ErrRetriesExhausted }
+
+// PanicError is a panic raised by an agent, processor or validator, turned
+// into an error. A panic never escapes [Executor.Execute].
+type PanicError struct {
+	Value any    // the value passed to panic
+	Stack []byte // the panicking goroutine's stack
+}
+
+func newPanicError(v any) *PanicError { return &PanicError{Value: v, Stack: debug.Stack()} }
+
+func (e *PanicError) Error() string { return fmt.Sprintf("caudal: panic: %v", e.Value) }
+
+// Unwrap returns the panic value when it is an error, or nil.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// ValidationError is a validator's rejection of an attempt's output. Its
+// Feedback reaches the next attempt (see [Feedback]).
+type ValidationError struct {
+	Step     string // path of the validated step
+	Feedback string // the validator's error text
+	Err      error  // the validator's error
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("caudal: step %q: validation failed: %s", e.Step, e.Feedback)
+}
+
+// Unwrap returns the validator's error.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrValidation].
+func (e *ValidationError) Is(target error) bool { return target == ErrValidation }
+
+// UsageLimitError reports a breach of the run's [Limits]: a reservation the
+// remaining budget could not cover, or actual usage past a limit. Result is
+// the breaching step's partial result; Used is the run's usage so far.
+type UsageLimitError struct {
+	Step   string     // path of the step that breached
+	Limits Limits     // the limits in force
+	Used   Usage      // usage of the run, reserved work included
+	Result StepResult // the partial result of the breaching step
+}
+
+func (e *UsageLimitError) Error() string {
+	return fmt.Sprintf("caudal: step %q: usage limit exceeded: %s", e.Step, e.Limits.describeBreach(e.Used))
+}
+
+// Is reports whether target is [ErrUsageLimitExceeded].
+func (e *UsageLimitError) Is(target error) bool { return target == ErrUsageLimitExceeded }
+
+// TypeError reports an input whose dynamic type does not fit a typed step.
+type TypeError struct {
+	Step string // name of the typed step
+	Want string // the type the step accepts
+	Got  string // the type it was given
+}
+
+func (e *TypeError) Error() string {
+	return fmt.Sprintf("caudal: step %q: input of type %s, want %s", e.Step, e.Got, e.Want)
+}
+
+// Is reports whether target is [ErrTypeMismatch].
+func (e *TypeError) Is(target error) bool { return target == ErrTypeMismatch }
+
+// timeoutError is the cause installed on an attempt's context by
+// [WithTimeout]. One is built per step at [Build], so a timeout allocates
+// nothing to describe itself.
+type timeoutError struct {
+	path    string
+	timeout time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("caudal: step %q: attempt timed out after %v", e.path, e.timeout)
+}
+
+func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
+
+// isControlFlow reports errors that end a step at once: no retry, no
+// fallback. A pause or a budget breach must reach the caller untouched.
+func isControlFlow(err error) bool {
+	return errors.Is(err, ErrPaused) || errors.Is(err, ErrUsageLimitExceeded) || errors.Is(err, ErrInfiniteFallback)
+}
