@@ -12,7 +12,7 @@ BENCHSTAT     := $(BIN)/benchstat
 # Tool versions are pinned by the `tool` directives in tools/go.mod.
 TOOLS_DEPS    := tools/go.mod tools/go.sum
 
-.PHONY: help build test cover lint fmt-check vet bench bench-smoke tidy-lint tools example clean
+.PHONY: help build test cover lint fmt-check vet bench bench-smoke bench-table tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -45,6 +45,11 @@ bench: ## Run all benchmarks 10 times and save them to bench.txt (compare with .
 
 bench-smoke: ## Run every benchmark once, to check that they still work
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+
+bench-table: ## Run the core benchmarks (-count=10) and regenerate the README performance table
+	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute)$$' -benchmem -count=10 . > bench-core.txt
+	$(GO) run ./internal/tools/benchtable -in bench-core.txt -readme README.md \
+		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute)\$$' -benchmem -count=10 ."
 
 tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy

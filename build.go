@@ -38,6 +38,26 @@ type node struct {
 	inType      reflect.Type
 	outType     reflect.Type
 
+	// Every kind.
+	updatesState bool
+
+	// Control flow.
+	children      []*node
+	branchNames   []string
+	defaultNode   *node
+	body          *node
+	merge         mergeConfig
+	concurrency   int
+	exitCond      func(ctx context.Context, out any) (bool, error)
+	maxIterations int
+	inputMapper   func(ctx context.Context, v any) (any, error)
+	iterMapper    func(ctx context.Context, out any, iteration int) (any, error)
+	outputMapper  func(ctx context.Context, v any) (any, error)
+	itemsKey      string
+	branchKey     func(ctx context.Context, in any) (string, error)
+	message       string
+	schema        any
+
 	// Cache step.
 	wrapped   *node
 	cache     Cache
@@ -68,29 +88,34 @@ func Build(s Step) (Step, error) {
 		return Step{}, errors.New("caudal: Build: zero Step")
 	}
 	b := &builder{}
-	n := b.compile(s.def, "", nil)
+	n := b.compile(s.def, "", "", nil)
 	if err := errors.Join(b.errs...); err != nil {
 		return Step{def: s.def}, err
 	}
-	return Step{def: s.def, node: n}, nil
+	return Step{def: s.def, node: n, needsState: b.needsState}, nil
 }
 
 type builder struct {
-	errs []error
+	errs       []error
+	needsState bool // some step writes or reads the state
 }
 
 func (b *builder) fail(path string, err error) {
 	b.errs = append(b.errs, fmt.Errorf("caudal: step %q: %w", path, err))
 }
 
-// compile turns d into a node at path parent/d.name. chain holds the names
-// of the fallback chain d belongs to (nil outside fallbacks).
-func (b *builder) compile(d *stepDef, parent string, chain []string) *node {
-	path := d.name
-	if parent != "" {
-		path = parent + "/" + d.name
+// compile turns d into a node at path parent/segment, where segment is
+// d.name unless a branch name replaces it. chain holds the names of the
+// fallback chain d belongs to (nil outside fallbacks).
+func (b *builder) compile(d *stepDef, parent, segment string, chain []string) *node {
+	if segment == "" {
+		segment = d.name
 	}
-	n := &node{kind: d.kind, name: d.name, path: path}
+	path := segment
+	if parent != "" {
+		path = parent + "/" + segment
+	}
+	n := &node{kind: d.kind, name: d.name, path: path, updatesState: d.updatesState}
 	if d.name == "" {
 		b.fail(path, errors.New("step has no name"))
 	} else if strings.Contains(d.name, "/") {
@@ -99,22 +124,104 @@ func (b *builder) compile(d *stepDef, parent string, chain []string) *node {
 	for _, err := range d.errs {
 		b.fail(path, err)
 	}
+	if d.updatesState || d.itemsKey != "" {
+		b.needsState = true
+	}
+	n.merge, n.concurrency = d.merge, d.concurrency
+	n.exitCond, n.maxIterations = d.exitCond, d.maxIterations
+	n.inputMapper, n.iterMapper, n.outputMapper = d.inputMapper, d.iterMapper, d.outputMapper
+	n.itemsKey, n.branchKey, n.message, n.schema = d.itemsKey, d.branchKey, d.message, d.schema
+	n.branchNames = d.branchNames
 	switch d.kind {
 	case kindAgent:
 		b.compileAgent(n, d, chain)
 	case kindCache:
 		if d.wrapped != nil {
 			// The cache step stands in for the step it wraps: same path.
-			n.wrapped = b.compile(d.wrapped.def, parent, chain)
+			n.wrapped = b.compile(d.wrapped.def, parent, segment, chain)
 			n.fingerprint = n.wrapped.fingerprint
+			n.inType, n.outType = n.wrapped.inType, n.wrapped.outType
 		}
 		n.cache, n.cacheKey, n.cacheTTL, n.stateKeys = d.cache, d.cacheKey, d.cacheTTL, d.stateKeys
+	case kindSeq, kindRefineRound:
+		b.compileSeq(n, d)
+	case kindParallel, kindConditional, kindRouter:
+		b.compileBranches(n, d)
+	case kindLoop, kindMap:
+		if d.body != nil {
+			n.body = b.compile(d.body.def, path, "", nil)
+		}
+	}
+	if n.kind == kindRouter {
+		b.checkAgent(n, d.agent)
+		n.agent = d.agent
+	}
+	if n.concurrency == 0 && (n.kind == kindParallel || n.kind == kindRouter) {
+		n.concurrency = defaultConcurrency()
 	}
 	return n
 }
 
-func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
-	switch a := d.agent.(type) {
+// compileSeq compiles a sequence's children and checks their names and the
+// types between consecutive typed steps.
+func (b *builder) compileSeq(n *node, d *stepDef) {
+	seen := make(map[string]bool, len(d.children))
+	for i, c := range d.children {
+		if c.def == nil {
+			b.fail(n.path, fmt.Errorf("step %d is the zero Step", i))
+			continue
+		}
+		if seen[c.def.name] {
+			b.fail(n.path, fmt.Errorf("duplicate step name %q: sibling paths must be unique", c.def.name))
+		}
+		seen[c.def.name] = true
+		child := b.compile(c.def, n.path, "", nil)
+		if len(n.children) > 0 {
+			prev := n.children[len(n.children)-1]
+			if prev.outType != nil && child.inType != nil && !prev.outType.AssignableTo(child.inType) {
+				b.fail(child.path, fmt.Errorf("%w: input type %s does not accept %s, the output of %q",
+					ErrTypeMismatch, child.inType, prev.outType, prev.path))
+			}
+		}
+		n.children = append(n.children, child)
+	}
+	if n.kind == kindSeq && len(n.children) > 0 {
+		n.inType, n.outType = n.children[0].inType, n.children[len(n.children)-1].outType
+	}
+}
+
+// compileBranches compiles the branches of a parallel, conditional or
+// router step; each branch's path segment is its branch name.
+func (b *builder) compileBranches(n *node, d *stepDef) {
+	seen := make(map[string]bool, len(d.branchNames))
+	for i, c := range d.children {
+		name := d.branchNames[i]
+		if seen[name] {
+			b.fail(n.path, fmt.Errorf("duplicate branch name %q", name))
+		}
+		if strings.Contains(name, "/") {
+			b.fail(n.path, fmt.Errorf("branch name %q contains '/', the path separator", name))
+		}
+		seen[name] = true
+		n.children = append(n.children, b.compile(c.def, n.path, name, nil))
+	}
+	if d.defaultStep != nil {
+		n.defaultNode = b.compile(d.defaultStep.def, n.path, "default", nil)
+	}
+	if n.kind == kindConditional && len(n.children) == 0 && n.defaultNode == nil {
+		b.fail(n.path, errors.New("conditional step has no branches"))
+	}
+	if n.kind == kindRouter && len(n.children) == 0 {
+		b.fail(n.path, errors.New("router step has no branches"))
+	}
+	if n.merge.strategy != NoMerge || n.merge.fn != nil || len(n.merge.reducers) > 0 {
+		b.needsState = true
+	}
+}
+
+// checkAgent reports a missing agent.
+func (b *builder) checkAgent(n *node, agent Agent) {
+	switch a := agent.(type) {
 	case nil:
 		b.fail(n.path, errors.New("missing agent"))
 	case AgentFunc:
@@ -122,9 +229,13 @@ func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
 			b.fail(n.path, errors.New("missing agent (nil AgentFunc)"))
 		}
 	}
-	if v := reflect.ValueOf(d.agent); v.IsValid() && v.Kind() == reflect.Pointer && v.IsNil() {
-		b.fail(n.path, fmt.Errorf("missing agent (nil %T)", d.agent))
+	if v := reflect.ValueOf(agent); v.IsValid() && v.Kind() == reflect.Pointer && v.IsNil() {
+		b.fail(n.path, fmt.Errorf("missing agent (nil %T)", agent))
 	}
+}
+
+func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
+	b.checkAgent(n, d.agent)
 	n.agent = d.agent
 	n.streamer, _ = d.agent.(StreamAgent)
 	n.attempts = 1 + d.retries
@@ -140,7 +251,7 @@ func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
 	n.fingerprint = fmt.Sprintf("agent:%s:%T:retries=%d:timeout=%v:prompt=%d:output=%d:validators=%d",
 		d.name, d.agent, d.retries, d.timeout, len(d.promptProcs), len(d.outputProcs), len(d.validators))
 
-	n.bare = n.plain && n.attempts == 1 && d.fallback == nil && n.streamer == nil
+	n.bare = n.plain && n.attempts == 1 && d.fallback == nil && n.streamer == nil && !d.updatesState
 	if d.fallback == nil {
 		return
 	}
@@ -159,6 +270,6 @@ func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
 		return
 	}
 	next := append(chain[:len(chain):len(chain)], fb.name)
-	n.fallback = b.compile(fb, n.path, next)
+	n.fallback = b.compile(fb, n.path, "", next)
 	n.fingerprint += ":fallback=" + n.fallback.fingerprint
 }

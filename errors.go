@@ -30,9 +30,15 @@ var (
 	// ErrValidation matches a [*ValidationError]: a validator rejected an
 	// attempt's output.
 	ErrValidation = errors.New("caudal: validation failed")
-	// ErrPaused matches a run stopped for human input. It is reserved for the
-	// control-flow steps and never retried.
+	// ErrPaused matches a [*PausedError]: a run stopped at a [HumanInput]
+	// step. It is never retried and never triggers a fallback.
 	ErrPaused = errors.New("caudal: paused for human input")
+	// ErrMaxIterations matches a [Loop] that ran out of iterations before its
+	// exit condition held.
+	ErrMaxIterations = errors.New("caudal: max iterations reached")
+	// ErrNoBranch matches a [Conditional] step whose key names no branch and
+	// that has no default branch.
+	ErrNoBranch = errors.New("caudal: no branch for key")
 	// ErrCircuitOpen is reserved for the circuit breaker of the optimization
 	// layer: a call refused because the agent's breaker is open.
 	ErrCircuitOpen = errors.New("caudal: circuit open")

@@ -18,6 +18,8 @@ const (
 	EventFallback                           // the step failed and its fallback starts; Err is the primary error
 	EventCacheHit                           // a cache step served its result from the cache
 	EventUsageBreach                        // the run's limits were breached; Usage is the run's usage
+	EventPaused                             // a human-input step paused the run; Err is the *PausedError
+	EventMergeConflict                      // parallel branches wrote the same state key; Err is a *MergeConflictError
 )
 
 var eventKindNames = [...]string{
@@ -28,6 +30,8 @@ var eventKindNames = [...]string{
 	EventFallback:      "fallback",
 	EventCacheHit:      "cache_hit",
 	EventUsageBreach:   "usage_breach",
+	EventPaused:        "paused",
+	EventMergeConflict: "merge_conflict",
 }
 
 // String returns the kind's snake_case name, e.g. "step_started".
@@ -85,7 +89,7 @@ type slogSink struct{ l *slog.Logger }
 func (s slogSink) Record(ctx context.Context, e *Event) {
 	level := slog.LevelDebug
 	switch {
-	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback:
+	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback || e.Kind == EventMergeConflict:
 		level = slog.LevelWarn
 	case e.Kind == EventStepFinished && !e.Success:
 		level = slog.LevelWarn

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caudal-go/caudal/internal/deepcopy"
 	"github.com/caudal-go/caudal/internal/engine"
 )
 
@@ -65,6 +66,7 @@ type run struct {
 	quota  *quota // nil without limits
 	stream func(chunk any) error
 	state  *State
+	resume *resumeState // nil unless resuming
 }
 
 // Execute runs step with input in and returns its result. err is non-nil
@@ -89,7 +91,9 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		return StepResult{Path: n.path}, ErrClosed
 	}
 	if n.bare && ex.quiet && len(opts) == 0 {
-		return execBare(ctx, n, in)
+		var res StepResult
+		err := execBare(ctx, n, in, "", &res)
+		return res, err
 	}
 	var r run
 	limits := ex.limits
@@ -102,37 +106,86 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		if s.hasLimits {
 			limits = s.limits
 		}
-		if r.state != nil {
-			ctx = context.WithValue(ctx, stateKey{}, r.state)
+		if s.resume != nil {
+			r.resume = newResume(s.resume, s.resumeInput)
+			if r.state == nil {
+				r.state = NewState(nil)
+			}
+			r.state.replace(deepcopy.CopyMap(s.resume.State))
 		}
+	}
+	if r.state == nil && step.needsState {
+		r.state = NewState(nil)
+	}
+	if r.state != nil {
+		ctx = withState(ctx, r.state)
 	}
 	if !limits.isZero() {
 		r.quota = newQuota(limits)
 	}
 	var res StepResult
 	err := ex.exec(ctx, &r, n, in, &res)
+	if pe := asPaused(err); pe != nil {
+		pe.Snapshot.RunID = r.runID
+		pe.Snapshot.State = r.state.snapshot()
+	}
+	if r.resume != nil && !r.resume.delivered.Load() && (err == nil || asPaused(err) == nil) {
+		res.Success = false
+		err = fmt.Errorf("caudal: WithResume: the run never reached the paused step %q: is this the step that paused? (run error: %v)", r.resume.target, err)
+		res.Feedback = err.Error()
+	}
 	return res, err
 }
 
 // exec runs one node into res; nested steps call back into it. Results
 // travel by pointer so that no layer copies them.
 func (ex *Executor) exec(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	if n.kind == kindCache {
-		return ex.execCache(ctx, r, n, in, res)
+	var err error
+	switch n.kind {
+	case kindAgent:
+		if n.bare && r.quota == nil && ex.recorder == nil {
+			return execBare(ctx, n, in, r.runID, res)
+		}
+		err = ex.execAgent(ctx, r, n, in, res)
+	case kindCache:
+		err = ex.execCache(ctx, r, n, in, res)
+	case kindSeq:
+		err = ex.execSeq(ctx, r, n, in, res)
+	case kindParallel:
+		err = ex.execParallel(ctx, r, n, in, res)
+	case kindLoop:
+		err = ex.execLoop(ctx, r, n, in, res)
+	case kindMap:
+		err = ex.execMap(ctx, r, n, in, res)
+	case kindConditional:
+		err = ex.execConditional(ctx, r, n, in, res)
+	case kindRouter:
+		err = ex.execRouter(ctx, r, n, in, res)
+	case kindHuman:
+		err = ex.execHuman(ctx, r, n, in, res)
+	case kindRefineRound:
+		err = ex.execRefineRound(ctx, r, n, in, res)
 	}
-	return ex.execAgent(ctx, r, n, in, res)
+	if err == nil && n.updatesState {
+		if st := StateFrom(ctx); st != nil {
+			if merr := st.mergeOutput(res.Output); merr != nil {
+				return ex.fail(res, fmt.Errorf("caudal: step %q: %w", n.path, merr))
+			}
+		}
+	}
+	return err
 }
 
 // execBare runs a bare agent step — one attempt of a plain agent, no
 // fallback — when nothing observes or meters the execution: the whole
 // engine overhead is this function. It behaves exactly as execAgent would.
-func execBare(ctx context.Context, n *node, in any) (res StepResult, err error) {
+func execBare(ctx context.Context, n *node, in any, runID string, res *StepResult) (err error) {
 	start := time.Now()
-	res.Path = n.path
+	res.Path, res.RunID = n.path, runID
 	if ctx.Err() != nil {
 		res.Latency = time.Since(start)
 		res.Feedback = context.Cause(ctx).Error()
-		return res, &StepError{Step: n.path, Err: context.Cause(ctx)}
+		return &StepError{Step: n.path, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
 	defer func() {
@@ -142,12 +195,12 @@ func execBare(ctx context.Context, n *node, in any) (res StepResult, err error) 
 		res.Latency = time.Since(start)
 		if err != nil {
 			res.Success = false
-			err = failedAttempt(ctx, n, &res, err)
+			err = failedAttempt(ctx, n, res, err)
 		}
 	}()
 	reply, err := n.agent.Run(ctx, in)
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
-	return res, err
+	return err
 }
 
 // failedAttempt turns the error of a bare step's only attempt into the
@@ -188,8 +241,12 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 	var (
 		lastErr  error
 		feedback string
-		stopped  bool // the caller's context ended the step
+		stopped  bool   // the caller's context ended the step
+		state    *State // the state, isolated per attempt when the step retries
 	)
+	if n.attempts > 1 {
+		state = StateFrom(ctx)
+	}
 	for attempt := 1; attempt <= n.attempts; attempt++ {
 		if attempt > 1 {
 			delay := n.backoff.delay(attempt - 1)
@@ -215,14 +272,22 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 			estimate = n.estimate
 		}
 
+		actx, astate := ctx, state
+		if state != nil {
+			astate = state.clone()
+			actx = withState(ctx, astate)
+		}
 		var (
 			reply Reply
 			aerr  error
 		)
 		if n.plain && feedback == "" && r.stream == nil {
-			reply, aerr = callAgent(ctx, n.agent, in)
+			reply, aerr = callAgent(actx, n.agent, in)
 		} else {
-			reply, aerr = ex.attempt(ctx, r, n, in, feedback)
+			reply, aerr = ex.attempt(actx, r, n, in, feedback)
+		}
+		if aerr == nil && state != nil {
+			state.mergeFrom(astate)
 		}
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || aerr == nil {

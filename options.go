@@ -35,6 +35,9 @@ type settings struct {
 	runID     string
 	stream    func(chunk any) error
 	state     *State
+
+	resume      *Snapshot
+	resumeInput any
 }
 
 func (s *settings) apply(opts []Option, scope optionScope, where string) error {

@@ -6,9 +6,24 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
+
+	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/statemerge"
 )
+
+// Cloner is implemented by state values that copy themselves. When a state
+// is isolated for a parallel branch, a loop iteration or a retry, values are
+// deep-copied — a Cloner by its Clone method, immutable values (numbers,
+// strings, bools, times) not at all, other values by reflection (exported
+// struct fields deeply, unexported ones shallowly).
+type Cloner interface {
+	Clone() any
+}
+
+var _ deepcopy.Cloner = Cloner(nil)
 
 // State is the value store of one run — the study's "context": what steps
 // share besides their inputs and outputs. Keys are strings; values must
@@ -118,6 +133,115 @@ func (s *State) values(keys []string) map[string]any {
 		}
 	}
 	return out
+}
+
+// get returns the value at key.
+func (s *State) get(key string) (any, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[key]
+	return v, ok
+}
+
+// clone returns an isolated deep copy of s.
+func (s *State) clone() *State {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &State{m: deepcopy.CopyMap(s.m)}
+}
+
+// writesSince returns what child changed relative to s, its fork parent.
+func (s *State) writesSince(child *State) []statemerge.Write {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	child.mu.RLock()
+	defer child.mu.RUnlock()
+	return statemerge.Diff(s.m, child.m)
+}
+
+// apply applies writes to s.
+func (s *State) apply(writes []statemerge.Write) {
+	if len(writes) == 0 {
+		return
+	}
+	s.mu.Lock()
+	statemerge.Apply(s.m, writes)
+	s.mu.Unlock()
+}
+
+// mergeFrom applies what child changed relative to s.
+func (s *State) mergeFrom(child *State) { s.apply(s.writesSince(child)) }
+
+// snapshot returns a deep copy of the contents.
+func (s *State) snapshot() map[string]any {
+	if s == nil {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return deepcopy.CopyMap(s.m)
+}
+
+// replace sets the contents to m.
+func (s *State) replace(m map[string]any) {
+	if m == nil {
+		m = map[string]any{}
+	}
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+}
+
+// mergeOutput deep-merges a step's output into s ([UpdatesContext]).
+func (s *State) mergeOutput(out any) error {
+	m, err := outputMap(out)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	deepMerge(s.m, m)
+	s.mu.Unlock()
+	return nil
+}
+
+// outputMap returns out as a map: as is, or a struct through its JSON form.
+func outputMap(out any) (map[string]any, error) {
+	if m, ok := out.(map[string]any); ok {
+		return deepcopy.CopyMap(m), nil // the state must not alias the output
+	}
+	v := reflect.ValueOf(out)
+	for v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct && v.Kind() != reflect.Map {
+		return nil, fmt.Errorf("UpdatesContext: output of type %T is not a map or a struct", out)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("UpdatesContext: output of type %T: %w", out, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("UpdatesContext: output of type %T is not a JSON object: %w", out, err)
+	}
+	return m, nil
+}
+
+// deepMerge merges src into dst: nested maps merged, other values replaced.
+func deepMerge(dst, src map[string]any) {
+	for k, v := range src {
+		sm, srcIsMap := v.(map[string]any)
+		dm, dstIsMap := dst[k].(map[string]any)
+		if srcIsMap && dstIsMap {
+			deepMerge(dm, sm)
+			continue
+		}
+		dst[k] = v
+	}
+}
+
+func withState(ctx context.Context, s *State) context.Context {
+	return context.WithValue(ctx, stateKey{}, s)
 }
 
 type stateKey struct{}

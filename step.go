@@ -16,8 +16,9 @@ import (
 //
 // A Step is safe for concurrent use.
 type Step struct {
-	def  *stepDef // what the user declared
-	node *node    // what Build compiled; nil until built
+	def        *stepDef // what the user declared
+	node       *node    // what Build compiled; nil until built
+	needsState bool     // some step reads or writes the state: Execute supplies one
 }
 
 // Name returns the step's name, or "" for the zero Step.
@@ -36,9 +37,21 @@ type stepKind uint8
 const (
 	kindAgent stepKind = iota + 1
 	kindCache
+	kindSeq
+	kindParallel
+	kindLoop
+	kindMap
+	kindConditional
+	kindRouter
+	kindHuman
+	kindRefineRound
 )
 
-var stepKindNames = [...]string{kindAgent: "agent", kindCache: "cache"}
+var stepKindNames = [...]string{
+	kindAgent: "agent", kindCache: "cache", kindSeq: "sequence", kindParallel: "parallel", kindLoop: "loop",
+	kindMap: "map", kindConditional: "conditional", kindRouter: "router", kindHuman: "human input",
+	kindRefineRound: "refine round",
+}
 
 func (k stepKind) String() string { return stepKindNames[k] }
 
@@ -64,6 +77,29 @@ type stepDef struct {
 	fallback     *Step
 	estimate     Usage
 	optionsNames []string // options applied, for the fingerprint
+
+	// Every kind.
+	updatesState bool
+
+	// Control flow: children of a sequence, branches of a parallel,
+	// conditional or router step, the body of a loop or map.
+	children    []Step
+	branchNames []string
+	defaultStep *Step
+	body        *Step
+
+	merge       mergeConfig
+	concurrency int
+
+	exitCond      func(ctx context.Context, out any) (bool, error)
+	maxIterations int
+	inputMapper   func(ctx context.Context, v any) (any, error)
+	iterMapper    func(ctx context.Context, out any, iteration int) (any, error)
+	outputMapper  func(ctx context.Context, v any) (any, error)
+	itemsKey      string
+	branchKey     func(ctx context.Context, in any) (string, error)
+	message       string
+	schema        any
 
 	// Cache step.
 	wrapped   *Step
@@ -134,6 +170,31 @@ func agentOption(name string, apply func(*stepDef) error) StepOption {
 
 func cacheOption(name string, apply func(*stepDef) error) StepOption {
 	return &stepOption{name: name, kinds: 1 << kindCache, apply: apply}
+}
+
+func kindsOption(name string, kinds []stepKind, apply func(*stepDef) error) StepOption {
+	var set uint32
+	for _, k := range kinds {
+		set |= 1 << k
+	}
+	return &stepOption{name: name, kinds: set, apply: apply}
+}
+
+// allKinds lists every kind a user can construct.
+var allKinds = []stepKind{kindAgent, kindCache, kindSeq, kindParallel, kindLoop, kindMap, kindConditional, kindRouter, kindHuman}
+
+// UpdatesContext makes the step merge its output into the run's [State] once
+// it succeeds: a map[string]any output is deep-merged key by key (nested maps
+// merged, other values replaced); a struct, or a pointer to one, is first
+// turned into a map through its JSON encoding. Any other output fails the
+// step. Inside a parallel branch or a loop iteration the merge lands in that
+// branch's or iteration's state, and reaches the parent state when the
+// branch or iteration is merged back.
+func UpdatesContext() StepOption {
+	return kindsOption("UpdatesContext", allKinds, func(d *stepDef) error {
+		d.updatesState = true
+		return nil
+	})
 }
 
 // WithRetries sets how many times a failed attempt is retried: the step makes

@@ -85,6 +85,11 @@ func (l Limits) describeBreach(u Usage) string {
 // branches share their run's quota.
 type quota struct {
 	limits Limits
+	parent *quota // a parallel branch's share reports its usage up
+	// Caps of a branch's share: the split of what remained at the fork.
+	capCost   float64
+	capTokens int64
+	capped    bool
 
 	mu       sync.Mutex // protects used and reserved
 	used     Usage
@@ -99,19 +104,71 @@ func (q *quota) reserve(est Usage) (Usage, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	wouldBe := q.used.Add(q.reserved).Add(est)
-	if q.limits.exceeds(wouldBe) {
+	if q.over(wouldBe) {
 		return wouldBe, false
 	}
 	q.reserved = q.reserved.Add(est)
 	return wouldBe, true
 }
 
+// over reports whether u breaches q: the run's limits, or a branch's share.
+func (q *quota) over(u Usage) bool {
+	if !q.capped {
+		return q.limits.exceeds(u)
+	}
+	return (q.limits.MaxCostUSD > 0 && u.CostUSD > q.capCost+costEpsilon) ||
+		(q.limits.MaxTokens > 0 && u.Tokens() > q.capTokens)
+}
+
+// split divides what remains of q evenly among n parallel branches: tokens
+// with the remainder to the first branches, cost in equal parts. Each share
+// reports its usage up to q. A nil quota splits into nil shares.
+func (q *quota) split(n int) []*quota {
+	shares := make([]*quota, n)
+	if q == nil || n == 0 {
+		return shares
+	}
+	q.mu.Lock()
+	used := q.used.Add(q.reserved)
+	cost, tokens := q.remaining(used)
+	q.mu.Unlock()
+	for i := range shares {
+		t := tokens / int64(n)
+		if int64(i) < tokens%int64(n) {
+			t++
+		}
+		shares[i] = &quota{limits: q.limits, parent: q, capped: true, capCost: cost / float64(n), capTokens: t}
+	}
+	return shares
+}
+
+// remaining returns what the caps leave after used.
+func (q *quota) remaining(used Usage) (float64, int64) {
+	cost, tokens := q.limits.MaxCostUSD-used.CostUSD, q.limits.MaxTokens-used.Tokens()
+	if q.capped {
+		cost, tokens = q.capCost-used.CostUSD, q.capTokens-used.Tokens()
+	}
+	return max(cost, 0), max(tokens, 0)
+}
+
 // reconcile releases the reservation est and records the actual usage. It
 // reports false, with the run's usage, when the actual usage breaches.
 func (q *quota) reconcile(est, actual Usage) (Usage, bool) {
+	if q.parent != nil {
+		q.parent.record(actual)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.reserved = q.reserved.sub(est)
 	q.used = q.used.Add(actual)
-	return q.used, !q.limits.exceeds(q.used)
+	return q.used, !q.over(q.used)
+}
+
+// record adds usage spent by a branch's share to q and its ancestors.
+func (q *quota) record(u Usage) {
+	for ; q != nil; q = q.parent {
+		q.mu.Lock()
+		q.used = q.used.Add(u)
+		q.mu.Unlock()
+	}
 }
