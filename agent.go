@@ -1,7 +1,9 @@
 package caudal
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"reflect"
 )
 
@@ -52,15 +54,42 @@ type funcAgent[I, O any] struct {
 func (a funcAgent[I, O]) Run(ctx context.Context, in any) (Reply, error) {
 	v, ok := in.(I)
 	if !ok && in != nil {
-		return Reply{}, &TypeError{Step: a.name, Want: reflect.TypeFor[I]().String(), Got: reflect.TypeOf(in).String()}
+		if v, ok = fromJSONValue[I](in); !ok {
+			return Reply{}, &TypeError{Step: a.name, Want: reflect.TypeFor[I]().String(), Got: reflect.TypeOf(in).String()}
+		}
 	}
 	out, err := a.fn(ctx, v)
 	return Reply{Output: out}, err
 }
 
+// fromJSONValue converts a decoded JSON value — what a value becomes after a
+// snapshot's round trip through encoding/json — into an I, when it encodes
+// to JSON that decodes into one.
+func fromJSONValue[I any](in any) (I, bool) {
+	var v I
+	switch in.(type) {
+	case map[string]any, []any, float64, string, bool, json.Number:
+	default:
+		return v, false
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return v, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, false
+	}
+	return v, true
+}
+
 // Func makes an agent step from a typed function. A nil input becomes the
-// zero I; an input of another type fails the attempt with a [*TypeError]
-// (matching [ErrTypeMismatch]). The types I and O are recorded so that
+// zero I; a decoded JSON value (a map[string]any, []any, float64, string or
+// bool, as inputs become after a [Snapshot] went through encoding/json) is
+// converted to I through its JSON form when it fits exactly; any other input
+// of another type fails the attempt with a [*TypeError] (matching
+// [ErrTypeMismatch]). The types I and O are recorded so that
 // sequences of typed steps are checked by [Build].
 //
 // Func panics if fn is nil.

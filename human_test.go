@@ -205,3 +205,42 @@ func TestPauseIsNotRetriedOrFallenBack(t *testing.T) {
 		t.Errorf("err = %v, backup calls %d; want the pause and nothing after it", err, backup.calls.Load())
 	}
 }
+
+func TestPauseResumeInRouter(t *testing.T) {
+	var picks atomic.Int32
+	pick := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
+		picks.Add(1)
+		return caudal.Reply{Output: []string{"auto", "manual"}}, nil
+	})
+	auto := &tally{name: "auto"}
+	step := caudal.Router("route", pick,
+		caudal.Branch("auto", auto.step()),
+		caudal.Branch("manual", caudal.HumanInput("ask", "?")),
+		caudal.Branch("unused", constant("U")))
+	res, _, _ := runToEnd(t, step, "in", "by hand")
+	if fmt.Sprint(res.Output) != "map[auto:auto(in) manual:by hand]" || picks.Load() != 1 || auto.calls.Load() != 1 {
+		t.Errorf("output %v, picks %d, auto calls %d; want both branches, the router and auto run once", res.Output, picks.Load(), auto.calls.Load())
+	}
+}
+
+// order is a typed payload that goes through a snapshot as JSON.
+type order struct {
+	ID    string `json:"id"`
+	Items int    `json:"items"`
+}
+
+func TestPauseResumeTypedInput(t *testing.T) {
+	// The human's answer arrives as decoded JSON (a map), as it would from a
+	// web form; the typed step converts it to an order.
+	var seen []order
+	check := caudal.Func("check", func(_ context.Context, o order) (order, error) {
+		seen = append(seen, o)
+		o.Items++
+		return o, nil
+	})
+	step := caudal.Loop("l", caudal.Seq("body", caudal.HumanInput("ok", "continue?"), check), caudal.WithMaxIterations(1))
+	res, _, _ := runToEnd(t, step, order{ID: "A-1", Items: 2}, map[string]any{"id": "A-1", "items": 2.0})
+	if fmt.Sprint(seen) != "[{A-1 2}]" || res.Output != (order{ID: "A-1", Items: 3}) {
+		t.Errorf("seen %v, output %v; want the typed order converted back", seen, res.Output)
+	}
+}

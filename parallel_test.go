@@ -304,3 +304,20 @@ func TestParallelBuildErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestParallelCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancelCause(t.Context())
+		errStop := errors.New("caller stopped")
+		block := caudal.AgentFunc(func(ctx context.Context, _ any) (caudal.Reply, error) {
+			<-ctx.Done()
+			return caudal.Reply{}, context.Cause(ctx)
+		})
+		step := mustBuild(t, caudal.Parallel("p", caudal.Branch("a", caudal.AgentStep("a", block)), caudal.Branch("b", caudal.AgentStep("b", block))))
+		time.AfterFunc(time.Second, func() { cancel(errStop) })
+		_, err := mustNew(t).Execute(ctx, step, nil)
+		if !errors.Is(err, errStop) {
+			t.Errorf("err = %v; want the caller's cause", err)
+		}
+	})
+}

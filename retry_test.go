@@ -309,6 +309,8 @@ func TestTypedFunc(t *testing.T) {
 		{"typed input", 21, 42, nil},
 		{"nil is the zero value", nil, 0, nil},
 		{"wrong type", "21", nil, caudal.ErrTypeMismatch},
+		{"JSON number converted", 21.0, 42, nil},
+		{"fractional JSON number refused", 21.5, nil, caudal.ErrTypeMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Command quickstart runs a small Caudal pipeline on the in-process executor:
-// a flaky "planner" agent with retries, a validator and a cheaper fallback,
-// then a cached "summarizer", all under a token budget, with every event
-// logged through log/slog.
+// a flaky "planner" agent with retries, a validator and a fallback; two
+// research branches in parallel whose findings merge into the run's state; a
+// cached summarizer; and a human approval that pauses the run, which is then
+// resumed with an answer — all under a token budget, with every event logged
+// through log/slog.
 //
 // Usage:
 //
@@ -65,6 +67,15 @@ func hasSteps(_ context.Context, out any) error {
 	return nil
 }
 
+// research stands in for a search tool; it records its finding in the
+// branch's state, which the parallel step merges back.
+func research(source string) caudal.Agent {
+	return caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+		caudal.StateFrom(ctx).Set("found_"+source, fmt.Sprintf("3 %s results", source))
+		return caudal.Reply{Output: in, Usage: caudal.Usage{PromptTokens: 30, CostUSD: 0.0001}}, nil
+	})
+}
+
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ex, err := caudal.New(
@@ -80,36 +91,44 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := caudal.Build(caudal.AgentStep("plan", caudal.AgentFunc(overloaded),
-		caudal.WithRetries(1), caudal.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
-		caudal.WithFallback(caudal.AgentStep("plan_validated", caudal.AgentFunc(planner),
-			caudal.WithRetries(2), caudal.WithBackoff(0, 0), caudal.WithTimeout(5*time.Second),
-			caudal.WithValidators(hasSteps))),
+	pipeline, err := caudal.Build(caudal.Seq("report",
+		caudal.AgentStep("plan", caudal.AgentFunc(overloaded),
+			caudal.WithRetries(1), caudal.WithBackoff(10*time.Millisecond, 50*time.Millisecond),
+			caudal.WithFallback(caudal.AgentStep("plan_validated", caudal.AgentFunc(planner),
+				caudal.WithRetries(2), caudal.WithBackoff(0, 0), caudal.WithTimeout(5*time.Second),
+				caudal.WithValidators(hasSteps)))),
+		caudal.Parallel("research",
+			caudal.Branch("web", caudal.AgentStep("search", research("web"))),
+			caudal.Branch("papers", caudal.AgentStep("search", research("papers"))),
+			caudal.WithMerge(caudal.ContextUpdate)),
+		caudal.Func("pick", func(_ context.Context, found map[string]any) (string, error) {
+			return fmt.Sprint(found["web"]), nil
+		}),
+		caudal.Cached(caudal.AgentStep("summarize", caudal.AgentFunc(summarizer)), cache),
+		caudal.HumanInput("approve", "Publish this summary?"),
 	))
 	if err != nil {
 		return err
 	}
-	summarize, err := caudal.Build(caudal.Cached(caudal.AgentStep("summarize", caudal.AgentFunc(summarizer)), cache))
+
+	state := caudal.NewState(nil)
+	res, err := ex.Execute(ctx, pipeline, map[string]any{"topic": "solid-state batteries"},
+		caudal.WithRunID("quickstart"), caudal.WithState(state))
+	var paused *caudal.PausedError
+	if !errors.As(err, &paused) {
+		return fmt.Errorf("expected the run to pause for approval, got %v", err)
+	}
+	fmt.Printf("\nplan:    %v\n", res.Children[0].Output)
+	fmt.Printf("found:   web=%v papers=%v\n", must(caudal.Get[string](state, "found_web")), must(caudal.Get[string](state, "found_papers")))
+	fmt.Printf("summary: %v\n", res.Children[3].Output)
+	fmt.Printf("paused:  %s asks %q; answering \"yes\"\n\n", paused.Path, paused.Message)
+
+	res, err = ex.Execute(ctx, pipeline, nil, caudal.WithRunID("quickstart"), caudal.WithResume(paused.Snapshot, "yes"))
 	if err != nil {
 		return err
 	}
-
-	var spent caudal.Usage
-	for _, t := range []string{"solid-state batteries", "solid-state batteries"} {
-		res, err := ex.Execute(ctx, plan, map[string]any{"topic": t}, caudal.WithRunID("quickstart"))
-		if err != nil {
-			return err
-		}
-		spent = spent.Add(res.Usage)
-		sum, err := ex.Execute(ctx, summarize, res.Output, caudal.WithRunID("quickstart"))
-		if err != nil {
-			return err
-		}
-		spent = spent.Add(sum.Usage)
-		fmt.Printf("plan:    %v\n  attempts=%d fallback=%v tokens=%d\n", res.Output, res.Attempts,
-			res.Metadata[caudal.MetaFallbackTriggered], res.Usage.Tokens())
-		fmt.Printf("summary: %v\n  cache_hit=%v\n", sum.Output, sum.Metadata[caudal.MetaCacheHit])
-	}
-	fmt.Printf("total: %d tokens, $%.4f\n", spent.Tokens(), spent.CostUSD)
+	fmt.Printf("\nresult:  %v (success=%v, %d tokens, $%.4f)\n", res.Output, res.Success, res.Usage.Tokens(), res.Usage.CostUSD)
 	return nil
 }
+
+func must[T any](v T, _ bool) T { return v }
