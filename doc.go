@@ -6,10 +6,13 @@
 //
 // A pipeline is made of [Step] values from constructors: [AgentStep] around
 // an [Agent] (or an [AgentFunc]), [Func] around a typed function, [Cached]
-// around another step. [Build] checks the whole graph once — missing agents,
-// invalid or inapplicable options, fallback cycles — and compiles it; an
-// [Executor] made by [New] then runs the built step with
-// [Executor.Execute] as often as needed, from any number of goroutines.
+// around another step, and the control flow — [Seq], [Parallel], [Loop],
+// [Map], [RefineUntil], [Conditional], [Router], [HumanInput]. [Build]
+// checks the whole graph once — missing agents, invalid or inapplicable
+// options, fallback cycles, duplicate sibling names, type mismatches between
+// typed steps — and compiles it; an [Executor] made by [New] then runs the
+// built step with [Executor.Execute] as often as needed, from any number of
+// goroutines.
 //
 //	ex, err := caudal.New()
 //	step, err := caudal.Build(caudal.AgentStep("summarize", agent,
@@ -42,10 +45,26 @@
 //     validator's rejection becomes the next attempt's [Feedback]. A panic
 //     anywhere becomes a [*PanicError].
 //
+// # Control flow and the run state
+//
+// A run may carry a [State] ([WithState]): a JSON-encodable value store the
+// steps share, read in agents with [StateFrom] and [Get]. A step marked
+// [UpdatesContext] merges its output into it. Parallel branches, loop
+// iterations, map items and the attempts of a retrying step each run on an
+// isolated deep copy ([Cloner] lets a type copy itself); successful ones are
+// merged back — parallel branches by [MergeStrategy], in declaration order,
+// never completion order.
+//
+// A [HumanInput] step stops the run with a [*PausedError] whose [Snapshot]
+// records where every enclosing construct stands; [WithResume] continues
+// from there without re-running finished work.
+//
 // # Usage and money
 //
 // Every attempt's usage is counted, failed ones included, and a fallback's
-// usage is added to its step's: money spent is money spent.
+// usage is added to its step's: money spent is money spent. A parallel step
+// splits what remains of the budget evenly across its branches; a breach in
+// one branch cancels its siblings.
 //
 // # Events
 //

@@ -152,7 +152,8 @@ func (ex *Executor) execConditional(ctx context.Context, r *run, n *node, in any
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
 	defer func() { res.Latency = time.Since(start) }()
 	var key string
-	if fr := r.resume.frame(n.path); fr != nil {
+	fr := r.resume.frame(n.path)
+	if fr != nil {
 		key = fr.Key
 	} else if key, err = guard2(ctx, in, n.branchKey); err != nil {
 		return ex.fail(res, fmt.Errorf("caudal: step %q: branch key: %w", n.path, err))
@@ -163,7 +164,9 @@ func (ex *Executor) execConditional(ctx context.Context, r *run, n *node, in any
 	}
 	res.setMeta(MetaBranchKey, key)
 	bin := in
-	if n.inputMapper != nil {
+	if fr != nil {
+		bin = fr.Input // resuming: the branch's (mapped) input
+	} else if n.inputMapper != nil {
 		if bin, err = guard2(ctx, in, n.inputMapper); err != nil {
 			return ex.fail(res, fmt.Errorf("caudal: step %q: input mapper: %w", n.path, err))
 		}
@@ -175,7 +178,7 @@ func (ex *Executor) execConditional(ctx context.Context, r *run, n *node, in any
 	if err != nil {
 		res.Output, res.Feedback = child.Output, child.Feedback
 		if pe := asPaused(err); pe != nil {
-			pe.addFrame(n.path, &frame{Key: key})
+			pe.addFrame(n.path, &frame{Key: key, Input: bin})
 		}
 		return err
 	}
@@ -204,7 +207,7 @@ func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res
 	fr := r.resume.frame(n.path)
 	var names []string
 	if fr != nil {
-		names = fr.Selected
+		names, in = fr.Selected, fr.Input
 	} else {
 		reply, err := callAgent(ctx, n.agent, in)
 		res.Usage = reply.Usage

@@ -244,3 +244,36 @@ func TestPauseResumeTypedInput(t *testing.T) {
 		t.Errorf("seen %v, output %v; want the typed order converted back", seen, res.Output)
 	}
 }
+
+func TestResumeKeepsConstructInputs(t *testing.T) {
+	// Top-level constructs get no input on resume: they must take it from
+	// their frame.
+	echo := func(name string) caudal.Step { return caudal.AgentStep(name, echoAgent{}) }
+	tests := []struct {
+		name string
+		give caudal.Step
+		want string
+	}{
+		{
+			"parallel", caudal.Parallel("p", caudal.Branch("ask", caudal.HumanInput("ask", "?")), caudal.Branch("echo", caudal.Seq("s", caudal.HumanInput("wait", "?"), echo("e")))),
+			"map[ask:first echo:second]",
+		},
+		{
+			"conditional", caudal.Conditional("c", func(context.Context, any) (string, error) { return "x", nil },
+				caudal.Branch("x", caudal.Parallel("p", caudal.Branch("ask", caudal.HumanInput("ask", "?")), caudal.Branch("echo", echo("e"))))),
+			"map[ask:first echo:orig]",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answers := []any{"first", "second"}
+			if tt.name == "conditional" {
+				answers = answers[:1]
+			}
+			res, _, _ := runToEnd(t, tt.give, "orig", answers...)
+			if fmt.Sprint(res.Output) != tt.want {
+				t.Errorf("output = %v; want %s", res.Output, tt.want)
+			}
+		})
+	}
+}

@@ -200,7 +200,11 @@ func (ex *Executor) execParallel(ctx context.Context, r *run, n *node, in any, r
 	for i := range all {
 		all[i] = i
 	}
-	return ex.runBranches(ctx, r, n, in, res, all, r.resume.frame(n.path), start)
+	fr := r.resume.frame(n.path)
+	if fr != nil {
+		in = fr.Input // resuming: the input the branches had
+	}
+	return ex.runBranches(ctx, r, n, in, res, all, fr, start)
 }
 
 // branchRun is one branch's execution inside runBranches.
@@ -314,7 +318,7 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 	case firstFail != nil && (n.merge.failure == Propagate || failed == len(runs)):
 		return ex.fail(res, firstFail)
 	case pause != nil:
-		return ex.pauseBranches(n, res, runs, selected, pause)
+		return ex.pauseBranches(n, in, res, runs, selected, pause)
 	}
 	if err := ex.mergeBranches(ctx, r, n, parent, runs, selected, res); err != nil {
 		return ex.fail(res, err)
@@ -325,9 +329,9 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 
 // pauseBranches records the branches of a paused parallel step: finished
 // ones with their result and state changes, paused ones with their state.
-func (ex *Executor) pauseBranches(n *node, res *StepResult, runs []branchRun, selected []int, first error) error {
+func (ex *Executor) pauseBranches(n *node, in any, res *StepResult, runs []branchRun, selected []int, first error) error {
 	pe := asPaused(first)
-	f := &frame{Branches: make(map[string]*branchFrame, len(runs))}
+	f := &frame{Input: in, Branches: make(map[string]*branchFrame, len(runs))}
 	for pos := range runs {
 		br := &runs[pos]
 		name := n.branchNames[selected[pos]]
