@@ -46,10 +46,10 @@ bench: ## Run all benchmarks 10 times and save them to bench.txt (compare with .
 bench-smoke: ## Run every benchmark once, to check that they still work
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
-bench-table: ## Run the core benchmarks (-count=10) and regenerate the README performance table
-	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute)$$' -benchmem -count=10 . > bench-core.txt
+bench-table: ## Run the core and control-flow benchmarks (-count=10) and regenerate the README performance table
+	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)$$' -benchmem -count=10 . > bench-core.txt
 	$(GO) run ./internal/tools/benchtable -in bench-core.txt -readme README.md \
-		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute)\$$' -benchmem -count=10 ."
+		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)\$$' -benchmem -count=10 ."
 
 tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy

@@ -5,10 +5,14 @@
 // It reads text produced by `go test -bench ... -benchmem -count=N`, takes the
 // median ns/op, B/op and allocs/op of every benchmark over its runs, and
 // writes a Markdown block: a note naming the command, the machine and the
-// date, a table of the medians in input order, and a table of the core
-// targets (Execute/bare − Floor/bare ≤ 50 ns with 0 allocs/op,
-// Execute/policies − Floor/timeout ≤ 500 ns with ≤ 6 allocs/op) for the
-// benchmarks that are present.
+// date, a table of the medians in input order, and a table of the targets
+// whose benchmarks are present:
+//
+//   - Execute/bare − Floor/bare ≤ 50 ns, with 0 allocs/op;
+//   - Execute/policies − Floor/timeout ≤ 500 ns, with ≤ 6 allocs/op;
+//   - Seq/steps=3 ≤ 5 µs and Parallel/branches=5 ≤ 10 µs;
+//   - per extra sequential step, (Seq/steps=10 − Seq/steps=3) / 7 ≤ 250 ns,
+//     with ≤ 2 allocs/op.
 //
 // Usage:
 //
@@ -25,7 +29,8 @@
 //		<!-- bench-table:end --> of file with the block (keeping the markers);
 //		without it the block is printed to standard output
 //
-// `make bench-table` runs the core benchmarks and this command.
+// `make bench-table` runs the core and control-flow benchmarks and this
+// command.
 //
 // Exit status: 2 on bad flags, 1 on any other error.
 package main
@@ -302,12 +307,67 @@ func targets(rep *Report) []TargetRow {
 			Met:      m <= limit,
 		})
 	}
+	// latency is a median ns/op against a limit in µs.
+	latency := func(name string, limitUs float64) {
+		b := rep.Find(name)
+		if b == nil {
+			return
+		}
+		m, _ := median(b.NsOp)
+		rows = append(rows, TargetRow{
+			Metric:   name,
+			Measured: fmtUs(m) + " µs",
+			Target:   "≤ " + fmtNum(limitUs) + " µs",
+			Met:      m <= limitUs*1000,
+		})
+	}
+	// perStep is the cost of one step beyond the first three of a sequence.
+	perStep := func(limitNs, limitAllocs float64) {
+		long, short := rep.Find(seqLong), rep.Find(seqShort)
+		if long == nil || short == nil {
+			return
+		}
+		const extra = seqLongSteps - seqShortSteps
+		lm, _ := median(long.NsOp)
+		sm, _ := median(short.NsOp)
+		d := (lm - sm) / extra
+		rows = append(rows, TargetRow{
+			Metric:   perStepMetric,
+			Measured: fmtNs(d) + " ns",
+			Target:   "≤ " + fmtNum(limitNs) + " ns",
+			Met:      d <= limitNs,
+		})
+		la, lok := median(long.Allocs)
+		sa, sok := median(short.Allocs)
+		if !lok || !sok {
+			return
+		}
+		a := (la - sa) / extra
+		rows = append(rows, TargetRow{
+			Metric:   perStepMetric + " allocs",
+			Measured: fmtNum(math.Round(a*100) / 100),
+			Target:   "≤ " + fmtNum(limitAllocs),
+			Met:      a <= limitAllocs,
+		})
+	}
 	diff("Execute/bare", "Floor/bare", 50)
 	allocs("Execute/bare", 0)
 	diff("Execute/policies", "Floor/timeout", 500)
 	allocs("Execute/policies", 6)
+	latency(seqShort, 5)
+	latency("Parallel/branches=5", 10)
+	perStep(250, 2)
 	return rows
 }
+
+// The two sequence benchmarks whose difference gives the per-step cost.
+const (
+	seqShortSteps = 3
+	seqLongSteps  = 10
+	seqShort      = "Seq/steps=3"
+	seqLong       = "Seq/steps=10"
+	perStepMetric = "per extra sequential step: (" + seqLong + " − " + seqShort + ") / 7"
+)
 
 // render writes the Markdown block (without the markers), ending in a newline.
 func render(rep *Report, cmd string, t time.Time) string {
@@ -378,6 +438,9 @@ func fmtNs(v float64) string {
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64)
 }
+
+// fmtUs formats a duration given in ns as µs with two decimals.
+func fmtUs(ns float64) string { return strconv.FormatFloat(ns/1000, 'f', 2, 64) }
 
 // fmtNum formats a count without trailing zeros (0, 48, 2.5).
 func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }

@@ -14,7 +14,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/README.golden.md")
 
-const testCmd = `go test -run='^$' -bench='^Benchmark(Floor|Execute)$' -benchmem -count=5 .`
+const testCmd = `go test -run='^$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)$' -benchmem -count=5 .`
 
 // fixedNow pins the date of the note for the duration of the test.
 func fixedNow(t *testing.T) {
@@ -53,6 +53,8 @@ func TestParseSample(t *testing.T) {
 	want := []string{
 		"Floor/bare", "Floor/timeout", "Execute/bare", "Execute/policies",
 		"Execute/policies+slog", "Execute/cache=hit", "Execute/cache=miss", "Execute/fallback",
+		"Seq/steps=3", "Seq/steps=10", "Parallel/branches=5", "Loop/iters=10", "Map/items=100",
+		"Isolation/keys=8", "Isolation/keys=64", "Isolation/keys=1024",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("names = %q, want %q (input order, no -N suffix)", names, want)
@@ -67,6 +69,10 @@ func TestParseSample(t *testing.T) {
 	}
 	if m, _ := median(ft.Allocs); m != 4 {
 		t.Errorf("Floor/timeout allocs/op median = %v, want 4", m)
+	}
+	ik := rep.Find("Isolation/keys=1024")
+	if m, _ := median(ik.BOp); m != 1165723 {
+		t.Errorf("Isolation/keys=1024 B/op median = %v, want 1165723", m)
 	}
 }
 
@@ -174,6 +180,80 @@ func TestTargetsFail(t *testing.T) {
 	}
 }
 
+func TestTargetsFlowPass(t *testing.T) {
+	rep := report(
+		bench("Seq/steps=3", []float64{4900, 5000, 5100}, 9),           // median 5000: on the limit
+		bench("Seq/steps=10", []float64{6750, 6600, 6800}, 23),         // median 6750: (6750−5000)/7 = 250
+		bench("Parallel/branches=5", []float64{9999, 10000, 8000}, 30), // median 9999
+	)
+	want := []TargetRow{
+		{"Seq/steps=3", "5.00 µs", "≤ 5 µs", true},
+		{"Parallel/branches=5", "10.00 µs", "≤ 10 µs", true},
+		{"per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7", "250.0 ns", "≤ 250 ns", true},
+		{"per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7 allocs", "2", "≤ 2", true},
+	}
+	if got := targets(rep); !slices.Equal(got, want) {
+		t.Errorf("targets =\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestTargetsFlowFail(t *testing.T) {
+	rep := report(
+		bench("Seq/steps=3", []float64{5001, 5003}, 9),            // median 5002
+		bench("Seq/steps=10", []float64{6760, 6762}, 24),          // median 6761: (6761−5002)/7 ≈ 251.3
+		bench("Parallel/branches=5", []float64{10000, 10004}, 30), // median 10002
+	)
+	want := []TargetRow{
+		{"Seq/steps=3", "5.00 µs", "≤ 5 µs", false},
+		{"Parallel/branches=5", "10.00 µs", "≤ 10 µs", false},
+		{"per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7", "251.3 ns", "≤ 250 ns", false},
+		{"per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7 allocs", "2.14", "≤ 2", false},
+	}
+	if got := targets(rep); !slices.Equal(got, want) {
+		t.Errorf("targets =\n%v\nwant\n%v", got, want)
+	}
+	block := render(rep, "go test", time.Now())
+	if strings.Count(block, "❌") != 4 || strings.Contains(block, "✅") {
+		t.Errorf("render marks:\n%s", block)
+	}
+}
+
+func TestTargetsFlowOnlyPresent(t *testing.T) {
+	metrics := func(rep *Report) []string {
+		var m []string
+		for _, r := range targets(rep) {
+			m = append(m, r.Metric)
+		}
+		return m
+	}
+	// Seq/steps=3 alone: its latency row, no per-step rows.
+	rep := report(bench("Seq/steps=3", []float64{2000}, 9), bench("Loop/iters=10", []float64{3000}, 20))
+	if got, want := metrics(rep), []string{"Seq/steps=3"}; !slices.Equal(got, want) {
+		t.Errorf("metrics = %q, want %q", got, want)
+	}
+	// Without allocs (no -benchmem): the per-step ns row only.
+	rep = report(
+		&Result{Name: "Seq/steps=3", NsOp: []float64{2000}},
+		&Result{Name: "Seq/steps=10", NsOp: []float64{3400}},
+	)
+	want := []TargetRow{
+		{"Seq/steps=3", "2.00 µs", "≤ 5 µs", true},
+		{"per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7", "200.0 ns", "≤ 250 ns", true},
+	}
+	if got := targets(rep); !slices.Equal(got, want) {
+		t.Errorf("targets =\n%v\nwant\n%v", got, want)
+	}
+	// Only the other control-flow benchmarks: no Targets table.
+	rep = report(
+		bench("Loop/iters=10", []float64{3000}, 20),
+		bench("Map/items=100", []float64{30000}, 300),
+		bench("Isolation/keys=8", []float64{500}, 2),
+	)
+	if got := metrics(rep); len(got) != 0 {
+		t.Errorf("metrics = %q, want none", got)
+	}
+}
+
 func TestTargetsOnlyPresent(t *testing.T) {
 	// Without Floor/timeout there is no policies difference row; allocs rows
 	// need only their own benchmark.
@@ -265,6 +345,12 @@ func TestStdout(t *testing.T) {
 		"| `Execute/bare − Floor/bare` | 33.7 ns | ≤ 50 ns | ✅ |",
 		"| `Execute/policies − Floor/timeout` | -114.0 ns | ≤ 500 ns | ✅ |",
 		"| `Execute/policies allocs` | 4 | ≤ 6 | ✅ |",
+		"| `Seq/steps=10` | 3450 | 1536 | 1 |",
+		"| `Isolation/keys=1024` | 4575526 | 1165723 | 10290 |",
+		"| `Seq/steps=3` | 1.04 µs | ≤ 5 µs | ✅ |",
+		"| `Parallel/branches=5` | 6.76 µs | ≤ 10 µs | ✅ |",
+		"| `per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7` | 344.9 ns | ≤ 250 ns | ❌ |",
+		"| `per extra sequential step: (Seq/steps=10 − Seq/steps=3) / 7 allocs` | 0 | ≤ 2 | ✅ |",
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("output lacks line %q:\n%s", want, out)
