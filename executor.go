@@ -22,6 +22,8 @@ type Executor struct {
 	keyer    engine.Keyer
 	sharer   engine.Sharer[StepResult]
 	alloc    engine.Allocator[StepResult]
+	isolate  engine.Isolation
+	fanOut   engine.FanOut
 
 	limits Limits // default limits of every execution
 	quiet  bool   // no sink and no default limits: bare steps may take the fast path
@@ -39,7 +41,9 @@ func New(opts ...Option) (*Executor, error) {
 	ex := &Executor{
 		keyer:  engine.CanonicalKeyer{},
 		sharer: copySharer{},
-		alloc:  engine.Fresh[StepResult]{},
+		alloc:   engine.Fresh[StepResult]{},
+		isolate: engine.DeepCopy{},
+		fanOut:  engine.Fixed{},
 		limits: s.limits,
 	}
 	if len(s.sinks) > 0 {
@@ -274,7 +278,7 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 
 		actx, astate := ctx, state
 		if state != nil {
-			astate = state.clone()
+			astate = state.fork(ex.isolate)
 			actx = withState(ctx, astate)
 		}
 		var (
@@ -287,7 +291,7 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 			reply, aerr = ex.attempt(actx, r, n, in, feedback)
 		}
 		if aerr == nil && state != nil {
-			state.mergeFrom(astate)
+			state.mergeFrom(ex.isolate, astate)
 		}
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || aerr == nil {

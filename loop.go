@@ -105,7 +105,7 @@ func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *
 		res.Attempts = i
 		ictx, ist := ctx, (*State)(nil)
 		if parent != nil {
-			ist = parent.clone()
+			ist = parent.fork(ex.isolate)
 			ictx = withState(ctx, ist)
 		}
 		res.Children = append(res.Children, StepResult{})
@@ -116,7 +116,7 @@ func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *
 		if berr != nil {
 			if pe := asPaused(berr); pe != nil {
 				if ist != nil {
-					parent.mergeFrom(ist)
+					parent.mergeFrom(ex.isolate, ist)
 				}
 				pe.addFrame(n.path, &frame{Index: i, Input: cur, Results: cloneResults(res.Children[:len(res.Children)-1])})
 				return berr
@@ -127,7 +127,7 @@ func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *
 			return fmt.Errorf("caudal: step %q: iteration %d: %w", n.path, i, berr)
 		}
 		if ist != nil {
-			parent.mergeFrom(ist)
+			parent.mergeFrom(ex.isolate, ist)
 		}
 		if n.exitCond != nil {
 			done, cerr := guard2(ctx, child.Output, n.exitCond)
@@ -284,13 +284,13 @@ func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *S
 			case bf != nil:
 				br.state = NewState(bf.State)
 			default:
-				br.state = parent.clone()
+				br.state = parent.fork(ex.isolate)
 			}
 			ictx = withState(ctx, br.state)
 		}
 		br.err = ex.exec(ictx, &child, n.body, items[i], &br.res)
 		if br.state != nil && (br.err == nil || errors.Is(br.err, ErrPaused)) {
-			br.writes = parent.writesSince(br.state)
+			br.writes = parent.writesSince(ex.isolate, br.state)
 			if sequential {
 				parent.apply(br.writes)
 			}
@@ -315,7 +315,7 @@ func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *S
 			}
 		}
 		var wg sync.WaitGroup
-		for range min(n.concurrency, len(todo)) - 1 {
+		for range ex.fanOut.Workers(n.concurrency, len(todo)) - 1 {
 			wg.Go(work)
 		}
 		work()

@@ -242,7 +242,7 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 			todo = append(todo, pos)
 		default:
 			if parent != nil {
-				br.state = parent.clone()
+				br.state = parent.fork(ex.isolate)
 			}
 			todo = append(todo, pos)
 		}
@@ -270,7 +270,7 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 			}
 		}
 	}
-	workers := min(n.concurrency, len(todo))
+	workers := ex.fanOut.Workers(n.concurrency, len(todo))
 	var wg sync.WaitGroup
 	for range workers - 1 {
 		wg.Go(work)
@@ -290,7 +290,7 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 		case br.err == nil && (br.done && br.res.Success || !br.done):
 			output[n.branchNames[selected[pos]]] = br.res.Output
 			if br.state != nil && !br.done {
-				br.writes = parent.writesSince(br.state)
+				br.writes = parent.writesSince(ex.isolate, br.state)
 			}
 		case br.done:
 			failed++
@@ -364,7 +364,7 @@ func (ex *Executor) mergeBranches(ctx context.Context, r *run, n *node, parent *
 			br := &runs[pos]
 			st := br.state
 			if st == nil { // restored from a snapshot: rebuild from the fork
-				st = parent.clone()
+				st = parent.fork(ex.isolate)
 				st.apply(br.writes)
 			}
 			branches[pos] = BranchState{Name: n.branchNames[selected[pos]], Result: br.res, State: st}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/engine"
 	"github.com/caudal-go/caudal/internal/statemerge"
 )
 
@@ -143,20 +144,20 @@ func (s *State) get(key string) (any, bool) {
 	return v, ok
 }
 
-// clone returns an isolated deep copy of s.
-func (s *State) clone() *State {
+// fork returns an isolated copy of s, made by iso.
+func (s *State) fork(iso engine.Isolation) *State {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &State{m: deepcopy.CopyMap(s.m)}
+	return &State{m: iso.Fork(s.m)}
 }
 
 // writesSince returns what child changed relative to s, its fork parent.
-func (s *State) writesSince(child *State) []statemerge.Write {
+func (s *State) writesSince(iso engine.Isolation, child *State) []statemerge.Write {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	child.mu.RLock()
 	defer child.mu.RUnlock()
-	return statemerge.Diff(s.m, child.m)
+	return iso.Writes(s.m, child.m)
 }
 
 // apply applies writes to s.
@@ -170,7 +171,7 @@ func (s *State) apply(writes []statemerge.Write) {
 }
 
 // mergeFrom applies what child changed relative to s.
-func (s *State) mergeFrom(child *State) { s.apply(s.writesSince(child)) }
+func (s *State) mergeFrom(iso engine.Isolation, child *State) { s.apply(s.writesSince(iso, child)) }
 
 // snapshot returns a deep copy of the contents.
 func (s *State) snapshot() map[string]any {

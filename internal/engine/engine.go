@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/statemerge"
 )
 
 // Recorder receives the executor's events. E is the event type of the
@@ -77,3 +80,39 @@ func (Fresh[R]) Metadata(hint int) map[string]any { return make(map[string]any, 
 
 // Children returns a new slice of length 0 and capacity n.
 func (Fresh[R]) Children(n int) []R { return make([]R, 0, n) }
+
+// Isolation gives parallel branches, loop iterations, map items and retried
+// attempts their own state, and finds what each changed.
+type Isolation interface {
+	// Fork returns a state for a child that the child may change without the
+	// parent seeing it.
+	Fork(parent map[string]any) map[string]any
+	// Writes returns what child changed relative to parent, its fork origin.
+	Writes(parent, child map[string]any) []statemerge.Write
+}
+
+// DeepCopy is the baseline [Isolation]: a deep copy per fork and a
+// full-tree diff per merge.
+type DeepCopy struct{}
+
+// Fork deep-copies parent.
+func (DeepCopy) Fork(parent map[string]any) map[string]any { return deepcopy.CopyMap(parent) }
+
+// Writes diffs the whole trees.
+func (DeepCopy) Writes(parent, child map[string]any) []statemerge.Write {
+	return statemerge.Diff(parent, child)
+}
+
+// FanOut decides how many branches of a parallel step (or items of a
+// parallel map) run at once.
+type FanOut interface {
+	// Workers returns the number of workers for pending branches under the
+	// step's configured limit.
+	Workers(limit, pending int) int
+}
+
+// Fixed is the baseline [FanOut]: the configured limit, always.
+type Fixed struct{}
+
+// Workers returns min(limit, pending).
+func (Fixed) Workers(limit, pending int) int { return min(limit, pending) }
