@@ -39,12 +39,12 @@ func New(opts ...Option) (*Executor, error) {
 		return nil, err
 	}
 	ex := &Executor{
-		keyer:  engine.CanonicalKeyer{},
-		sharer: copySharer{},
+		keyer:   engine.CanonicalKeyer{},
+		sharer:  copySharer{},
 		alloc:   engine.Fresh[StepResult]{},
 		isolate: engine.DeepCopy{},
 		fanOut:  engine.Fixed{},
-		limits: s.limits,
+		limits:  s.limits,
 	}
 	if len(s.sinks) > 0 {
 		fan := make(engine.Fanout[Event], len(s.sinks))
