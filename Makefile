@@ -12,7 +12,9 @@ BENCHSTAT     := $(BIN)/benchstat
 # Tool versions are pinned by the `tool` directives in tools/go.mod.
 TOOLS_DEPS    := tools/go.mod tools/go.sum
 
-.PHONY: help build test cover lint fmt-check vet bench bench-smoke bench-table tidy-lint tools example clean
+BENCH_REPORT := go run ./cmd/caudal bench --variant naive
+
+.PHONY: bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -51,6 +53,9 @@ bench-table: ## Run the core and control-flow benchmarks (-count=10) and regener
 	$(GO) run ./internal/tools/benchtable -in bench-core.txt -readme README.md \
 		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)\$$' -benchmem -count=10 ."
 
+bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
+	cd benchmarks && ./run.sh
+
 tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy
 	git diff --exit-code -- go.mod go.sum
@@ -70,3 +75,8 @@ example: ## Run the quickstart example (go run ./examples/quickstart)
 
 clean: ## Remove ./bin and generated reports (bench.txt, coverage.out)
 	rm -rf $(BIN) bench.txt coverage.out
+
+bench-report: ## Run the seed and designed suites with the negative control and regenerate docs/bench/
+	mkdir -p docs/bench
+	$(BENCH_REPORT) --suite seed --md docs/bench/seed.md --json docs/bench/seed.json > /dev/null
+	$(BENCH_REPORT) --suite designed --md docs/bench/designed.md --json docs/bench/designed.json > /dev/null

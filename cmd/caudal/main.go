@@ -1,0 +1,68 @@
+// Command caudal is Caudal's command line. Today it runs the performance
+// validation suite; running, resuming and validating pipelines come with the
+// runner and the blueprints.
+//
+// Usage:
+//
+//	caudal bench [flags]           measure the suite and print its report
+//	caudal bench history [flags]   print the historical comparison of stored runs
+//
+// Flags of bench:
+//
+//	--suite seed|designed|matrix|all   the suite to run (default seed)
+//	--variant NAME                     a variant to compare with the baseline; repeatable;
+//	                                   default optimized; any --variant replaces the default
+//	--quick                            short sampling: the whole seed suite in under a minute
+//	--time DURATION                    timed budget per scenario (default 2s, 1s with --quick)
+//	--json FILE, --md FILE, --html FILE   write the report there too
+//	--history DIR                      where runs are stored (default .caudal/bench)
+//	--check                            exit 1 when a gate fails
+//
+// The Markdown report is printed on standard output; progress goes to
+// standard error, as a bar on a terminal and as plain lines otherwise.
+// Exit status: 0 on success, 1 when --check finds a failed gate, 2 on bad
+// flags or a run error.
+//
+// # Examples
+//
+// Reproduce the study's five scenarios, with the negative control, quickly:
+//
+//	caudal bench --suite seed --quick --variant naive --md report.md --json report.json
+//
+// Gate a change in CI:
+//
+//	caudal bench --suite seed --quick --check
+//
+// Compare stored runs:
+//
+//	caudal bench history
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/caudal-go/caudal/cmd/caudal/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err and maps it to the exit status.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	if !errors.Is(err, cli.ErrSilent) {
+		_, _ = fmt.Fprintln(stderr, "caudal:", err)
+	}
+	return cli.ExitCode(err)
+}
