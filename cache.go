@@ -134,7 +134,7 @@ func copyResult(r StepResult) StepResult {
 
 // execCache runs a cache step.
 func (ex *Executor) execCache(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := time.Now()
+	start := monoNow()
 	key, cacheErr := ex.cacheKey(ctx, r, n, in)
 	if cacheErr == nil {
 		v, ok, err := n.cache.Get(ctx, key)
@@ -148,7 +148,7 @@ func (ex *Executor) execCache(ctx context.Context, r *run, n *node, in any, res 
 			*res = ex.sharer.Load(cached)
 			res.Path, res.RunID = n.path, r.runID
 			res.Usage = Usage{}
-			res.Latency = time.Since(start)
+			res.Latency = monoNow() - start
 			res.setMeta(MetaCacheHit, true)
 			if ex.recorder != nil {
 				ex.emit(ctx, Event{Kind: EventCacheHit, RunID: r.runID, Path: n.path})

@@ -184,10 +184,10 @@ func (ex *Executor) exec(ctx context.Context, r *run, n *node, in any, res *Step
 // fallback — when nothing observes or meters the execution: the whole
 // engine overhead is this function. It behaves exactly as execAgent would.
 func execBare(ctx context.Context, n *node, in any, runID string, res *StepResult) (err error) {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID = n.path, runID
 	if ctx.Err() != nil {
-		res.Latency = time.Since(start)
+		res.Latency = monoNow() - start
 		res.Feedback = context.Cause(ctx).Error()
 		return &StepError{Step: n.path, Err: context.Cause(ctx)}
 	}
@@ -196,7 +196,7 @@ func execBare(ctx context.Context, n *node, in any, runID string, res *StepResul
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
-		res.Latency = time.Since(start)
+		res.Latency = monoNow() - start
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, n, res, err)
@@ -235,7 +235,7 @@ func (ex *Executor) emit(ctx context.Context, e Event) {
 // execAgent runs an agent step: attempts with retries and backoff, each
 // bounded by the timeout, then the fallback if every attempt failed.
 func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID = n.path, r.runID
 	if ex.recorder != nil {
 		ex.emit(ctx, Event{Kind: EventStepStarted, RunID: r.runID, Path: n.path})
@@ -304,13 +304,13 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 		}
 		if aerr == nil {
 			res.Success = true
-			res.Latency = time.Since(start)
+			res.Latency = monoNow() - start
 			return nil
 		}
 
 		lastErr = aerr
 		if isControlFlow(aerr) {
-			res.Latency = time.Since(start)
+			res.Latency = monoNow() - start
 			res.Feedback = aerr.Error()
 			return aerr
 		}
@@ -333,7 +333,7 @@ func (ex *Executor) execAgent(ctx context.Context, r *run, n *node, in any, res 
 	stepErr := &StepError{Step: n.path, Attempt: res.Attempts, Err: lastErr, exhausted: !stopped}
 	res.Feedback = lastErr.Error()
 	if stopped || n.fallback == nil {
-		res.Latency = time.Since(start)
+		res.Latency = monoNow() - start
 		return stepErr
 	}
 	return ex.runFallback(ctx, r, n, in, res, start, stepErr)
@@ -348,7 +348,7 @@ func (ex *Executor) emitFinished(ctx context.Context, r *run, res *StepResult, e
 }
 
 // runFallback runs n's fallback after the primary failed with primary.
-func (ex *Executor) runFallback(ctx context.Context, r *run, n *node, in any, res *StepResult, start time.Time, primary *StepError) error {
+func (ex *Executor) runFallback(ctx context.Context, r *run, n *node, in any, res *StepResult, start time.Duration, primary *StepError) error {
 	if ex.recorder != nil {
 		ex.emit(ctx, Event{Kind: EventFallback, RunID: r.runID, Path: n.path, Attempt: res.Attempts, Err: primary.Err})
 	}
@@ -359,7 +359,7 @@ func (ex *Executor) runFallback(ctx context.Context, r *run, n *node, in any, re
 	res.Metadata = ex.alloc.Metadata(2)
 	res.Metadata[MetaFallbackTriggered] = true
 	res.Metadata[MetaOriginalError] = primary.Err.Error()
-	res.Latency = time.Since(start)
+	res.Latency = monoNow() - start
 	switch {
 	case ferr == nil:
 		res.Success, res.Output, res.Feedback = true, fres.Output, ""
@@ -374,8 +374,8 @@ func (ex *Executor) runFallback(ctx context.Context, r *run, n *node, in any, re
 }
 
 // breach ends the step on a usage-limit breach.
-func (ex *Executor) breach(ctx context.Context, r *run, n *node, res *StepResult, start time.Time, used Usage) error {
-	res.Latency = time.Since(start)
+func (ex *Executor) breach(ctx context.Context, r *run, n *node, res *StepResult, start time.Duration, used Usage) error {
+	res.Latency = monoNow() - start
 	err := &UsageLimitError{Step: n.path, Limits: r.quota.limits, Used: used}
 	res.Feedback = err.Error()
 	err.Result = *res
@@ -508,3 +508,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// monoEpoch anchors monoNow.
+var monoEpoch = time.Now()
+
+// monoNow reads the monotonic clock only: step latencies need no wall time,
+// and on this path the wall-clock read is the dearer half of time.Now.
+func monoNow() time.Duration { return time.Since(monoEpoch) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Seq makes a sequence: each step's output is the next step's input, and
@@ -111,7 +110,7 @@ func Router(name string, pick Agent, opts ...StepOption) Step {
 
 // execSeq runs a sequence.
 func (ex *Executor) execSeq(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
 	first, cur := 0, in
 	res.Children = ex.alloc.Children(len(n.children))
@@ -128,7 +127,7 @@ func (ex *Executor) execSeq(ctx context.Context, r *run, n *node, in any, res *S
 		err := ex.exec(ctx, r, n.children[i], cur, child)
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {
-			res.Output, res.Feedback, res.Latency = child.Output, child.Feedback, time.Since(start)
+			res.Output, res.Feedback, res.Latency = child.Output, child.Feedback, monoNow()-start
 			if pe := asPaused(err); pe != nil {
 				pe.addFrame(n.path, &frame{Index: i, Input: cur, Results: slices.Clone(res.Children[:len(res.Children)-1])})
 			}
@@ -136,7 +135,7 @@ func (ex *Executor) execSeq(ctx context.Context, r *run, n *node, in any, res *S
 		}
 		cur = child.Output
 	}
-	res.Output, res.Success, res.Latency = cur, true, time.Since(start)
+	res.Output, res.Success, res.Latency = cur, true, monoNow()-start
 	return nil
 }
 
@@ -148,9 +147,9 @@ const MetaExecutedBranches = "executed_branches"
 
 // execConditional runs a conditional step.
 func (ex *Executor) execConditional(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	defer func() { res.Latency = time.Since(start) }()
+	defer func() { res.Latency = monoNow() - start }()
 	var key string
 	fr := r.resume.frame(n.path)
 	if fr != nil {
@@ -202,7 +201,7 @@ func (n *node) branchByKey(key string) *node {
 
 // execRouter runs a router step.
 func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
 	fr := r.resume.frame(n.path)
 	var names []string
@@ -220,7 +219,7 @@ func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res
 			names, err = branchNames(reply.Output)
 		}
 		if err != nil {
-			res.Latency = time.Since(start)
+			res.Latency = monoNow() - start
 			return ex.fail(res, fmt.Errorf("caudal: step %q: router: %w", n.path, err))
 		}
 	}
@@ -228,7 +227,7 @@ func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res
 	for _, name := range names {
 		i := slices.Index(n.branchNames, name)
 		if i < 0 {
-			res.Latency = time.Since(start)
+			res.Latency = monoNow() - start
 			return ex.fail(res, fmt.Errorf("caudal: step %q: router chose unknown branch %q (branches: %s)", n.path, name, strings.Join(n.branchNames, ", ")))
 		}
 		if !slices.Contains(selected, i) {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // DefaultMaxIterations is a [Loop]'s iteration cap without
@@ -76,10 +75,10 @@ func WithIterationMapper(fn func(ctx context.Context, out any, i int) (any, erro
 
 // execLoop runs a loop.
 func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID = n.path, r.runID
 	defer func() {
-		res.Latency = time.Since(start)
+		res.Latency = monoNow() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
@@ -233,10 +232,10 @@ func (n *node) items(ctx context.Context, in any) ([]any, error) {
 
 // execMap runs a map step.
 func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
 	defer func() {
-		res.Latency = time.Since(start)
+		res.Latency = monoNow() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
@@ -427,9 +426,9 @@ type refinement struct {
 
 // execRefineRound runs generator then critic.
 func (ex *Executor) execRefineRound(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	defer func() { res.Latency = time.Since(start) }()
+	defer func() { res.Latency = monoNow() - start }()
 	m, _ := in.(map[string]any)
 	res.Children = make([]StepResult, 2)
 	gin := in

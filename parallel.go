@@ -194,7 +194,7 @@ func defaultConcurrency() int { return min(10, 2*runtime.NumCPU()) }
 
 // execParallel runs a parallel step.
 func (ex *Executor) execParallel(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := time.Now()
+	start := monoNow()
 	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
 	all := make([]int, len(n.children))
 	for i := range all {
@@ -219,7 +219,7 @@ type branchRun struct {
 
 // runBranches runs the branches selected (indexes into n.children, in
 // declaration order) and merges them. fr is the frame of a resumed run.
-func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, res *StepResult, selected []int, fr *frame, start time.Time) error {
+func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, res *StepResult, selected []int, fr *frame, start time.Duration) error {
 	parent := StateFrom(ctx)
 	runs := make([]branchRun, len(selected))
 	quotas := r.quota.split(len(selected))
@@ -308,7 +308,7 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 		}
 	}
 	res.Output = output
-	res.Latency = time.Since(start)
+	res.Latency = monoNow() - start
 	switch {
 	case breach != nil:
 		if ue, ok := errors.AsType[*UsageLimitError](breach); ok {

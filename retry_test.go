@@ -271,19 +271,38 @@ func TestCancellation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		errStop := errors.New("caller gave up")
 		ctx, cancel := context.WithCancelCause(t.Context())
-		agent := &failN{n: 100, err: errors.New("flaky")}
-		step := mustBuild(t, caudal.AgentStep("s", agent, caudal.WithRetries(10), caudal.WithBackoff(2*time.Second, 2*time.Second),
+		calls := 0
+		// The caller gives up during the second attempt.
+		agent := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
+			calls++
+			if calls == 2 {
+				cancel(errStop)
+			}
+			return caudal.Reply{}, errors.New("flaky")
+		})
+		step := mustBuild(t, caudal.AgentStep("s", agent, caudal.WithRetries(10), caudal.WithBackoff(time.Second, time.Second),
 			caudal.WithFallback(caudal.AgentStep("fb", echoAgent{}))))
-		go func() {
-			time.Sleep(2500 * time.Millisecond) // after attempt 2 (t in [1s, 2s]), before attempt 3 (t >= 3s)
-			cancel(errStop)
-		}()
 		res, err := mustNew(t).Execute(ctx, step, "in")
 		if !errors.Is(err, errStop) || errors.Is(err, caudal.ErrRetriesExhausted) {
 			t.Errorf("err = %v; want the cancellation cause, not ErrRetriesExhausted", err)
 		}
-		if agent.calls != 2 || res.Metadata[caudal.MetaFallbackTriggered] != nil {
-			t.Errorf("calls %d, metadata %v; want 2 calls and no fallback after cancellation", agent.calls, res.Metadata)
+		if calls != 2 || res.Metadata[caudal.MetaFallbackTriggered] != nil {
+			t.Errorf("calls %d, metadata %v; want 2 calls and no fallback after cancellation", calls, res.Metadata)
+		}
+	})
+}
+
+// TestCancelledDuringBackoff cancels while the step waits between attempts.
+func TestCancelledDuringBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		agent := &failN{n: 100, err: errors.New("flaky")}
+		step := mustBuild(t, caudal.AgentStep("s", agent, caudal.WithRetries(10), caudal.WithBackoff(time.Hour, time.Hour)))
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		_, err := mustNew(t).Execute(ctx, step, "in")
+		if !errors.Is(err, context.Canceled) || agent.calls != 1 || time.Since(start) != time.Second {
+			t.Errorf("Execute = %v after %v with %d calls; want context.Canceled after 1s, 1 call", err, time.Since(start), agent.calls)
 		}
 	})
 }
