@@ -42,21 +42,11 @@ type node struct {
 	updatesState bool
 
 	// Control flow.
-	children      []*node
-	branchNames   []string
-	defaultNode   *node
-	body          *node
-	merge         mergeConfig
-	concurrency   int
-	exitCond      func(ctx context.Context, out any) (bool, error)
-	maxIterations int
-	inputMapper   func(ctx context.Context, v any) (any, error)
-	iterMapper    func(ctx context.Context, out any, iteration int) (any, error)
-	outputMapper  func(ctx context.Context, v any) (any, error)
-	itemsKey      string
-	branchKey     func(ctx context.Context, in any) (string, error)
-	message       string
-	schema        any
+	children    []*node
+	branchNames []string
+	defaultNode *node
+	body        *node
+	flowConfig
 
 	// Cache step.
 	wrapped   *node
@@ -127,11 +117,7 @@ func (b *builder) compile(d *stepDef, parent, segment string, chain []string) *n
 	if d.updatesState || d.itemsKey != "" {
 		b.needsState = true
 	}
-	n.merge, n.concurrency = d.merge, d.concurrency
-	n.exitCond, n.maxIterations = d.exitCond, d.maxIterations
-	n.inputMapper, n.iterMapper, n.outputMapper = d.inputMapper, d.iterMapper, d.outputMapper
-	n.itemsKey, n.branchKey, n.message, n.schema = d.itemsKey, d.branchKey, d.message, d.schema
-	n.branchNames = d.branchNames
+	n.flowConfig, n.branchNames = d.flowConfig, d.branchNames
 	switch d.kind {
 	case kindAgent:
 		b.compileAgent(n, d, chain)

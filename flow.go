@@ -53,7 +53,7 @@ func Conditional(name string, key func(ctx context.Context, in any) (string, err
 	if key == nil {
 		panic("caudal: Conditional " + name + ": nil key func")
 	}
-	d := &stepDef{kind: kindConditional, name: name, branchKey: key}
+	d := &stepDef{kind: kindConditional, name: name, flowConfig: flowConfig{branchKey: key}}
 	d.apply(opts)
 	return Step{def: d}
 }

@@ -86,7 +86,7 @@ func asPaused(err error) *PausedError {
 // [WithResume] continues the run: this step then succeeds with the human's
 // input as its output. Its option is [WithSchema].
 func HumanInput(name, message string, opts ...StepOption) Step {
-	d := &stepDef{kind: kindHuman, name: name, message: message}
+	d := &stepDef{kind: kindHuman, name: name, flowConfig: flowConfig{message: message}}
 	d.apply(opts)
 	return Step{def: d}
 }

@@ -28,7 +28,7 @@ const MetaIterations = "iterations"
 // one, running out of iterations fails with [ErrMaxIterations]. A failed
 // iteration fails the loop. Attempts counts the iterations.
 func Loop(name string, body Step, opts ...StepOption) Step {
-	d := &stepDef{kind: kindLoop, name: name, maxIterations: DefaultMaxIterations}
+	d := &stepDef{kind: kindLoop, name: name, flowConfig: flowConfig{maxIterations: DefaultMaxIterations}}
 	if body.def == nil {
 		d.errs = append(d.errs, errors.New("loop body is the zero Step"))
 	} else {
@@ -180,7 +180,7 @@ func guard3[T, U any](ctx context.Context, v T, i int, fn func(context.Context, 
 // all are done (later items win). The first failed item, in item order,
 // fails the step.
 func Map(name string, body Step, opts ...StepOption) Step {
-	d := &stepDef{kind: kindMap, name: name, concurrency: 1}
+	d := &stepDef{kind: kindMap, name: name, flowConfig: flowConfig{concurrency: 1}}
 	if body.def == nil {
 		d.errs = append(d.errs, errors.New("map body is the zero Step"))
 	} else {

@@ -88,9 +88,21 @@ type stepDef struct {
 	defaultStep *Step
 	body        *Step
 
-	merge       mergeConfig
-	concurrency int
+	flowConfig
 
+	// Cache step.
+	wrapped   *Step
+	cache     Cache
+	cacheKey  func(ctx context.Context, in any) (string, error)
+	cacheTTL  time.Duration
+	stateKeys []string
+}
+
+// flowConfig configures the control-flow kinds; a compiled node takes it as
+// declared.
+type flowConfig struct {
+	merge         mergeConfig
+	concurrency   int
 	exitCond      func(ctx context.Context, out any) (bool, error)
 	maxIterations int
 	inputMapper   func(ctx context.Context, v any) (any, error)
@@ -100,13 +112,6 @@ type stepDef struct {
 	branchKey     func(ctx context.Context, in any) (string, error)
 	message       string
 	schema        any
-
-	// Cache step.
-	wrapped   *Step
-	cache     Cache
-	cacheKey  func(ctx context.Context, in any) (string, error)
-	cacheTTL  time.Duration
-	stateKeys []string
 }
 
 // Processor transforms a value: prompt processors run on an attempt's input
