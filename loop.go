@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
-	"sync"
-	"sync/atomic"
 )
 
 // DefaultMaxIterations is a [Loop]'s iteration cap without
@@ -303,22 +301,7 @@ func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *S
 			}
 		}
 	} else {
-		var next atomic.Int64
-		work := func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(todo) {
-					return
-				}
-				runItem(todo[k])
-			}
-		}
-		var wg sync.WaitGroup
-		for range ex.fanOut.Workers(n.concurrency, len(todo)) - 1 {
-			wg.Go(work)
-		}
-		work()
-		wg.Wait()
+		ex.forEach(n.concurrency, todo, runItem)
 	}
 
 	outputs := make([]any, len(items))

@@ -249,34 +249,19 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 	}
 
 	base := *r // the closure must not capture r, or every Execute's run escapes to the heap
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(todo) {
-				return
-			}
-			pos := todo[i]
-			br := &runs[pos]
-			child := base
-			child.quota = quotas[pos]
-			cctx := bctx
-			if br.state != nil {
-				cctx = withState(bctx, br.state)
-			}
-			br.err = ex.exec(cctx, &child, n.children[selected[pos]], in, &br.res)
-			if errors.Is(br.err, ErrUsageLimitExceeded) {
-				cancel(br.err)
-			}
+	ex.forEach(n.concurrency, todo, func(pos int) {
+		br := &runs[pos]
+		child := base
+		child.quota = quotas[pos]
+		cctx := bctx
+		if br.state != nil {
+			cctx = withState(bctx, br.state)
 		}
-	}
-	workers := ex.fanOut.Workers(n.concurrency, len(todo))
-	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Go(work)
-	}
-	work() // the caller's goroutine is one of the workers
-	wg.Wait()
+		br.err = ex.exec(cctx, &child, n.children[selected[pos]], in, &br.res)
+		if errors.Is(br.err, ErrUsageLimitExceeded) {
+			cancel(br.err)
+		}
+	})
 
 	res.Children = ex.alloc.Children(len(runs))
 	output := make(map[string]any, len(runs))
@@ -325,6 +310,28 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 	}
 	res.Success = true
 	return nil
+}
+
+// forEach calls fn(todo[k]) for every k on up to limit workers (as the
+// fan-out seam decides), the caller's goroutine being one of them, and
+// returns when all calls have.
+func (ex *Executor) forEach(limit int, todo []int, fn func(int)) {
+	var next atomic.Int64
+	work := func() {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= len(todo) {
+				return
+			}
+			fn(todo[k])
+		}
+	}
+	var wg sync.WaitGroup
+	for range ex.fanOut.Workers(limit, len(todo)) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // pauseBranches records the branches of a paused parallel step: finished
