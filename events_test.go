@@ -136,3 +136,22 @@ func TestEventKindString(t *testing.T) {
 		t.Errorf("EventKind(200).String() = %q; want unknown", got)
 	}
 }
+
+func TestControlFlowEvents(t *testing.T) {
+	rec := &caudaltest.Recorder{}
+	step := caudal.Seq("s", caudal.AgentStep("a", echoAgent{}), caudal.Parallel("p", caudal.Branch("b", caudal.AgentStep("x", echoAgent{}))))
+	if _, err := execute(t, mustNew(t, caudal.WithSink(rec)), step, "in"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range rec.Events() {
+		got = append(got, e.Kind.String()+" "+e.Path)
+	}
+	want := []string{
+		"step_started s", "step_started s/a", "step_finished s/a",
+		"step_started s/p", "step_started s/p/b", "step_finished s/p/b", "step_finished s/p", "step_finished s",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events:\n got %q\nwant %q", got, want)
+	}
+}

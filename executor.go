@@ -144,12 +144,25 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 // exec runs one node into res; nested steps call back into it. Results
 // travel by pointer so that no layer copies them.
 func (ex *Executor) exec(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
+	switch {
+	case n.bare && r.quota == nil && ex.recorder == nil:
+		return execBare(ctx, n, in, r.runID, res)
+	case ex.recorder != nil && n.kind != kindAgent && n.kind != kindCache:
+		// Agent steps report their own start and end, with attempts.
+		ex.emit(ctx, Event{Kind: EventStepStarted, RunID: r.runID, Path: n.path})
+		err := ex.dispatch(ctx, r, n, in, res)
+		ex.emitFinished(ctx, r, res, &err)
+		return err
+	}
+	return ex.dispatch(ctx, r, n, in, res)
+}
+
+// dispatch runs n by kind, then merges its output into the state when it
+// updates the context.
+func (ex *Executor) dispatch(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
 	var err error
 	switch n.kind {
 	case kindAgent:
-		if n.bare && r.quota == nil && ex.recorder == nil {
-			return execBare(ctx, n, in, r.runID, res)
-		}
 		err = ex.execAgent(ctx, r, n, in, res)
 	case kindCache:
 		err = ex.execCache(ctx, r, n, in, res)
