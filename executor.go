@@ -196,20 +196,29 @@ func (ex *Executor) dispatch(ctx context.Context, r *run, n *node, in any, res *
 // execBare runs a bare agent step — one attempt of a plain agent, no
 // fallback — when nothing observes or meters the execution: the whole
 // engine overhead is this function. It behaves exactly as execAgent would.
-func execBare(ctx context.Context, n *node, in any, runID string, res *StepResult) (err error) {
-	start := monoNow()
+func execBare(ctx context.Context, n *node, in any, runID string, res *StepResult) error {
+	_, err := execBareFrom(ctx, n, in, runID, res, monoNow())
+	return err
+}
+
+// execBareFrom is execBare for a step whose start time the caller read: a
+// sequence passes the end of one step as the start of the next, so a chain
+// of bare steps reads the clock once per step. It returns the end time.
+func execBareFrom(ctx context.Context, n *node, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
 	res.Path, res.RunID = n.path, runID
 	if ctx.Err() != nil {
-		res.Latency = monoNow() - start
+		end = monoNow()
+		res.Latency = end - start
 		res.Feedback = context.Cause(ctx).Error()
-		return &StepError{Step: n.path, Err: context.Cause(ctx)}
+		return end, &StepError{Step: n.path, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
-		res.Latency = monoNow() - start
+		end = monoNow()
+		res.Latency = end - start
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, n, res, err)
@@ -217,7 +226,7 @@ func execBare(ctx context.Context, n *node, in any, runID string, res *StepResul
 	}()
 	reply, err := n.agent.Run(ctx, in)
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
-	return err
+	return 0, err
 }
 
 // failedAttempt turns the error of a bare step's only attempt into the

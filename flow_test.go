@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caudal-go/caudal"
 )
@@ -49,6 +50,25 @@ func TestSeqChildPaths(t *testing.T) {
 	}
 	if got := res.Children[1].Children[0].Path; got != "outer/inner/b" {
 		t.Errorf("nested path = %q; want outer/inner/b", got)
+	}
+}
+
+func TestSeqLatencies(t *testing.T) {
+	// Consecutive bare steps share clock readings: each child's latency is
+	// positive and together they never exceed the sequence's.
+	res, err := execute(t, mustNew(t), caudal.Seq("s", addN("a", 1), addN("b", 1), addN("c", 1)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum time.Duration
+	for _, c := range res.Children {
+		if c.Latency <= 0 {
+			t.Errorf("%s latency = %v; want > 0", c.Path, c.Latency)
+		}
+		sum += c.Latency
+	}
+	if sum > res.Latency {
+		t.Errorf("children took %v in all, more than the sequence's %v", sum, res.Latency)
 	}
 }
 
