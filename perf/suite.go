@@ -3,7 +3,6 @@ package perf
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -288,6 +287,3 @@ func variantTargets(variant, scenario string) bool {
 	info, ok := Info(scenario)
 	return ok && info.Component == variant
 }
-
-// ErrGate is returned by callers that turn gate failures into an error.
-var ErrGate = errors.New("perf: a gate failed")

@@ -23,8 +23,7 @@ type Executor interface {
 
 // Variant is an executor configuration under test.
 type Variant struct {
-	Name        string
-	Description string
+	Name string
 	// New returns a fresh executor of this variant; opts are the scenario's
 	// own executor options (a sink, for instance).
 	New func(opts ...caudal.Option) (Executor, error)
@@ -40,8 +39,7 @@ const (
 // variant is compared with.
 func Baseline() Variant {
 	return Variant{
-		Name:        VariantBaseline,
-		Description: "caudal.New() with every optimization off",
+		Name: VariantBaseline,
 		New: func(opts ...caudal.Option) (Executor, error) {
 			return caudal.New(opts...)
 		},
@@ -69,8 +67,7 @@ func naiveVariant(history int) Variant {
 		name = fmt.Sprintf("%s@%d", VariantNaive, history)
 	}
 	return Variant{
-		Name:        name,
-		Description: "the study's failure modes: per-call full-history statistics, a system call per execute, cache keys with no cache",
+		Name: name,
 		New: func(opts ...caudal.Option) (Executor, error) {
 			ex, err := caudal.New(opts...)
 			if err != nil {

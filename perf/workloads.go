@@ -15,9 +15,8 @@ import (
 // Scenario is one workload of a suite.
 type Scenario struct {
 	ScenarioInfo
-	Suite       string
-	Description string // what is measured, in one sentence
-	Executes    int    // executes per iteration
+	Suite    string
+	Executes int // executes per iteration
 	// Setup builds the workload on an executor of the variant under test.
 	Setup func(ex Executor) (*Workload, error)
 	// Options are the executor options the scenario needs (a sink, say).
@@ -112,7 +111,7 @@ func seedScenarios() []Scenario {
 	return []Scenario{
 		{
 			ScenarioInfo: info(ScenarioExecution), Suite: SuiteSeed, Executes: 1,
-			Description: "one execute of a one-attempt agent step with a 1-key map input",
+			// Measures one execute of a one-attempt agent step with a 1-key map input.
 			Setup: func(ex Executor) (*Workload, error) {
 				step, err := build(caudal.AgentStep("execution_performance", unlimitedAgent()))
 				in := map[string]any{"test": "execution_performance"}
@@ -121,7 +120,7 @@ func seedScenarios() []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioMemory), Suite: SuiteSeed, Executes: 50,
-			Description: "50 sequential executes, input i = {test: memory, iteration: i}",
+			// Measures 50 sequential executes, input i = {test: memory, iteration: i}.
 			Setup: func(ex Executor) (*Workload, error) {
 				step, err := build(caudal.AgentStep("memory_efficiency", unlimitedAgent()))
 				inputs := make([]any, 50)
@@ -140,7 +139,7 @@ func seedScenarios() []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioConcurrent), Suite: SuiteSeed, Executes: 20,
-			Description: "20 concurrent executes of one step, joined",
+			// Measures 20 concurrent executes of one step, joined.
 			Setup: func(ex Executor) (*Workload, error) {
 				step, err := build(caudal.AgentStep("concurrent_performance", unlimitedAgent()))
 				in := map[string]any{"test": "concurrent"}
@@ -151,7 +150,7 @@ func seedScenarios() []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioCache), Suite: SuiteSeed, Executes: 2,
-			Description: "two executes of the same 2-key map through a real cache: a miss, then a hit (a fresh key per iteration)",
+			// Measures two executes of the same 2-key map through a real cache: a miss, then a hit (a fresh key per iteration).
 			Setup: func(ex Executor) (*Workload, error) {
 				cache, err := caudal.NewMemoryCache(1 << 16)
 				if err != nil {
@@ -187,7 +186,7 @@ func seedScenarios() []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioContext), Suite: SuiteSeed, Executes: 1,
-			Description: "one execute with a small run state attached",
+			// Measures one execute with a small run state attached.
 			Setup: func(ex Executor) (*Workload, error) {
 				step, err := build(caudal.AgentStep("context_handling", unlimitedAgent()))
 				in := map[string]any{"test": "context"}
@@ -237,8 +236,8 @@ func designedScenarios(suite string) []Scenario {
 	return []Scenario{
 		{
 			ScenarioInfo: info(ScenarioExecution), Suite: suite, Executes: 1,
-			Description: "a fully equipped step (retries, timeout, processors, validator, fallback) with telemetry on (a sink receives every event)",
-			Options:     func() []caudal.Option { return []caudal.Option{caudal.WithSink(&countingSink{})} },
+			// Measures a fully equipped step (retries, timeout, processors, validator, fallback) with telemetry on (a sink receives every event).
+			Options: func() []caudal.Option { return []caudal.Option{caudal.WithSink(&countingSink{})} },
 			Setup: func(ex Executor) (*Workload, error) {
 				trim := func(_ context.Context, v any) (any, error) { return strings.TrimSpace(fmt.Sprint(v)), nil }
 				nonEmpty := func(_ context.Context, out any) error {
@@ -257,7 +256,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioMemory), Suite: suite, Executes: 1,
-			Description: "a 10-step sequence whose steps time-box their attempt and fall back: the executor's own allocations dominate",
+			// Measures a 10-step sequence whose steps time-box their attempt and fall back: the executor's own allocations dominate.
 			Setup: func(ex Executor) (*Workload, error) {
 				down := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errPrimary })
 				steps := make([]caudal.Step, 10)
@@ -271,7 +270,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioConcurrent), Suite: suite, Executes: 1,
-			Description: "a 64-way fan-out of agents that block about 2 ms on I/O",
+			// Measures a 64-way fan-out of agents that block about 2 ms on I/O.
 			Setup: func(ex Executor) (*Workload, error) {
 				io := caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
 					return caudal.Reply{Output: in}, sleepCtx(ctx, 2*time.Millisecond)
@@ -286,7 +285,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioCache), Suite: suite, Executes: 32,
-			Description: "16 concurrent identical misses of a fresh key, then 16 hits over 4 hot keys, ~2 KB payloads from a 100 µs agent",
+			// Measures 16 concurrent identical misses of a fresh key, then 16 hits over 4 hot keys, ~2 KB payloads from a 100 µs agent.
 			Setup: func(ex Executor) (*Workload, error) {
 				payload := strings.Repeat("x", 2048)
 				agent := caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
@@ -328,7 +327,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioContext), Suite: suite, Executes: 1,
-			Description: "an 8-way fan-out over a 1,000-key nested state, 2 writes per branch, merged back (ContextUpdate)",
+			// Measures an 8-way fan-out over a 1,000-key nested state, 2 writes per branch, merged back (ContextUpdate).
 			Setup: func(ex Executor) (*Workload, error) {
 				initial := make(map[string]any, 1000)
 				for i := range 1000 {
@@ -354,7 +353,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioError), Suite: suite, Executes: 1,
-			Description: "a permanent error (HTTP 400) on a step with 3 retries and a 1 ms backoff: time to the same final failure",
+			// Measures a permanent error (HTTP 400) on a step with 3 retries and a 1 ms backoff: time to the same final failure.
 			Setup: func(ex Executor) (*Workload, error) {
 				bad := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errPermanent })
 				step, err := build(caudal.AgentStep("permanent", bad, caudal.WithRetries(3), caudal.WithBackoff(time.Millisecond, time.Millisecond)))
@@ -368,7 +367,7 @@ func designedScenarios(suite string) []Scenario {
 		},
 		{
 			ScenarioInfo: info(ScenarioOutage), Suite: suite, Executes: 1,
-			Description: "an agent in an outage: every call times out after 2 ms, then the fallback answers",
+			// Measures an agent in an outage: every call times out after 2 ms, then the fallback answers.
 			Setup: func(ex Executor) (*Workload, error) {
 				dead := caudal.AgentFunc(func(ctx context.Context, _ any) (caudal.Reply, error) {
 					<-ctx.Done()

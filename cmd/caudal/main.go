@@ -40,7 +40,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,8 +60,6 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	if !errors.Is(err, cli.ErrSilent) {
-		_, _ = fmt.Fprintln(stderr, "caudal:", err)
-	}
+	_, _ = fmt.Fprintln(stderr, "caudal:", err)
 	return cli.ExitCode(err)
 }

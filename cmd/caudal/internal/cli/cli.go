@@ -20,9 +20,6 @@ const (
 	exitUsage = 2
 )
 
-// ErrSilent marks an error already reported to the user.
-var ErrSilent = errors.New("already reported")
-
 // usageError is a bad command line: exit status 2.
 type usageError struct{ err error }
 
