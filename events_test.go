@@ -155,3 +155,29 @@ func TestControlFlowEvents(t *testing.T) {
 		t.Errorf("events:\n got %q\nwant %q", got, want)
 	}
 }
+
+func TestExecuteOptionsAllocs(t *testing.T) {
+	ex := mustNew(t)
+	step := mustBuild(t, caudal.AgentStep("s", echoAgent{}))
+	in := any("x")
+	tests := []struct {
+		name string
+		give []caudal.Option
+		want float64
+	}{
+		{"run ID", []caudal.Option{caudal.WithRunID("run-1")}, 0},
+		{"run ID and state", []caudal.Option{caudal.WithRunID("run-1"), caudal.WithState(caudal.NewState(nil))}, 1}, // the state's context value
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := testing.AllocsPerRun(100, func() {
+				if _, err := ex.Execute(context.Background(), step, in, tt.give...); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if got != tt.want {
+				t.Errorf("allocs per Execute = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -109,19 +109,16 @@ func WithSchema(schema any) StepOption {
 // [WithState] state if one is given, else into a new one. It applies to
 // Execute.
 func WithResume(snap *Snapshot, input any) Option {
-	return &option{name: "WithResume", scope: scopeExecute, apply: func(st *settings) error {
-		switch {
-		case snap == nil:
-			return errors.New("nil Snapshot")
-		case snap.Version != SnapshotVersion:
-			return fmt.Errorf("snapshot version %d, want %d", snap.Version, SnapshotVersion)
-		case snap.Path == "":
-			return errors.New("snapshot names no paused step")
-		}
-		st.resume = snap
-		st.resumeInput = input
-		return nil
-	}}
+	o := &option{name: "WithResume", scope: scopeExecute, kind: optResume, val: settings{resume: snap, resumeInput: input}}
+	switch {
+	case snap == nil:
+		o.err = errors.New("nil Snapshot")
+	case snap.Version != SnapshotVersion:
+		o.err = fmt.Errorf("snapshot version %d, want %d", snap.Version, SnapshotVersion)
+	case snap.Path == "":
+		o.err = errors.New("snapshot names no paused step")
+	}
+	return o
 }
 
 // resumeState drives a resumed execution: constructs take their frames from

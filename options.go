@@ -19,10 +19,25 @@ const (
 	scopeExecute
 )
 
+type optionKind uint8
+
+const (
+	optSink optionKind = iota + 1
+	optLimits
+	optRunID
+	optStream
+	optState
+	optResume
+)
+
+// option is plain data: applying it is a switch, not a func call, so the
+// settings of an Execute call stay on its stack.
 type option struct {
 	name  string
 	scope optionScope
-	apply func(*settings) error
+	kind  optionKind
+	err   error    // the option's value is invalid
+	val   settings // the field the option sets
 }
 
 func (o *option) option() *option { return o }
@@ -52,8 +67,23 @@ func (s *settings) apply(opts []Option, scope optionScope, where string) error {
 			errs = append(errs, fmt.Errorf("caudal: %s: option %s does not apply here", where, op.name))
 			continue
 		}
-		if err := op.apply(s); err != nil {
-			errs = append(errs, fmt.Errorf("caudal: %s: option %s: %w", where, op.name, err))
+		if op.err != nil {
+			errs = append(errs, fmt.Errorf("caudal: %s: option %s: %w", where, op.name, op.err))
+			continue
+		}
+		switch op.kind {
+		case optSink:
+			s.sinks = append(s.sinks, op.val.sinks...)
+		case optLimits:
+			s.limits, s.hasLimits = op.val.limits, true
+		case optRunID:
+			s.runID = op.val.runID
+		case optStream:
+			s.stream = op.val.stream
+		case optState:
+			s.state = op.val.state
+		case optResume:
+			s.resume, s.resumeInput = op.val.resume, op.val.resumeInput
 		}
 	}
 	return errors.Join(errs...)
@@ -63,13 +93,11 @@ func (s *settings) apply(opts []Option, scope optionScope, where string) error {
 // steps. It applies to [New]; several sinks are called in the order given.
 // With no sink attached, no event is built at all.
 func WithSink(s Sink) Option {
-	return &option{name: "WithSink", scope: scopeNew, apply: func(st *settings) error {
-		if s == nil {
-			return errors.New("nil Sink")
-		}
-		st.sinks = append(st.sinks, s)
-		return nil
-	}}
+	o := &option{name: "WithSink", scope: scopeNew, kind: optSink, val: settings{sinks: []Sink{s}}}
+	if s == nil {
+		o.err = errors.New("nil Sink")
+	}
+	return o
 }
 
 // WithLimits caps what one execution may spend (see [Limits] and
@@ -78,22 +106,13 @@ func WithSink(s Sink) Option {
 // call. Limits apply to one Execute call: a caller spanning several calls
 // passes what remains of its budget.
 func WithLimits(l Limits) Option {
-	return &option{name: "WithLimits", scope: scopeNew | scopeExecute, apply: func(st *settings) error {
-		if err := l.validate(); err != nil {
-			return err
-		}
-		st.limits, st.hasLimits = l, true
-		return nil
-	}}
+	return &option{name: "WithLimits", scope: scopeNew | scopeExecute, kind: optLimits, err: l.validate(), val: settings{limits: l}}
 }
 
 // WithRunID sets the run ID carried by every [StepResult] and [Event] of one
 // execution. It applies to [Executor.Execute]. Without it the ID is empty.
 func WithRunID(id string) Option {
-	return &option{name: "WithRunID", scope: scopeExecute, apply: func(st *settings) error {
-		st.runID = id
-		return nil
-	}}
+	return &option{name: "WithRunID", scope: scopeExecute, kind: optRunID, val: settings{runID: id}}
 }
 
 // WithStream asks for streaming: agents that implement [StreamAgent] send
@@ -102,24 +121,20 @@ func WithRunID(id string) Option {
 // attempt that were already delivered are not taken back. It applies to
 // [Executor.Execute].
 func WithStream(fn func(chunk any) error) Option {
-	return &option{name: "WithStream", scope: scopeExecute, apply: func(st *settings) error {
-		if fn == nil {
-			return errors.New("nil stream callback")
-		}
-		st.stream = fn
-		return nil
-	}}
+	o := &option{name: "WithStream", scope: scopeExecute, kind: optStream, val: settings{stream: fn}}
+	if fn == nil {
+		o.err = errors.New("nil stream callback")
+	}
+	return o
 }
 
 // WithState attaches the run's [State]: agents read it with [StateFrom] and
 // cache steps may key on its values ([WithCacheStateKeys]). It applies to
 // [Executor.Execute].
 func WithState(s *State) Option {
-	return &option{name: "WithState", scope: scopeExecute, apply: func(st *settings) error {
-		if s == nil {
-			return errors.New("nil State")
-		}
-		st.state = s
-		return nil
-	}}
+	o := &option{name: "WithState", scope: scopeExecute, kind: optState, val: settings{state: s}}
+	if s == nil {
+		o.err = errors.New("nil State")
+	}
+	return o
 }
