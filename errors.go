@@ -109,7 +109,7 @@ func (e *ValidationError) Is(target error) bool { return target == ErrValidation
 // the breaching step's partial result; Used is the run's usage so far.
 type UsageLimitError struct {
 	Step   string     // path of the step that breached
-	Limits Limits     // the limits in force
+	Limits Limits     // the limits in force: the run's, or a parallel branch's share
 	Used   Usage      // usage of the run, reserved work included
 	Result StepResult // the partial result of the breaching step
 }

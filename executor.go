@@ -398,7 +398,7 @@ func (ex *Executor) runFallback(ctx context.Context, r *run, n *node, in any, re
 // breach ends the step on a usage-limit breach.
 func (ex *Executor) breach(ctx context.Context, r *run, n *node, res *StepResult, start time.Duration, used Usage) error {
 	res.Latency = monoNow() - start
-	err := &UsageLimitError{Step: n.path, Limits: r.quota.limits, Used: used}
+	err := &UsageLimitError{Step: n.path, Limits: r.quota.effectiveLimits(), Used: used}
 	res.Feedback = err.Error()
 	err.Result = *res
 	if ex.recorder != nil {

@@ -354,11 +354,8 @@ func (ex *Executor) pauseItems(n *node, items []any, runs []branchRun, first *Pa
 		br := &runs[i]
 		key := strconv.Itoa(i)
 		switch {
-		case br.err == nil && br.done:
+		case br.err == nil && (br.done || br.ran):
 			f.Branches[key] = &branchFrame{Result: &br.res, Writes: br.writes}
-		case br.err == nil && br.ran:
-			r := br.res
-			f.Branches[key] = &branchFrame{Result: &r, Writes: br.writes}
 		case errors.Is(br.err, ErrPaused):
 			pe := asPaused(br.err)
 			f.Branches[key] = &branchFrame{State: br.state.snapshot(), Frames: pe.Snapshot.Frames, Target: pe == first}
@@ -382,14 +379,16 @@ func RefineUntil(name string, generator, critic Step, maxRounds int) Step {
 			return map[string]any{"input": in, "feedback": ""}, nil
 		}),
 		WithExitCondition(func(_ context.Context, out any) (bool, error) {
-			return out.(refinement).Critique.Done, nil
+			rf, err := asRefinement(out)
+			return rf.Critique.Done, err
 		}),
 		WithIterationMapper(func(_ context.Context, out any, _ int) (any, error) {
-			rf := out.(refinement)
-			return map[string]any{"input": rf.Input, "feedback": rf.Critique.Feedback}, nil
+			rf, err := asRefinement(out)
+			return map[string]any{"input": rf.Input, "feedback": rf.Critique.Feedback}, err
 		}),
 		WithOutputMapper(func(_ context.Context, out any) (any, error) {
-			return out.(refinement).Artifact, nil
+			rf, err := asRefinement(out)
+			return rf.Artifact, err
 		}),
 	)
 }
@@ -405,6 +404,15 @@ type refinement struct {
 	Input    any      `json:"input"`
 	Artifact any      `json:"artifact"`
 	Critique Critique `json:"critique"`
+}
+
+// asRefinement reads a refine round's output.
+func asRefinement(out any) (refinement, error) {
+	rf, ok := out.(refinement)
+	if !ok {
+		return rf, fmt.Errorf("refine round output is a %T, not a refinement", out)
+	}
+	return rf, nil
 }
 
 // execRefineRound runs generator then critic.

@@ -272,13 +272,11 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 		res.Children = append(res.Children, br.res)
 		res.Usage = res.Usage.Add(br.res.Usage)
 		switch {
-		case br.err == nil && (br.done && br.res.Success || !br.done):
+		case br.err == nil: // ran and succeeded, or restored from a snapshot (only successes are kept)
 			output[n.branchNames[selected[pos]]] = br.res.Output
 			if br.state != nil && !br.done {
 				br.writes = parent.writesSince(ex.isolate, br.state)
 			}
-		case br.done:
-			failed++
 		case errors.Is(br.err, ErrUsageLimitExceeded) && breach == nil:
 			breach = br.err
 		case errors.Is(br.err, ErrPaused):
@@ -383,7 +381,7 @@ func (ex *Executor) mergeBranches(ctx context.Context, r *run, n *node, parent *
 	}
 	var ok []statemerge.BranchWrites // successful branches, declaration order
 	for pos := range runs {
-		if br := &runs[pos]; br.err == nil && (!br.done || br.res.Success) {
+		if br := &runs[pos]; br.err == nil {
 			ok = append(ok, statemerge.BranchWrites{Branch: n.branchNames[selected[pos]], Writes: br.writes})
 		}
 	}

@@ -262,8 +262,8 @@ func TestParallelBreachCancelsSiblings(t *testing.T) {
 		start := time.Now()
 		_, err := execute(t, mustNew(t, caudal.WithSink(rec)), step, nil, caudal.WithLimits(caudal.Limits{MaxTokens: 100}))
 		var ue *caudal.UsageLimitError
-		if !errors.As(err, &ue) || ue.Step != "p/spend" {
-			t.Fatalf("err = %v; want the spend branch's breach (its share is 50 of 100 tokens)", err)
+		if !errors.As(err, &ue) || ue.Step != "p/spend" || !strings.Contains(err.Error(), "tokens 80 > limit 50") {
+			t.Fatalf("err = %v; want the spend branch's breach of its share, 50 of 100 tokens", err)
 		}
 		if !cancelled.Load() || time.Since(start) != time.Millisecond {
 			t.Errorf("sibling cancelled %v after %v; want cancelled at once", cancelled.Load(), time.Since(start))

@@ -315,7 +315,7 @@ func WithUsageEstimate(u Usage) StepOption {
 	})
 }
 
-// stepIdentity returns a readable identity of the step for error messages.
+// String returns a readable identity of the step, e.g. `agent step "plan"`.
 func (s Step) String() string {
 	if s.def == nil {
 		return "Step(zero)"

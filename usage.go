@@ -76,7 +76,8 @@ func (l Limits) describeBreach(u Usage) string {
 	case l.MaxTokens > 0 && u.Tokens() > l.MaxTokens:
 		return fmt.Sprintf("tokens %d > limit %d", u.Tokens(), l.MaxTokens)
 	}
-	return fmt.Sprintf("usage %+v within %+v", u, l)
+	// A branch whose share of the budget was already spent at the fork.
+	return fmt.Sprintf("usage %+v exceeds a branch's share of the budget, exhausted at the fork", u)
 }
 
 // quota is the one place usage limits are enforced. Before an agent call the
@@ -140,6 +141,22 @@ func (q *quota) split(n int) []*quota {
 		shares[i] = &quota{limits: q.limits, parent: q, capped: true, capCost: cost / float64(n), capTokens: t}
 	}
 	return shares
+}
+
+// effectiveLimits returns the limits q enforces: the run's, or a parallel
+// branch's share of what remained at the fork.
+func (q *quota) effectiveLimits() Limits {
+	if !q.capped {
+		return q.limits
+	}
+	l := Limits{}
+	if q.limits.MaxCostUSD > 0 {
+		l.MaxCostUSD = q.capCost
+	}
+	if q.limits.MaxTokens > 0 {
+		l.MaxTokens = q.capTokens
+	}
+	return l
 }
 
 // remaining returns what the caps leave after used.
