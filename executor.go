@@ -531,9 +531,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// monoEpoch anchors monoNow.
-var monoEpoch = time.Now()
-
-// monoNow reads the monotonic clock only: step latencies need no wall time,
-// and on this path the wall-clock read is the dearer half of time.Now.
-func monoNow() time.Duration { return time.Since(monoEpoch) }

@@ -28,6 +28,7 @@ const (
 	optStream
 	optState
 	optResume
+	optRuntime
 )
 
 // option is plain data: applying it is a switch, not a func call, so the
@@ -53,6 +54,8 @@ type settings struct {
 
 	resume      *Snapshot
 	resumeInput any
+
+	runtime Runtime
 }
 
 func (s *settings) apply(opts []Option, scope optionScope, where string) error {
@@ -84,6 +87,8 @@ func (s *settings) apply(opts []Option, scope optionScope, where string) error {
 			s.state = op.val.state
 		case optResume:
 			s.resume, s.resumeInput = op.val.resume, op.val.resumeInput
+		case optRuntime:
+			s.runtime = op.val.runtime
 		}
 	}
 	return errors.Join(errs...)

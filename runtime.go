@@ -1,0 +1,127 @@
+package caudal
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Runtime is the interpreter's only way to time, concurrency and
+// randomness: every clock reading, timer, sleep, goroutine and random draw
+// of an execution goes through it. The default, used unless [WithRuntime]
+// sets another, is the process itself (the time package, goroutines,
+// math/rand/v2). A deterministic runtime — a test's fake with a manual
+// clock (see caudaltest.Runtime), or a durable-workflow engine — drives the
+// same interpreter reproducibly.
+//
+// Implementations must be safe for concurrent use.
+type Runtime interface {
+	// Now returns the current time. Event timestamps and step latencies
+	// are read from it.
+	Now() time.Time
+	// Sleep waits d, or until ctx is done, when it returns
+	// [context.Cause](ctx). With d <= 0 it returns at once: nil, or the
+	// cause when ctx is already done.
+	Sleep(ctx context.Context, d time.Duration) error
+	// WithTimeout returns a child of ctx that is cancelled with cause once
+	// d has passed, and a func that releases it (cancelling it with
+	// [context.Canceled] if it is still running).
+	WithTimeout(ctx context.Context, d time.Duration, cause error) (context.Context, context.CancelFunc)
+	// Go calls fn(wctx, i) for every i in [0, n) concurrently and returns
+	// once every call has returned. wctx is ctx or a child of it that the
+	// runtime uses to tell its workers apart; the executor runs each worker
+	// under it. fn does not panic: the executor recovers its own panics.
+	Go(ctx context.Context, n int, fn func(wctx context.Context, i int))
+	// Float64 returns a pseudo-random number in [0, 1); backoff jitter is
+	// drawn from it.
+	Float64() float64
+}
+
+// WithRuntime makes the executor reach time, goroutines and randomness
+// through rt instead of the process (see [Runtime]). It applies to [New].
+func WithRuntime(rt Runtime) Option {
+	o := &option{name: "WithRuntime", scope: scopeNew, kind: optRuntime, val: settings{runtime: rt}}
+	if rt == nil {
+		o.err = errors.New("nil Runtime")
+	}
+	return o
+}
+
+// processRuntime is the default [Runtime]: the process's clock, timers,
+// goroutines and random source. It is the only place in the interpreter
+// that touches them (a test checks this).
+type processRuntime struct{}
+
+var _ Runtime = processRuntime{}
+
+func (processRuntime) Now() time.Time { return time.Now() }
+
+func (processRuntime) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+func (processRuntime) WithTimeout(ctx context.Context, d time.Duration, cause error) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, d, cause)
+}
+
+// Go runs worker 0 on the caller's goroutine and the others on new ones:
+// a fan-out of one starts no goroutine at all.
+func (processRuntime) Go(ctx context.Context, n int, fn func(context.Context, int)) {
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Go(func() { fn(ctx, i) })
+	}
+	if n > 0 {
+		fn(ctx, 0)
+	}
+	wg.Wait()
+}
+
+func (processRuntime) Float64() float64 { return rand.Float64() }
+
+// monoEpoch anchors monoNow.
+var monoEpoch = time.Now()
+
+// monoNow reads the process's monotonic clock only: step latencies need no
+// wall time, and on the hot path the wall-clock read is the dearer half of
+// time.Now.
+func monoNow() time.Duration { return time.Since(monoEpoch) }
+
+// clock reads time for one executor: the process's monotonic clock when the
+// runtime is the process, the runtime's Now otherwise.
+type clock struct {
+	rt    Runtime // nil for the process runtime
+	epoch time.Time
+}
+
+// mono returns the time elapsed since an arbitrary fixed point: step
+// latencies are differences of its readings.
+func (c *clock) mono() time.Duration {
+	if c.rt == nil {
+		return monoNow()
+	}
+	return c.rt.Now().Sub(c.epoch)
+}
+
+// now returns the wall time, for event timestamps.
+func (c *clock) now() time.Time {
+	if c.rt == nil {
+		return time.Now()
+	}
+	return c.rt.Now()
+}
