@@ -1,261 +1,407 @@
 package caudal
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
-	"time"
 
-	"github.com/caudal-go/caudal/internal/backoff"
+	"github.com/caudal-go/caudal/internal/engine"
 )
 
 // maxFallbackChain is the longest fallback chain Build accepts, counting
 // the primary step.
 const maxFallbackChain = 10
 
-// node is a compiled step: everything the hot path needs, precomputed.
-type node struct {
-	kind stepKind
-	name string
-	path string
+// graph is a built step graph: what [Executor.Execute] runs.
+type graph struct {
+	root        node
+	nodes       []node // every step, by id
+	fingerprint string // hex of the root's digest
+	pausable    bool   // some step is a human-input step
+	needsState  bool   // some step reads or writes the state: Execute supplies one
 
-	// Agent step.
-	agent       Agent
-	streamer    StreamAgent // agent as a StreamAgent, or nil
-	attempts    int
-	backoff     backoffPolicy
-	timeout     time.Duration
-	timeoutErr  *timeoutError
-	promptProcs []Processor
-	outputProcs []Processor
-	validators  []Validator
-	fallback    *node
-	plain       bool // no timeout, processors or validators: the attempt is the agent call
-	bare        bool // plain, one attempt, no fallback, not streaming: see execBare
-	estimate    Usage
-	inType      reflect.Type
-	outType     reflect.Type
-
-	// Every kind.
-	updatesState bool
-
-	// Control flow.
-	children    []*node
-	branchNames []string
-	defaultNode *node
-	body        *node
-	flowConfig
-
-	// Cache step.
-	wrapped   *node
-	cache     Cache
-	cacheKey  func(ctx context.Context, in any) (string, error)
-	cacheTTL  time.Duration
-	stateKeys []string
-
-	// fingerprint identifies the step's behaviour for cache keys.
-	fingerprint string
+	// The fast paths of a root step that nothing observes, meters or
+	// journals, chosen here so that Execute does not look at kinds.
+	bare    *agentNode // the root is a bare agent step
+	bareSeq *seqNode   // the root is a sequence of bare agent steps
 }
-
-// backoffPolicy is the delay schedule between attempts.
-type backoffPolicy struct{ initial, max time.Duration }
-
-var defaultBackoff = backoffPolicy{initial: 100 * time.Millisecond, max: 10 * time.Second}
-
-// delay returns the jittered delay before retry n (n >= 1).
-func (b backoffPolicy) delay(n int) time.Duration { return backoff.Delay(b.initial, b.max, n) }
 
 // Build validates the whole graph under s once and compiles it for
 // [Executor.Execute]. It reports every problem it finds, each naming its
 // step path, joined with [errors.Join]: a missing agent, an invalid or
-// inapplicable option, a fallback chain that repeats a name or exceeds 10
-// steps ([ErrInfiniteFallback]), a cache step without a cache. Building a
-// built step compiles it again.
+// inapplicable option, a name that is empty or holds a character instance
+// paths reserve ('/', '#', '[', ']'), a fallback chain that repeats a name
+// or exceeds 10 steps ([ErrInfiniteFallback]), a cache step without a
+// cache. Building a built step compiles it again. Memory grows linearly
+// with the size of the graph.
 func Build(s Step) (Step, error) {
 	if s.def == nil {
 		return Step{}, errors.New("caudal: Build: zero Step")
 	}
 	b := &builder{}
-	n := b.compile(s.def, "", "", nil)
+	root := b.compile(s.def, place{fixed: true}, "")
 	if err := errors.Join(b.errs...); err != nil {
 		return Step{def: s.def}, err
 	}
-	return Step{def: s.def, node: n, needsState: b.needsState}, nil
+	g := &graph{root: root, nodes: b.nodes, pausable: b.pausable, needsState: b.needsState}
+	d := root.base().digest
+	g.fingerprint = hex.EncodeToString(d[:])
+	switch n := root.(type) {
+	case *agentNode:
+		if n.bare {
+			g.bare = n
+		}
+	case *seqNode:
+		if !n.updatesState && !slices.Contains(n.bare, nil) {
+			g.bareSeq = n
+		}
+	}
+	return Step{def: s.def, g: g}, nil
+}
+
+// place is where in the graph a step is compiled.
+type place struct {
+	parent string   // the parent's static path ("" at the root)
+	long   bool     // the parent's path is longer than maxStaticPath: so are its children's
+	fixed  bool     // not inside a loop or map body
+	chain  []string // the fallback chain the step belongs to (nil outside fallbacks)
 }
 
 type builder struct {
 	errs       []error
+	segs       []string // segments of the path being compiled, for errors
+	nodes      []node
 	needsState bool // some step writes or reads the state
+	pausable   bool // some step pauses
 }
 
-func (b *builder) fail(path string, err error) {
-	b.errs = append(b.errs, fmt.Errorf("caudal: step %q: %w", path, err))
+func (b *builder) fail(err error) {
+	var segs []string
+	for _, s := range b.segs {
+		if s != "" {
+			segs = append(segs, s)
+		}
+	}
+	b.errs = append(b.errs, fmt.Errorf("caudal: step %q: %w", strings.Join(segs, "/"), err))
 }
 
-// compile turns d into a node at path parent/segment, where segment is
-// d.name unless a branch name replaces it. chain holds the names of the
-// fallback chain d belongs to (nil outside fallbacks).
-func (b *builder) compile(d *stepDef, parent, segment string, chain []string) *node {
-	if segment == "" {
-		segment = d.name
+// compile turns d into a node at pl. seg replaces d's name as its path
+// segment when it is not "" (a branch's name).
+func (b *builder) compile(d *stepDef, pl place, seg string) node {
+	if seg == "" && d.kind != kindRefineRound {
+		seg = d.name
 	}
-	path := segment
-	if parent != "" {
-		path = parent + "/" + segment
+	b.segs = append(b.segs, seg)
+	defer func() { b.segs = b.segs[:len(b.segs)-1] }()
+
+	nb := nodeBase{kind: d.kind, name: d.name, seg: seg, updatesState: d.updatesState}
+	if !pl.long {
+		if p := join(pl.parent, seg); len(p) <= maxStaticPath {
+			nb.path, nb.fixed = p, pl.fixed
+		}
 	}
-	n := &node{kind: d.kind, name: d.name, path: path, updatesState: d.updatesState}
-	if d.name == "" {
-		b.fail(path, errors.New("step has no name"))
-	} else if strings.Contains(d.name, "/") {
-		b.fail(path, fmt.Errorf("step name %q contains '/', the path separator", d.name))
-	}
+	inner := place{parent: nb.path, long: nb.path == "", fixed: pl.fixed}
+	b.checkName(d)
 	for _, err := range d.errs {
-		b.fail(path, err)
+		b.fail(err)
 	}
 	if d.updatesState || d.itemsKey != "" {
 		b.needsState = true
 	}
-	n.flowConfig, n.branchNames = d.flowConfig, d.branchNames
+
+	var n node
 	switch d.kind {
 	case kindAgent:
-		b.compileAgent(n, d, chain)
+		n = b.compileAgent(nb, d, pl)
 	case kindCache:
-		if d.wrapped != nil {
-			// The cache step stands in for the step it wraps: same path.
-			n.wrapped = b.compile(d.wrapped.def, parent, segment, chain)
-			n.fingerprint = n.wrapped.fingerprint
-			n.inType, n.outType = n.wrapped.inType, n.wrapped.outType
+		n = b.compileCache(nb, d, pl, seg)
+	case kindSeq:
+		n = b.compileSeq(nb, d, inner)
+	case kindRefineRound:
+		r := &roundNode{nodeBase: nb}
+		r.generator = b.compile(d.children[0].def, inner, "")
+		r.critic = b.compile(d.children[1].def, inner, "")
+		n = r
+	case kindParallel, kindRouter:
+		n = b.compileParallel(nb, d, inner)
+	case kindConditional:
+		n = b.compileConditional(nb, d, inner)
+	case kindLoop:
+		l := &loopNode{
+			nodeBase: nb, exitCond: d.exitCond, maxIterations: d.maxIterations,
+			inMap: d.inputMapper, iterMap: d.iterMapper, outMap: d.outputMapper,
 		}
-		n.cache, n.cacheKey, n.cacheTTL, n.stateKeys = d.cache, d.cacheKey, d.cacheTTL, d.stateKeys
-	case kindSeq, kindRefineRound:
-		b.compileSeq(n, d)
-	case kindParallel, kindConditional, kindRouter:
-		b.compileBranches(n, d)
-	case kindLoop, kindMap:
-		if d.body != nil {
-			n.body = b.compile(d.body.def, path, "", nil)
-		}
+		l.body = b.body(d, inner)
+		n = l
+	case kindMap:
+		m := &mapNode{nodeBase: nb, itemsKey: d.itemsKey, concurrency: d.concurrency}
+		m.body = b.body(d, inner)
+		n = m
+	case kindHuman:
+		b.pausable = true
+		n = &humanNode{nodeBase: nb, message: d.message, schema: d.schema}
 	}
-	if n.kind == kindRouter {
-		b.checkAgent(n, d.agent)
-		n.agent = d.agent
-	}
-	if n.concurrency == 0 && (n.kind == kindParallel || n.kind == kindRouter) {
-		n.concurrency = defaultConcurrency()
-	}
+	b.finish(n, d)
 	return n
+}
+
+// checkName reports a name that is missing or holds a reserved character.
+func (b *builder) checkName(d *stepDef) {
+	switch {
+	case d.kind == kindRefineRound:
+	case d.name == "":
+		b.fail(errors.New("step has no name"))
+	case strings.ContainsAny(d.name, "/#[]"):
+		b.fail(fmt.Errorf("step name %q contains one of '/', '#', '[', ']', which instance paths reserve", d.name))
+	}
+}
+
+// finish gives n its id, site and digest.
+func (b *builder) finish(n node, d *stepDef) {
+	nb := n.base()
+	nb.id = len(b.nodes)
+	b.nodes = append(b.nodes, n)
+	nb.site = engine.Site{Node: n, Path: nb.path}
+	if d.kind == kindAgent || d.kind == kindRouter {
+		nb.site.Agent = d.agent
+	}
+	h := sha256.New()
+	describe(h, n, d)
+	for _, k := range n.kids() {
+		kd := k.base().digest
+		h.Write(kd[:])
+	}
+	if c, ok := n.(*cacheNode); ok {
+		kd := c.inner.base().digest
+		h.Write(kd[:])
+	}
+	h.Sum(nb.digest[:0])
+}
+
+// describe writes to h what of step n changes its behaviour: its kind,
+// name, segment and options (a function option by its presence: a change
+// inside a function does not change the fingerprint). The nested steps'
+// digests follow.
+func describe(h hash.Hash, n node, d *stepDef) {
+	nb := n.base()
+	fmt.Fprintf(h, "kind=%d name=%q seg=%q updates=%t\n", nb.kind, nb.name, nb.seg, nb.updatesState)
+	switch n := n.(type) {
+	case *agentNode:
+		fmt.Fprintf(h, "agent=%T stream=%t attempts=%d backoff=%v/%v timeout=%v prompt=%d output=%d validators=%d estimate=%+v fallback=%t\n",
+			d.agent, n.streamer != nil, n.attempts, d.backoff.initial, d.backoff.max, d.timeout,
+			len(d.promptProcs), len(d.outputProcs), len(d.validators), d.estimate, n.fallback != nil)
+	case *cacheNode:
+		fmt.Fprintf(h, "cache=%T ttl=%v statekeys=%q keyfunc=%t\n", d.cache, d.cacheTTL, d.stateKeys, d.cacheKey != nil)
+	case *parallelNode:
+		describeMerge(h, d)
+	case *routerNode:
+		fmt.Fprintf(h, "router=%T\n", d.agent)
+		describeMerge(h, d)
+	case *condNode:
+		fmt.Fprintf(h, "branches=%q default=%t in=%t out=%t\n", d.branchNames, d.defaultStep != nil, d.inputMapper != nil, d.outputMapper != nil)
+	case *loopNode:
+		fmt.Fprintf(h, "max=%d exit=%t in=%t iter=%t out=%t\n", d.maxIterations, d.exitCond != nil, d.inputMapper != nil, d.iterMapper != nil, d.outputMapper != nil)
+	case *mapNode:
+		fmt.Fprintf(h, "items=%q concurrency=%d\n", d.itemsKey, d.concurrency)
+	case *humanNode:
+		fmt.Fprintf(h, "message=%q schema=%v\n", d.message, d.schema)
+	}
+}
+
+func describeMerge(h hash.Hash, d *stepDef) {
+	// The declared concurrency, not the default it resolves to: that
+	// depends on the machine, and a snapshot must resume on another one.
+	fmt.Fprintf(h, "branches=%q merge=%d failure=%d reducers=%q mergefunc=%t concurrency=%d\n",
+		d.branchNames, d.merge.strategy, d.merge.failure, slices.Sorted(maps.Keys(d.merge.reducers)), d.merge.fn != nil, d.concurrency)
+}
+
+// body compiles the body of a loop or map: a dynamic place, since each
+// iteration or item has its own instance path.
+func (b *builder) body(d *stepDef, pl place) node {
+	pl.fixed = false
+	if d.body == nil {
+		return &seqNode{nodeBase: nodeBase{kind: kindSeq}} // reported by the constructor
+	}
+	return b.compile(d.body.def, pl, "")
 }
 
 // compileSeq compiles a sequence's children and checks their names and the
 // types between consecutive typed steps.
-func (b *builder) compileSeq(n *node, d *stepDef) {
+func (b *builder) compileSeq(nb nodeBase, d *stepDef, pl place) node {
+	s := &seqNode{nodeBase: nb}
 	seen := make(map[string]bool, len(d.children))
+	var prevOut reflect.Type
+	var prevPath string
 	for i, c := range d.children {
 		if c.def == nil {
-			b.fail(n.path, fmt.Errorf("step %d is the zero Step", i))
+			b.fail(fmt.Errorf("step %d is the zero Step", i))
 			continue
 		}
 		if seen[c.def.name] {
-			b.fail(n.path, fmt.Errorf("duplicate step name %q: sibling paths must be unique", c.def.name))
+			b.fail(fmt.Errorf("duplicate step name %q: sibling paths must be unique", c.def.name))
 		}
 		seen[c.def.name] = true
-		child := b.compile(c.def, n.path, "", nil)
-		if len(n.children) > 0 {
-			prev := n.children[len(n.children)-1]
-			if prev.outType != nil && child.inType != nil && !prev.outType.AssignableTo(child.inType) {
-				b.fail(child.path, fmt.Errorf("%w: input type %s does not accept %s, the output of %q",
-					ErrTypeMismatch, child.inType, prev.outType, prev.path))
-			}
+		child := b.compile(c.def, pl, "")
+		if inType := c.def.inType; prevOut != nil && inType != nil && !prevOut.AssignableTo(inType) {
+			b.segs = append(b.segs, c.def.name)
+			b.fail(fmt.Errorf("%w: input type %s does not accept %s, the output of %q",
+				ErrTypeMismatch, inType, prevOut, prevPath))
+			b.segs = b.segs[:len(b.segs)-1]
 		}
-		n.children = append(n.children, child)
+		prevOut, prevPath = outType(c.def), join(nb.path, c.def.name)
+		s.children = append(s.children, child)
+		a, _ := child.(*agentNode)
+		if a != nil && !a.bare {
+			a = nil
+		}
+		s.bare = append(s.bare, a)
 	}
-	if n.kind == kindSeq && len(n.children) > 0 {
-		n.inType, n.outType = n.children[0].inType, n.children[len(n.children)-1].outType
-	}
+	return s
 }
 
-// compileBranches compiles the branches of a parallel, conditional or
-// router step; each branch's path segment is its branch name.
-func (b *builder) compileBranches(n *node, d *stepDef) {
+// outType returns the output type a typed step declares, or nil.
+func outType(d *stepDef) reflect.Type {
+	switch {
+	case d.outType != nil:
+		return d.outType
+	case d.kind == kindCache && d.wrapped != nil:
+		return outType(d.wrapped.def)
+	case d.kind == kindSeq && len(d.children) > 0 && d.children[len(d.children)-1].def != nil:
+		return outType(d.children[len(d.children)-1].def)
+	}
+	return nil
+}
+
+// compileParallel compiles a parallel or router step.
+func (b *builder) compileParallel(nb nodeBase, d *stepDef, pl place) node {
+	p := parallelNode{nodeBase: nb, merge: d.merge, concurrency: d.concurrency, names: d.branchNames}
+	p.branches = b.branches(d, pl)
+	for i := range p.branches {
+		p.all = append(p.all, i)
+	}
+	if p.concurrency == 0 {
+		p.concurrency = defaultConcurrency()
+	}
+	if d.merge.strategy != NoMerge || d.merge.fn != nil || len(d.merge.reducers) > 0 {
+		b.needsState = true
+	}
+	if d.kind == kindParallel {
+		return &p
+	}
+	if len(p.branches) == 0 {
+		b.fail(errors.New("router step has no branches"))
+	}
+	b.checkAgent(d.agent)
+	return &routerNode{parallelNode: p, agent: d.agent}
+}
+
+// compileConditional compiles a conditional step.
+func (b *builder) compileConditional(nb nodeBase, d *stepDef, pl place) node {
+	c := &condNode{nodeBase: nb, names: d.branchNames, key: d.branchKey, inMap: d.inputMapper, outMap: d.outputMapper}
+	c.branches = b.branches(d, pl)
+	if d.defaultStep != nil {
+		c.deflt = b.compile(d.defaultStep.def, pl, "default")
+	}
+	if len(c.branches) == 0 && c.deflt == nil {
+		b.fail(errors.New("conditional step has no branches"))
+	}
+	return c
+}
+
+// branches compiles the branches of a parallel, conditional or router step;
+// each branch's path segment is its branch name.
+func (b *builder) branches(d *stepDef, pl place) []node {
 	seen := make(map[string]bool, len(d.branchNames))
+	out := make([]node, 0, len(d.children))
 	for i, c := range d.children {
 		name := d.branchNames[i]
 		if seen[name] {
-			b.fail(n.path, fmt.Errorf("duplicate branch name %q", name))
+			b.fail(fmt.Errorf("duplicate branch name %q", name))
 		}
-		if strings.Contains(name, "/") {
-			b.fail(n.path, fmt.Errorf("branch name %q contains '/', the path separator", name))
+		if strings.ContainsAny(name, "/#[]") {
+			b.fail(fmt.Errorf("branch name %q contains one of '/', '#', '[', ']', which instance paths reserve", name))
 		}
 		seen[name] = true
-		n.children = append(n.children, b.compile(c.def, n.path, name, nil))
+		out = append(out, b.compile(c.def, pl, name))
 	}
-	if d.defaultStep != nil {
-		n.defaultNode = b.compile(d.defaultStep.def, n.path, "default", nil)
+	return out
+}
+
+// compileCache compiles a cache step around the step it wraps, which has
+// the same path.
+func (b *builder) compileCache(nb nodeBase, d *stepDef, pl place, seg string) node {
+	c := &cacheNode{nodeBase: nb, cache: d.cache, key: d.cacheKey, ttl: d.cacheTTL, stateKeys: d.stateKeys}
+	if d.wrapped == nil {
+		c.inner = &seqNode{nodeBase: nodeBase{kind: kindSeq}} // reported by the constructor
+		return c
 	}
-	if n.kind == kindConditional && len(n.children) == 0 && n.defaultNode == nil {
-		b.fail(n.path, errors.New("conditional step has no branches"))
-	}
-	if n.kind == kindRouter && len(n.children) == 0 {
-		b.fail(n.path, errors.New("router step has no branches"))
-	}
-	if n.merge.strategy != NoMerge || n.merge.fn != nil || len(n.merge.reducers) > 0 {
-		b.needsState = true
-	}
+	b.segs = b.segs[:len(b.segs)-1] // the wrapped step stands at the same path
+	c.inner = b.compile(d.wrapped.def, pl, seg)
+	b.segs = append(b.segs, seg)
+	// The cache step is the instance: it merges the output for both.
+	c.updatesState = d.updatesState || d.wrapped.def.updatesState
+	id := c.inner.base().digest
+	c.fingerprint = hex.EncodeToString(id[:])
+	return c
 }
 
 // checkAgent reports a missing agent.
-func (b *builder) checkAgent(n *node, agent Agent) {
+func (b *builder) checkAgent(agent Agent) {
 	switch a := agent.(type) {
 	case nil:
-		b.fail(n.path, errors.New("missing agent"))
+		b.fail(errors.New("missing agent"))
+		return
 	case AgentFunc:
 		if a == nil {
-			b.fail(n.path, errors.New("missing agent (nil AgentFunc)"))
-		}
-	}
-	if v := reflect.ValueOf(agent); v.IsValid() && v.Kind() == reflect.Pointer && v.IsNil() {
-		b.fail(n.path, fmt.Errorf("missing agent (nil %T)", agent))
-	}
-}
-
-func (b *builder) compileAgent(n *node, d *stepDef, chain []string) {
-	b.checkAgent(n, d.agent)
-	n.agent = d.agent
-	n.streamer, _ = d.agent.(StreamAgent)
-	n.attempts = 1 + d.retries
-	n.backoff = d.backoff
-	n.timeout = d.timeout
-	if d.timeout > 0 {
-		n.timeoutErr = &timeoutError{path: n.path, timeout: d.timeout}
-	}
-	n.promptProcs, n.outputProcs, n.validators = d.promptProcs, d.outputProcs, d.validators
-	n.estimate = d.estimate
-	n.plain = d.timeout == 0 && len(d.promptProcs) == 0 && len(d.outputProcs) == 0 && len(d.validators) == 0
-	n.inType, n.outType = d.inType, d.outType
-	n.fingerprint = fmt.Sprintf("agent:%s:%T:retries=%d:timeout=%v:prompt=%d:output=%d:validators=%d",
-		d.name, d.agent, d.retries, d.timeout, len(d.promptProcs), len(d.outputProcs), len(d.validators))
-
-	n.bare = n.plain && n.attempts == 1 && d.fallback == nil && n.streamer == nil && !d.updatesState
-	if d.fallback == nil {
-		return
-	}
-	fb := d.fallback.def
-	if chain == nil {
-		chain = []string{d.name}
-	}
-	for _, name := range chain {
-		if name == fb.name {
-			b.fail(n.path, fmt.Errorf("fallback %q: %w: %s", fb.name, ErrInfiniteFallback, strings.Join(append(chain, fb.name), " -> ")))
+			b.fail(errors.New("missing agent (nil AgentFunc)"))
 			return
 		}
 	}
-	if len(chain)+1 > maxFallbackChain {
-		b.fail(n.path, fmt.Errorf("fallback %q: %w: chain longer than %d steps", fb.name, ErrInfiniteFallback, maxFallbackChain))
-		return
+	if v := reflect.ValueOf(agent); v.Kind() == reflect.Pointer && v.IsNil() {
+		b.fail(fmt.Errorf("missing agent (nil %T)", agent))
 	}
-	next := append(chain[:len(chain):len(chain)], fb.name)
-	n.fallback = b.compile(fb, n.path, "", next)
-	n.fingerprint += ":fallback=" + n.fallback.fingerprint
+}
+
+// compileAgent compiles an agent step and composes its policies.
+func (b *builder) compileAgent(nb nodeBase, d *stepDef, pl place) node {
+	b.checkAgent(d.agent)
+	a := &agentNode{nodeBase: nb, agent: d.agent, attempts: 1 + d.retries, backoff: d.backoff}
+	a.streamer, _ = d.agent.(StreamAgent)
+	plain := d.timeout == 0 && len(d.promptProcs) == 0 && len(d.outputProcs) == 0 && len(d.validators) == 0
+
+	// The attempt's layers, from the inside out.
+	var attempt layer = agentLayer{}
+	if len(d.promptProcs)+len(d.outputProcs)+len(d.validators) > 0 {
+		attempt = &processLayer{prompt: d.promptProcs, output: d.outputProcs, validators: d.validators}
+	}
+	if d.timeout > 0 {
+		attempt = &timeoutLayer{next: attempt, d: d.timeout, cause: &timeoutError{timeout: d.timeout}}
+	}
+	a.attempt = &usageLayer{next: attempt, estimate: d.estimate}
+
+	a.bare = plain && a.attempts == 1 && d.fallback == nil && a.streamer == nil && !d.updatesState
+	if d.fallback == nil {
+		return a
+	}
+	fb := d.fallback.def
+	chain := pl.chain
+	if chain == nil {
+		chain = []string{d.name}
+	}
+	if slices.Contains(chain, fb.name) {
+		b.fail(fmt.Errorf("fallback %q: %w: %s", fb.name, ErrInfiniteFallback, strings.Join(append(chain, fb.name), " -> ")))
+		return a
+	}
+	if len(chain)+1 > maxFallbackChain {
+		b.fail(fmt.Errorf("fallback %q: %w: chain longer than %d steps", fb.name, ErrInfiniteFallback, maxFallbackChain))
+		return a
+	}
+	a.fallback = b.compile(fb, place{parent: nb.path, long: nb.path == "", fixed: pl.fixed, chain: append(chain[:len(chain):len(chain)], fb.name)}, "")
+	return a
 }

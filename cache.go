@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/engine"
 	"github.com/caudal-go/caudal/internal/lru"
 )
 
@@ -132,12 +133,33 @@ func copyResult(r StepResult) StepResult {
 	return r
 }
 
-// execCache runs a cache step.
-func (ex *Executor) execCache(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := monoNow()
-	key, cacheErr := ex.cacheKey(ctx, r, n, in)
+// cacheNode is a compiled cache step: a policy around the step it wraps,
+// which it stands in for (same name, same instance path).
+type cacheNode struct {
+	nodeBase
+	inner       node
+	cache       Cache
+	key         func(ctx context.Context, in any) (string, error)
+	ttl         time.Duration
+	stateKeys   []string
+	fingerprint string // the wrapped step's, for canonical keys
+}
+
+func (c *cacheNode) kids() []node { return c.inner.kids() }
+
+// exec serves the result from the cache, or runs the wrapped step and
+// stores its result when it succeeds.
+func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	strat := r.strategy(&c.nodeBase)
+	if r.replay != nil && r.replay.under(p) {
+		// The run was inside this step when it paused or stopped: go back in,
+		// whatever the cache holds now.
+		return c.miss(ctx, r, p, in, res, strat, "", errResumedInside)
+	}
+	start := r.clock.mono()
+	key, cacheErr := c.cacheKey(ctx, p, strat, in)
 	if cacheErr == nil {
-		v, ok, err := n.cache.Get(ctx, key)
+		v, ok, err := c.cache.Get(ctx, key)
 		cached, isResult := v.(StepResult)
 		switch {
 		case err != nil:
@@ -145,40 +167,79 @@ func (ex *Executor) execCache(ctx context.Context, r *run, n *node, in any, res 
 		case ok && !isResult:
 			cacheErr = fmt.Errorf("cache get: value is a %T, not a StepResult", v)
 		case ok:
-			*res = ex.sharer.Load(cached)
-			res.Path, res.RunID = n.path, r.runID
+			*res = strat.Sharer.Load(cached)
+			res.Path, res.RunID = p, r.runID
 			res.Usage = Usage{}
-			res.Latency = monoNow() - start
+			res.Latency = r.clock.mono() - start
 			res.setMeta(MetaCacheHit, true)
-			if ex.recorder != nil {
-				ex.emit(ctx, Event{Kind: EventCacheHit, RunID: r.runID, Path: n.path})
+			if r.rec != nil {
+				r.emit(ctx, Event{Kind: EventCacheHit, Path: p})
 			}
 			return nil
 		}
 	}
-	err := ex.exec(ctx, r, n.wrapped, in, res)
+	return c.miss(ctx, r, p, in, res, strat, key, cacheErr)
+}
+
+// errResumedInside marks a cache step a resumed run goes back into: it
+// neither reads nor writes the cache.
+var errResumedInside = errors.New("resumed inside the step")
+
+// miss runs the wrapped step — once for concurrent misses on one key when
+// the strategy has a flight group — and stores a success under key.
+func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *StepResult, strat *engine.Strategy[StepResult], key string, cacheErr error) error {
+	var err error
+	if fg := strat.Flight; fg != nil && cacheErr == nil {
+		var v any
+		var shared bool
+		v, err, shared = fg.Do(ctx, c.site, key, func() (any, error) {
+			if err := c.inner.exec(ctx, r, p, in, res); err != nil {
+				return nil, err
+			}
+			return strat.Sharer.Store(*res), nil
+		})
+		if shared {
+			if got, ok := v.(StepResult); ok && err == nil {
+				*res = strat.Sharer.Load(got)
+				res.Path, res.RunID, res.Usage = p, r.runID, Usage{}
+				res.setMeta(MetaCacheHit, true)
+				return nil
+			}
+			res.Path, res.RunID, res.Success = p, r.runID, false
+			if err == nil {
+				err = fmt.Errorf("caudal: step %q: flight group shared a %T, not a StepResult", p, v)
+			}
+			res.Feedback = err.Error()
+			return err
+		}
+	} else {
+		err = c.inner.exec(ctx, r, p, in, res)
+	}
 	if err == nil && cacheErr == nil {
-		if serr := n.cache.Set(ctx, key, ex.sharer.Store(*res), n.cacheTTL); serr != nil {
+		if serr := c.cache.Set(ctx, key, strat.Sharer.Store(*res), c.ttl); serr != nil {
 			cacheErr = fmt.Errorf("cache set: %w", serr)
 		}
 	}
 	res.setMeta(MetaCacheHit, false)
-	if cacheErr != nil {
+	if cacheErr != nil && cacheErr != errResumedInside {
 		res.setMeta(MetaCacheError, cacheErr.Error())
 	}
 	return err
 }
 
-func (ex *Executor) cacheKey(ctx context.Context, r *run, n *node, in any) (key string, err error) {
-	if n.cacheKey != nil {
-		defer func() {
-			if v := recover(); v != nil {
-				err = newPanicError(v)
-			}
-		}()
-		key, err = n.cacheKey(ctx, in)
+// cacheKey computes the execution's key: the key func's, or the strategy's
+// keyer's over the fingerprint, the input and the selected state values.
+func (c *cacheNode) cacheKey(ctx context.Context, p string, strat *engine.Strategy[StepResult], in any) (key string, err error) {
+	if c.key != nil {
+		key, err = guard2(ctx, p, in, c.key)
 	} else {
-		key, err = ex.keyer.Key(n.fingerprint, in, r.state.values(n.stateKeys))
+		var values map[string]any
+		if len(c.stateKeys) > 0 {
+			if st := StateFrom(ctx); st != nil {
+				values = st.s.Values(c.stateKeys)
+			}
+		}
+		key, err = strat.Keyer.Key(c.fingerprint, in, values)
 	}
 	if err != nil {
 		return "", fmt.Errorf("cache key: %w", err)

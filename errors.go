@@ -39,21 +39,30 @@ var (
 	// ErrNoBranch matches a [Conditional] step whose key names no branch and
 	// that has no default branch.
 	ErrNoBranch = errors.New("caudal: no branch for key")
-	// ErrCircuitOpen is reserved for the circuit breaker of the optimization
-	// layer: a call refused because the agent's breaker is open.
+	// ErrCircuitOpen matches an agent call refused because the agent's
+	// circuit breaker is open (the optimization layer's): it is never
+	// retried, so the step fails fast or goes straight to its fallback.
 	ErrCircuitOpen = errors.New("caudal: circuit open")
+	// ErrSnapshotMismatch matches a [WithResume] refused because the
+	// snapshot does not fit the pipeline: another pipeline's, a changed
+	// one's, an unknown version, records at steps the pipeline does not
+	// have or in an order it cannot have made; or because the resumed run
+	// never reached the paused step.
+	ErrSnapshotMismatch = errors.New("caudal: snapshot does not match the pipeline")
 )
 
 // StepError reports a step that failed: Err is the error of its last attempt
 // (or of the fallback chain, which it then wraps as well). When every attempt
 // ran and failed, the error also matches [ErrRetriesExhausted]; when the
-// step stopped early — the caller's context was cancelled — it does not.
+// step stopped early — the caller's context was cancelled, or the error was
+// one another attempt could not mend ([ErrCircuitOpen]) — it does not.
 type StepError struct {
-	Step    string // path of the failed step
+	Step    string // instance path of the failed step
 	Attempt int    // number of the last attempt made
 	Err     error  // the last attempt's error
 
 	exhausted bool
+	gaveUp    bool // stopped by the error classifier: the fallback may run
 }
 
 func (e *StepError) Error() string {
@@ -69,16 +78,22 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Is reports whether target is [ErrRetriesExhausted] and every attempt ran.
 func (e *StepError) Is(target error) bool { return e.exhausted && target == ErrRetriesExhausted }
 
-// PanicError is a panic raised by an agent, processor or validator, turned
-// into an error. A panic never escapes [Executor.Execute].
+// PanicError is a panic raised by an agent, processor, validator or other
+// callback of a step, turned into an error. A panic never escapes
+// [Executor.Execute].
 type PanicError struct {
+	Step  string // instance path of the step that panicked
 	Value any    // the value passed to panic
 	Stack []byte // the panicking goroutine's stack
 }
 
-func newPanicError(v any) *PanicError { return &PanicError{Value: v, Stack: debug.Stack()} }
+func newPanicError(step string, v any) *PanicError {
+	return &PanicError{Step: step, Value: v, Stack: debug.Stack()}
+}
 
-func (e *PanicError) Error() string { return fmt.Sprintf("caudal: panic: %v", e.Value) }
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("caudal: step %q: panic: %v", e.Step, e.Value)
+}
 
 // Unwrap returns the panic value when it is an error, or nil.
 func (e *PanicError) Unwrap() error {
@@ -89,7 +104,7 @@ func (e *PanicError) Unwrap() error {
 // ValidationError is a validator's rejection of an attempt's output. Its
 // Feedback reaches the next attempt (see [Feedback]).
 type ValidationError struct {
-	Step     string // path of the validated step
+	Step     string // instance path of the validated step
 	Feedback string // the validator's error text
 	Err      error  // the validator's error
 }
@@ -108,7 +123,7 @@ func (e *ValidationError) Is(target error) bool { return target == ErrValidation
 // remaining budget could not cover, or actual usage past a limit. Result is
 // the breaching step's partial result; Used is the run's usage so far.
 type UsageLimitError struct {
-	Step   string     // path of the step that breached
+	Step   string     // instance path of the step that breached
 	Limits Limits     // the limits in force: the run's, or a parallel branch's share
 	Used   Usage      // usage of the run, reserved work included
 	Result StepResult // the partial result of the breaching step
@@ -137,14 +152,14 @@ func (e *TypeError) Is(target error) bool { return target == ErrTypeMismatch }
 
 // timeoutError is the cause installed on an attempt's context by
 // [WithTimeout]. One is built per step at [Build], so a timeout allocates
-// nothing to describe itself.
+// nothing to describe itself; the [StepError] around it names the step
+// instance.
 type timeoutError struct {
-	path    string
 	timeout time.Duration
 }
 
 func (e *timeoutError) Error() string {
-	return fmt.Sprintf("caudal: step %q: attempt timed out after %v", e.path, e.timeout)
+	return fmt.Sprintf("caudal: attempt timed out after %v", e.timeout)
 }
 
 func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }

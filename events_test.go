@@ -42,7 +42,8 @@ func TestEvents(t *testing.T) {
 		{
 			"cache hit", caudal.Cached(caudal.AgentStep("s", echoAgent{}), cache), 2,
 			caudal.Limits{},
-			K(caudal.EventStepStarted, caudal.EventStepFinished, caudal.EventCacheHit),
+			// Every step instance starts and finishes, a hit too.
+			K(caudal.EventStepStarted, caudal.EventStepFinished, caudal.EventStepStarted, caudal.EventCacheHit, caudal.EventStepFinished),
 		},
 		{
 			"breach", caudal.AgentStep("s", costly("x", caudal.Usage{CompletionTokens: 9}, nil)), 1,

@@ -108,38 +108,67 @@ func Router(name string, pick Agent, opts ...StepOption) Step {
 	return Step{def: d}
 }
 
-// execSeq runs a sequence.
-func (ex *Executor) execSeq(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	first, cur := 0, in
-	res.Children = ex.alloc.Children(len(n.children))
-	if fr := r.resume.frame(n.path); fr != nil {
-		first, cur = fr.Index, fr.Input
-		for _, c := range fr.Results {
-			res.Children = append(res.Children, c)
-			res.Usage = res.Usage.Add(c.Usage)
-		}
-	}
-	bareOK := r.quota == nil && ex.recorder == nil
+// seqNode is a compiled sequence.
+type seqNode struct {
+	nodeBase
+	children []node
+	bare     []*agentNode // bare[i] is children[i] when it is a bare agent step, else nil
+}
+
+func (s *seqNode) kids() []node { return s.children }
+
+// exec runs a sequence.
+func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
+	res.Children = make([]StepResult, 0, len(s.children))
+	cur := in
 	now := start // the clock's last reading
-	for i := first; i < len(n.children); i++ {
+	live := false // resuming: an earlier child did not complete
+	for i, c := range s.children {
+		cp := childPath(p, c.base())
 		res.Children = append(res.Children, StepResult{})
 		child := &res.Children[len(res.Children)-1]
-		c := n.children[i]
 		var err error
-		if c.bare && bareOK {
-			now, err = execBareFrom(ctx, c, cur, r.runID, child, now)
-		} else {
-			err = ex.exec(ctx, r, c, cur, child)
-			now = monoNow()
+		switch {
+		case r.replay != nil && !r.replay.inOrder(cp, &live):
+			child.Path, child.RunID = cp, r.runID
+			err = r.replay.outOfOrder(cp)
+			child.Feedback = err.Error()
+			now = r.clock.mono()
+		case s.bare[i] != nil && r.bareOK:
+			now, err = execBareFrom(ctx, r.clock, s.bare[i], cp, cur, r.runID, child, now)
+		default:
+			err = r.step(ctx, c, cp, cur, child)
+			now = r.clock.mono()
 		}
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {
 			res.Output, res.Feedback, res.Latency = child.Output, child.Feedback, now-start
-			if pe := asPaused(err); pe != nil {
-				pe.addFrame(n.path, &frame{Index: i, Input: cur, Results: slices.Clone(res.Children[:len(res.Children)-1])})
-			}
+			return err
+		}
+		cur = child.Output
+	}
+	res.Output, res.Success, res.Latency = cur, true, now-start
+	return nil
+}
+
+// execBareSeq runs a sequence of bare agent steps when nothing observes,
+// meters or journals the execution: the fast path of such a sequence, which
+// behaves exactly as exec does.
+func execBareSeq(ctx context.Context, c *clock, s *seqNode, p string, in any, runID string, res *StepResult) error {
+	start := c.mono()
+	res.Path, res.RunID, res.Attempts = p, runID, 1
+	res.Children = make([]StepResult, len(s.bare))
+	cur, now := in, start
+	for i, a := range s.bare {
+		child := &res.Children[i]
+		var err error
+		now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now)
+		res.Usage = res.Usage.Add(child.Usage)
+		if err != nil {
+			res.Children = res.Children[:i+1]
+			res.Output, res.Latency, res.Success, res.Feedback = child.Output, now-start, false, err.Error()
 			return err
 		}
 		cur = child.Output
@@ -154,90 +183,119 @@ const MetaBranchKey = "executed_branch_key"
 // MetaExecutedBranches lists the branches a router step chose.
 const MetaExecutedBranches = "executed_branches"
 
-// execConditional runs a conditional step.
-func (ex *Executor) execConditional(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	defer func() { res.Latency = monoNow() - start }()
-	var key string
-	fr := r.resume.frame(n.path)
-	if fr != nil {
-		key = fr.Key
-	} else if key, err = guard2(ctx, in, n.branchKey); err != nil {
-		return ex.fail(res, fmt.Errorf("caudal: step %q: branch key: %w", n.path, err))
+// condNode is a compiled conditional step.
+type condNode struct {
+	nodeBase
+	branches []node
+	names    []string
+	deflt    node // nil: none
+	key      func(ctx context.Context, in any) (string, error)
+	inMap    func(ctx context.Context, in any) (any, error)
+	outMap   func(ctx context.Context, out any) (any, error)
+}
+
+func (c *condNode) kids() []node {
+	if c.deflt == nil {
+		return c.branches
 	}
-	branch := n.branchByKey(key)
+	return append(c.branches[:len(c.branches):len(c.branches)], c.deflt)
+}
+
+// exec runs a conditional step. The key it computes is a decision of the
+// journal: a resumed run takes the branch the key chose then.
+func (c *condNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
+	defer func() { res.Latency = r.clock.mono() - start }()
+	key, err := c.decide(ctx, r, p, in, res)
+	if err != nil {
+		return r.failStep(res, err)
+	}
+	branch := c.branchByKey(key)
 	if branch == nil {
-		return ex.fail(res, fmt.Errorf("caudal: step %q: %w for key %q (branches: %s)", n.path, ErrNoBranch, key, strings.Join(n.branchNames, ", ")))
+		return r.failStep(res, fmt.Errorf("caudal: step %q: %w for key %q (branches: %s)", p, ErrNoBranch, key, strings.Join(c.names, ", ")))
 	}
 	res.setMeta(MetaBranchKey, key)
 	bin := in
-	if fr != nil {
-		bin = fr.Input // resuming: the branch's (mapped) input
-	} else if n.inputMapper != nil {
-		if bin, err = guard2(ctx, in, n.inputMapper); err != nil {
-			return ex.fail(res, fmt.Errorf("caudal: step %q: input mapper: %w", n.path, err))
+	if c.inMap != nil {
+		if bin, err = guard2(ctx, p, in, c.inMap); err != nil {
+			return r.failStep(res, fmt.Errorf("caudal: step %q: input mapper: %w", p, err))
 		}
 	}
-	res.Children = append(ex.alloc.Children(1), StepResult{})
+	res.Children = make([]StepResult, 1)
 	child := &res.Children[0]
-	err = ex.exec(ctx, r, branch, bin, child)
+	err = r.step(ctx, branch, childPath(p, branch.base()), bin, child)
 	res.Usage = child.Usage
 	if err != nil {
 		res.Output, res.Feedback = child.Output, child.Feedback
-		if pe := asPaused(err); pe != nil {
-			pe.addFrame(n.path, &frame{Key: key, Input: bin})
-		}
 		return err
 	}
 	out := child.Output
-	if n.outputMapper != nil {
-		if out, err = guard2(ctx, out, n.outputMapper); err != nil {
-			return ex.fail(res, fmt.Errorf("caudal: step %q: output mapper: %w", n.path, err))
+	if c.outMap != nil {
+		if out, err = guard2(ctx, p, out, c.outMap); err != nil {
+			return r.failStep(res, fmt.Errorf("caudal: step %q: output mapper: %w", p, err))
 		}
 	}
 	res.Output, res.Success = out, true
 	return nil
 }
 
-// branchByKey returns the branch named key, or the default branch, or nil.
-func (n *node) branchByKey(key string) *node {
-	if i := slices.Index(n.branchNames, key); i >= 0 {
-		return n.children[i]
+// decide returns the branch key: the journal's when resuming, else the key
+// func's, journaled.
+func (c *condNode) decide(ctx context.Context, r *run, p string, in any, res *StepResult) (string, error) {
+	if r.replay != nil {
+		if d := r.replay.decisions[p]; d != nil {
+			key, ok := d.Output.(string)
+			if !ok {
+				return "", fmt.Errorf("caudal: WithResume: %w: the decision of conditional %q is a %T, not a branch key", ErrSnapshotMismatch, p, d.Output)
+			}
+			return key, nil
+		}
 	}
-	return n.defaultNode
+	key, err := guard2(ctx, p, in, c.key)
+	if err != nil {
+		return "", fmt.Errorf("caudal: step %q: branch key: %w", p, err)
+	}
+	if r.journal != nil {
+		if err := r.journal.add(ctx, p, StatusDecided, &StepResult{Output: key, Attempts: 1}, nil); err != nil {
+			return "", err
+		}
+	}
+	return key, nil
 }
 
-// execRouter runs a router step.
-func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	fr := r.resume.frame(n.path)
-	var names []string
-	if fr != nil {
-		names, in = fr.Selected, fr.Input
-	} else {
-		reply, err := callAgent(ctx, n.agent, in)
-		res.Usage = reply.Usage
-		if r.quota != nil {
-			if used, ok := r.quota.reconcile(Usage{}, reply.Usage); !ok {
-				return ex.breach(ctx, r, n, res, start, used)
-			}
-		}
-		if err == nil {
-			names, err = branchNames(reply.Output)
-		}
-		if err != nil {
-			res.Latency = monoNow() - start
-			return ex.fail(res, fmt.Errorf("caudal: step %q: router: %w", n.path, err))
-		}
+// branchByKey returns the branch named key, or the default branch, or nil.
+func (c *condNode) branchByKey(key string) node {
+	if i := slices.Index(c.names, key); i >= 0 {
+		return c.branches[i]
+	}
+	return c.deflt
+}
+
+// routerNode is a compiled router step: its agent picks branches, which then
+// run as a parallel step's do.
+type routerNode struct {
+	parallelNode
+	agent Agent
+}
+
+// exec runs a router step. The agent's choice is a decision of the
+// journal: a resumed run takes the branches it chose then, and pays for
+// the choice once.
+func (n *routerNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
+	names, err := n.choose(ctx, r, p, in, res)
+	if err != nil {
+		res.Latency = r.clock.mono() - start
+		return r.failStep(res, err)
 	}
 	selected := make([]int, 0, len(names))
 	for _, name := range names {
-		i := slices.Index(n.branchNames, name)
+		i := slices.Index(n.names, name)
 		if i < 0 {
-			res.Latency = monoNow() - start
-			return ex.fail(res, fmt.Errorf("caudal: step %q: router chose unknown branch %q (branches: %s)", n.path, name, strings.Join(n.branchNames, ", ")))
+			res.Latency = r.clock.mono() - start
+			return r.failStep(res, fmt.Errorf("caudal: step %q: router chose unknown branch %q (branches: %s)", p, name, strings.Join(n.names, ", ")))
 		}
 		if !slices.Contains(selected, i) {
 			selected = append(selected, i)
@@ -246,14 +304,48 @@ func (ex *Executor) execRouter(ctx context.Context, r *run, n *node, in any, res
 	slices.Sort(selected)
 	chosen := make([]any, len(selected))
 	for i, b := range selected {
-		chosen[i] = n.branchNames[b]
+		chosen[i] = n.names[b]
 	}
 	res.setMeta(MetaExecutedBranches, chosen)
-	err := ex.runBranches(ctx, r, n, in, res, selected, fr, start) // adds the branches' usage to the router's
-	if pe := asPaused(err); pe != nil {
-		pe.Snapshot.Frames[n.path].Selected = names
+	return n.runBranches(ctx, r, p, in, res, selected, start) // adds the branches' usage to the router's
+}
+
+// choose returns the branches the agent picks: the journal's when
+// resuming, else the agent's, journaled with what the choice cost.
+func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *StepResult) ([]string, error) {
+	if r.replay != nil {
+		if d := r.replay.decisions[p]; d != nil {
+			res.Usage = d.Usage
+			names, err := branchNames(d.Output)
+			if err != nil {
+				return nil, fmt.Errorf("caudal: WithResume: %w: the decision of router %q: %w", ErrSnapshotMismatch, p, err)
+			}
+			return names, nil
+		}
 	}
-	return err
+	reply, err := invoke(ctx, r, n.agent, nil, p, in)
+	res.Usage = reply.Usage
+	if r.quota != nil {
+		if used, ok := r.quota.reconcile(Usage{}, reply.Usage); !ok {
+			ue := r.quota.breach(p, used)
+			res.Feedback = ue.Error()
+			r.finishBreach(ctx, ue, res)
+			return nil, ue
+		}
+	}
+	var names []string
+	if err == nil {
+		names, err = branchNames(reply.Output)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("caudal: step %q: router: %w", p, err)
+	}
+	if r.journal != nil {
+		if err := r.journal.add(ctx, p, StatusDecided, &StepResult{Output: names, Usage: reply.Usage, Attempts: 1}, nil); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // branchNames reads a router's choice.
@@ -279,18 +371,12 @@ func branchNames(out any) ([]string, error) {
 	return nil, fmt.Errorf("output of type %T is not a branch name or a list of them", out)
 }
 
-// fail marks res failed with err and returns err.
-func (ex *Executor) fail(res *StepResult, err error) error {
-	res.Success = false
-	res.Feedback = err.Error()
-	return err
-}
-
-// guard2 calls a user func of one value under a panic guard.
-func guard2[T, U any](ctx context.Context, v T, fn func(context.Context, T) (U, error)) (out U, err error) {
+// guard2 calls a user func of one value under a panic guard; a panic
+// becomes a *PanicError of step p.
+func guard2[T, U any](ctx context.Context, p string, v T, fn func(context.Context, T) (U, error)) (out U, err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = newPanicError(p)
+		if x := recover(); x != nil {
+			err = newPanicError(p, x)
 		}
 	}()
 	return fn(ctx, v)

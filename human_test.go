@@ -122,7 +122,7 @@ func TestPauseResumeInLoop(t *testing.T) {
 	if _, ok := caudal.Get[bool](st, "work"); !ok {
 		t.Error("the iteration's write was lost across the pause")
 	}
-	if fmt.Sprint(paths) != "[loop/body/review loop/body/review]" {
+	if fmt.Sprint(paths) != "[loop#1/body/review loop#2/body/review]" {
 		t.Errorf("paused at %v", paths)
 	}
 }
@@ -188,12 +188,12 @@ func TestResumeWrongStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ex.Execute(t.Context(), mustBuild(t, constant("other")), nil, caudal.WithResume(pe.Snapshot, "x"))
-	if err == nil || !strings.Contains(err.Error(), "never reached the paused step") {
-		t.Errorf("resume on another step = %v; want an error", err)
+	if !errors.Is(err, caudal.ErrSnapshotMismatch) || !strings.Contains(err.Error(), "another pipeline") {
+		t.Errorf("resume on another step = %v; want ErrSnapshotMismatch", err)
 	}
 	_, err = ex.Execute(t.Context(), mustBuild(t, constant("other")), nil, caudal.WithResume(&caudal.Snapshot{Version: 99, Path: "x"}, "x"))
-	if err == nil || !strings.Contains(err.Error(), "snapshot version 99") {
-		t.Errorf("resume with a bad version = %v; want an error", err)
+	if !errors.Is(err, caudal.ErrSnapshotMismatch) || !strings.Contains(err.Error(), "snapshot version 99") {
+		t.Errorf("resume with a bad version = %v; want ErrSnapshotMismatch naming the version", err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
 )
 
 // DefaultMaxIterations is a [Loop]'s iteration cap without
@@ -71,71 +70,84 @@ func WithIterationMapper(fn func(ctx context.Context, out any, i int) (any, erro
 	})
 }
 
-// execLoop runs a loop.
-func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := monoNow()
-	res.Path, res.RunID = n.path, r.runID
+// loopNode is a compiled loop (and a refine-until loop).
+type loopNode struct {
+	nodeBase
+	body          node
+	paths         indexPaths
+	exitCond      func(ctx context.Context, out any) (bool, error)
+	maxIterations int
+	inMap         func(ctx context.Context, v any) (any, error)
+	iterMap       func(ctx context.Context, out any, iteration int) (any, error)
+	outMap        func(ctx context.Context, v any) (any, error)
+}
+
+func (l *loopNode) kids() []node { return []node{l.body} }
+
+// exec runs a loop. Iteration i's body runs at instance path p#i/body.
+func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
+	start := r.clock.mono()
+	res.Path, res.RunID = p, r.runID
 	defer func() {
-		res.Latency = monoNow() - start
+		res.Latency = r.clock.mono() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
 		}
 	}()
 	parent := StateFrom(ctx)
-	first, cur := 1, in
-	if fr := r.resume.frame(n.path); fr != nil {
-		first, cur = fr.Index, fr.Input
-		for _, c := range fr.Results {
-			res.Children = append(res.Children, c)
-			res.Usage = res.Usage.Add(c.Usage)
-		}
-	} else if n.inputMapper != nil {
-		if cur, err = guard2(ctx, in, n.inputMapper); err != nil {
-			return fmt.Errorf("caudal: step %q: input mapper: %w", n.path, err)
+	strat := r.strategy(&l.nodeBase)
+	cur := in
+	if l.inMap != nil {
+		if cur, err = guard2(ctx, p, in, l.inMap); err != nil {
+			return fmt.Errorf("caudal: step %q: input mapper: %w", p, err)
 		}
 	}
-	for i := first; i <= n.maxIterations; i++ {
+	live := false // resuming: an earlier iteration did not complete
+	for i := 1; i <= l.maxIterations; i++ {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("caudal: step %q: iteration %d: %w", n.path, i, context.Cause(ctx))
+			return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, context.Cause(ctx))
 		}
 		res.Attempts = i
+		bp := l.paths.get(&l.nodeBase, p, '#', i, l.body.base())
+		if r.replay != nil && !r.replay.inOrder(bp, &live) {
+			return r.replay.outOfOrder(bp)
+		}
 		ictx, ist := ctx, (*State)(nil)
 		if parent != nil {
-			ist = parent.fork(ex.isolate)
+			ist = parent.fork(strat.Isolation)
 			ictx = withState(ctx, ist)
 		}
 		res.Children = append(res.Children, StepResult{})
 		child := &res.Children[len(res.Children)-1]
-		berr := ex.exec(ictx, r, n.body, cur, child)
+		berr := r.step(ictx, l.body, bp, cur, child)
 		res.Usage = res.Usage.Add(child.Usage)
 		res.Output = child.Output
 		if berr != nil {
-			if pe := asPaused(berr); pe != nil {
-				if ist != nil {
-					parent.mergeFrom(ex.isolate, ist)
-				}
-				pe.addFrame(n.path, &frame{Index: i, Input: cur, Results: cloneResults(res.Children[:len(res.Children)-1])})
-				return berr
+			if errors.Is(berr, ErrPaused) && ist != nil {
+				// The caller's state shows what the paused iteration did.
+				_ = parent.mergeFrom(strat.Isolation, ist)
 			}
 			if isControlFlow(berr) {
 				return berr
 			}
-			return fmt.Errorf("caudal: step %q: iteration %d: %w", n.path, i, berr)
+			return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, berr)
 		}
 		if ist != nil {
-			parent.mergeFrom(ex.isolate, ist)
+			if err := parent.mergeFrom(strat.Isolation, ist); err != nil {
+				return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, err)
+			}
 		}
-		if n.exitCond != nil {
-			done, cerr := guard2(ctx, child.Output, n.exitCond)
+		if l.exitCond != nil {
+			done, cerr := guard2(ctx, p, child.Output, l.exitCond)
 			if cerr != nil {
-				return fmt.Errorf("caudal: step %q: exit condition: %w", n.path, cerr)
+				return fmt.Errorf("caudal: step %q: exit condition: %w", p, cerr)
 			}
 			if done {
 				out := child.Output
-				if n.outputMapper != nil {
-					if out, err = guard2(ctx, out, n.outputMapper); err != nil {
-						return fmt.Errorf("caudal: step %q: output mapper: %w", n.path, err)
+				if l.outMap != nil {
+					if out, err = guard2(ctx, p, out, l.outMap); err != nil {
+						return fmt.Errorf("caudal: step %q: output mapper: %w", p, err)
 					}
 				}
 				res.Output, res.Success = out, true
@@ -144,26 +156,24 @@ func (ex *Executor) execLoop(ctx context.Context, r *run, n *node, in any, res *
 			}
 		}
 		cur = child.Output
-		if n.iterMapper != nil && i < n.maxIterations {
-			if cur, err = guard3(ctx, child.Output, i, n.iterMapper); err != nil {
-				return fmt.Errorf("caudal: step %q: iteration mapper: %w", n.path, err)
+		if l.iterMap != nil && i < l.maxIterations {
+			if cur, err = guard3(ctx, p, child.Output, i, l.iterMap); err != nil {
+				return fmt.Errorf("caudal: step %q: iteration mapper: %w", p, err)
 			}
 		}
 	}
-	res.setMeta(MetaIterations, n.maxIterations)
-	if n.exitCond != nil {
-		return fmt.Errorf("caudal: step %q: %w (%d) without meeting the exit condition", n.path, ErrMaxIterations, n.maxIterations)
+	res.setMeta(MetaIterations, l.maxIterations)
+	if l.exitCond != nil {
+		return fmt.Errorf("caudal: step %q: %w (%d) without meeting the exit condition", p, ErrMaxIterations, l.maxIterations)
 	}
 	res.Success = true
 	return nil
 }
 
-func cloneResults(rs []StepResult) []StepResult { return append([]StepResult(nil), rs...) }
-
-func guard3[T, U any](ctx context.Context, v T, i int, fn func(context.Context, T, int) (U, error)) (out U, err error) {
+func guard3[T, U any](ctx context.Context, p string, v T, i int, fn func(context.Context, T, int) (U, error)) (out U, err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = newPanicError(p)
+		if x := recover(); x != nil {
+			err = newPanicError(p, x)
 		}
 	}()
 	return fn(ctx, v, i)
@@ -200,17 +210,28 @@ func WithItemsFrom(key string) StepOption {
 	})
 }
 
+// mapNode is a compiled map step.
+type mapNode struct {
+	nodeBase
+	body        node
+	paths       indexPaths
+	itemsKey    string
+	concurrency int
+}
+
+func (m *mapNode) kids() []node { return []node{m.body} }
+
 // items returns the collection a map step iterates over.
-func (n *node) items(ctx context.Context, in any) ([]any, error) {
+func (m *mapNode) items(ctx context.Context, in any) ([]any, error) {
 	src := in
-	if n.itemsKey != "" {
+	if m.itemsKey != "" {
 		st := StateFrom(ctx)
 		if st == nil {
-			return nil, fmt.Errorf("items from state key %q, but the run has no State (WithState)", n.itemsKey)
+			return nil, fmt.Errorf("items from state key %q, but the run has no State (WithState)", m.itemsKey)
 		}
-		v, ok := st.get(n.itemsKey)
+		v, ok := st.lookup(m.itemsKey)
 		if !ok {
-			return nil, fmt.Errorf("state has no key %q", n.itemsKey)
+			return nil, fmt.Errorf("state has no key %q", m.itemsKey)
 		}
 		src = v
 	}
@@ -228,86 +249,74 @@ func (n *node) items(ctx context.Context, in any) ([]any, error) {
 	return out, nil
 }
 
-// execMap runs a map step.
-func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *StepResult) (err error) {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
+// exec runs a map step. Item i's body runs at instance path p[i]/body.
+func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	defer func() {
-		res.Latency = monoNow() - start
+		res.Latency = r.clock.mono() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
 		}
 	}()
-	fr := r.resume.frame(n.path)
-	var items []any
-	if fr != nil { // resuming: the items are in the frame
-		items, _ = fr.Input.([]any)
-	} else if items, err = n.items(ctx, in); err != nil {
-		return fmt.Errorf("caudal: step %q: %w", n.path, err)
+	items, err := m.items(ctx, in)
+	if err != nil {
+		return fmt.Errorf("caudal: step %q: %w", p, err)
 	}
 	parent := StateFrom(ctx)
+	strat := r.strategy(&m.nodeBase)
 	runs := make([]branchRun, len(items))
-	var todo []int
-	for i := range items {
-		var bf *branchFrame
-		if fr != nil {
-			bf = fr.Branches[strconv.Itoa(i)]
-		}
-		if bf != nil && bf.Result != nil {
-			runs[i] = branchRun{res: *bf.Result, writes: bf.Writes, done: true}
-			continue
-		}
-		todo = append(todo, i)
-	}
-	sequential := n.concurrency == 1
-	base := *r // the closure must not capture r, or every Execute's run escapes to the heap
-	runItem := func(i int) {
+	sequential := m.concurrency == 1
+	runItem := func(ctx context.Context, i int) error {
 		br := &runs[i]
 		br.ran = true
-		child := base
-		var bf *branchFrame
-		if fr != nil {
-			bf = fr.Branches[strconv.Itoa(i)]
-		}
-		if bf != nil {
-			child.resume = base.resume.item(bf)
-		} else if base.resume != nil {
-			child.resume = &resumeState{delivered: base.resume.delivered}
-		}
 		ictx := ctx
 		if parent != nil {
-			switch {
-			case bf != nil:
-				br.state = NewState(bf.State)
-			default:
-				br.state = parent.fork(ex.isolate)
-			}
+			br.state = parent.fork(strat.Isolation)
 			ictx = withState(ctx, br.state)
 		}
-		br.err = ex.exec(ictx, &child, n.body, items[i], &br.res)
+		br.err = r.step(ictx, m.body, br.path, items[i], &br.res)
 		if br.state != nil && (br.err == nil || errors.Is(br.err, ErrPaused)) {
-			br.writes = parent.writesSince(ex.isolate, br.state)
+			br.writes = parent.writesOf(strat.Isolation, br.state)
 			if sequential {
-				parent.apply(br.writes)
+				if aerr := parent.apply(br.writes); aerr != nil && br.err == nil {
+					br.err = aerr
+				}
 			}
 		}
+		return br.err
+	}
+	for i := range runs {
+		runs[i].path = m.paths.get(&m.nodeBase, p, '[', i, m.body.base())
 	}
 	if sequential {
-		for _, i := range todo {
-			runItem(i)
-			if runs[i].err != nil {
+		live := false // resuming: an earlier item did not complete
+		for i := range runs {
+			if r.replay != nil && !r.replay.inOrder(runs[i].path, &live) {
+				runs[i].err = r.replay.outOfOrder(runs[i].path)
+				break
+			}
+			if runItem(ctx, i) != nil {
 				break
 			}
 		}
 	} else {
-		ex.forEach(n.concurrency, todo, runItem)
+		fanOut(ctx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(wctx context.Context, i int, admit error) error {
+			if admit != nil {
+				runs[i].ran, runs[i].err = true, fmt.Errorf("caudal: step %q: %w", runs[i].path, admit)
+				return runs[i].err
+			}
+			return runItem(wctx, i)
+		}, func(i int, err error) {
+			runs[i].err = err
+		})
 	}
 
 	outputs := make([]any, len(items))
-	res.Children = ex.alloc.Children(len(items))
+	res.Children = make([]StepResult, 0, len(items))
 	var firstErr error
-	var pause *PausedError
+	var pause error
 	for i := range runs {
 		br := &runs[i]
 		res.Children = append(res.Children, br.res)
@@ -317,7 +326,7 @@ func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *S
 		case br.err == nil:
 		case errors.Is(br.err, ErrPaused):
 			if pause == nil {
-				pause = asPaused(br.err)
+				pause = br.err
 			}
 		case firstErr == nil:
 			firstErr = br.err
@@ -328,41 +337,20 @@ func (ex *Executor) execMap(ctx context.Context, r *run, n *node, in any, res *S
 		if isControlFlow(firstErr) {
 			return firstErr
 		}
-		return fmt.Errorf("caudal: step %q: %w", n.path, firstErr)
+		return fmt.Errorf("caudal: step %q: %w", p, firstErr)
 	}
 	if pause != nil {
-		return ex.pauseItems(n, items, runs, pause)
+		return pause
 	}
 	if !sequential && parent != nil {
 		for i := range runs {
-			parent.apply(runs[i].writes)
+			if err := parent.apply(runs[i].writes); err != nil {
+				return fmt.Errorf("caudal: step %q: item %d: %w", p, i, err)
+			}
 		}
 	}
 	res.Success = true
 	return nil
-}
-
-// pauseItems records the items of a paused map step. Each paused item keeps
-// its own frames, since every item runs the same body paths.
-func (ex *Executor) pauseItems(n *node, items []any, runs []branchRun, first *PausedError) error {
-	f := &frame{Input: items, Branches: make(map[string]*branchFrame, len(runs))}
-	out := &PausedError{
-		Path: first.Path, Message: first.Message, Schema: first.Schema,
-		Snapshot: &Snapshot{Version: SnapshotVersion, RunID: first.Snapshot.RunID, Path: first.Path, Message: first.Message},
-	}
-	for i := range runs {
-		br := &runs[i]
-		key := strconv.Itoa(i)
-		switch {
-		case br.err == nil && (br.done || br.ran):
-			f.Branches[key] = &branchFrame{Result: &br.res, Writes: br.writes}
-		case errors.Is(br.err, ErrPaused):
-			pe := asPaused(br.err)
-			f.Branches[key] = &branchFrame{State: br.state.snapshot(), Frames: pe.Snapshot.Frames, Target: pe == first}
-		}
-	}
-	out.addFrame(n.path, f)
-	return out
 }
 
 // RefineUntil makes a generate-and-critique loop, a [Loop] recipe: each
@@ -406,44 +394,72 @@ type refinement struct {
 	Critique Critique `json:"critique"`
 }
 
-// asRefinement reads a refine round's output.
+// asRefinement reads a refine round's output, also in the form a journal
+// gives it back after a trip through JSON.
 func asRefinement(out any) (refinement, error) {
-	rf, ok := out.(refinement)
-	if !ok {
-		return rf, fmt.Errorf("refine round output is a %T, not a refinement", out)
+	switch v := out.(type) {
+	case refinement:
+		return v, nil
+	case map[string]any:
+		c, err := asCritique(v["critique"])
+		return refinement{Input: v["input"], Artifact: v["artifact"], Critique: c}, err
 	}
-	return rf, nil
+	return refinement{}, fmt.Errorf("refine round output is a %T, not a refinement", out)
 }
 
-// execRefineRound runs generator then critic.
-func (ex *Executor) execRefineRound(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	defer func() { res.Latency = monoNow() - start }()
+// asCritique reads a critic's output.
+func asCritique(out any) (Critique, error) {
+	switch v := out.(type) {
+	case Critique:
+		return v, nil
+	case *Critique:
+		if v != nil {
+			return *v, nil
+		}
+	case map[string]any:
+		done, dok := v["done"].(bool)
+		feedback, fok := v["feedback"].(string)
+		if (dok || v["done"] == nil) && (fok || v["feedback"] == nil) {
+			return Critique{Done: done, Feedback: feedback}, nil
+		}
+	}
+	return Critique{}, fmt.Errorf("critic output is a %T, want caudal.Critique", out)
+}
+
+// roundNode is one round of a refine-until loop: generator, then critic.
+// It is transparent: its instance path is its iteration's, p#i.
+type roundNode struct {
+	nodeBase
+	generator, critic node
+}
+
+func (n *roundNode) kids() []node { return []node{n.generator, n.critic} }
+
+// exec runs generator then critic.
+func (n *roundNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
+	defer func() { res.Latency = r.clock.mono() - start }()
 	m, _ := in.(map[string]any)
 	res.Children = make([]StepResult, 2)
 	gin := in
 	if fb, _ := m["feedback"].(string); fb == "" {
 		gin = m["input"]
 	}
-	if err := ex.exec(ctx, r, n.children[0], gin, &res.Children[0]); err != nil {
+	if err := r.step(ctx, n.generator, childPath(p, n.generator.base()), gin, &res.Children[0]); err != nil {
+		res.Children = res.Children[:1]
 		res.Usage = res.Children[0].Usage
-		return ex.fail(res, err)
+		return r.failStep(res, err)
 	}
 	artifact := res.Children[0].Output
-	err := ex.exec(ctx, r, n.children[1], artifact, &res.Children[1])
+	err := r.step(ctx, n.critic, childPath(p, n.critic.base()), artifact, &res.Children[1])
 	res.Usage = res.Children[0].Usage.Add(res.Children[1].Usage)
 	if err != nil {
-		return ex.fail(res, err)
+		return r.failStep(res, err)
 	}
-	var c Critique
-	switch v := res.Children[1].Output.(type) {
-	case Critique:
-		c = v
-	case *Critique:
-		c = *v
-	default:
-		return ex.fail(res, fmt.Errorf("caudal: step %q: critic output is a %T, want caudal.Critique", n.path, v))
+	c, err := asCritique(res.Children[1].Output)
+	if err != nil {
+		return r.failStep(res, fmt.Errorf("caudal: step %q: %w", p, err))
 	}
 	res.Output = refinement{Input: m["input"], Artifact: artifact, Critique: c}
 	res.Success = true

@@ -3,6 +3,8 @@ package caudal
 import (
 	"errors"
 	"fmt"
+
+	"github.com/caudal-go/caudal/internal/engine"
 )
 
 // Option configures an [Executor] when passed to [New], or one execution when
@@ -29,6 +31,8 @@ const (
 	optState
 	optResume
 	optRuntime
+	optCheckpointer
+	optSeams
 )
 
 // option is plain data: applying it is a switch, not a func call, so the
@@ -55,7 +59,15 @@ type settings struct {
 	resume      *Snapshot
 	resumeInput any
 
-	runtime Runtime
+	runtime      Runtime
+	checkpointer Checkpointer
+	seams        []func(*engine.Seams[Event, StepResult])
+}
+
+// quiet reports whether the settings of an Execute leave a root step's
+// fast path open: no limits, checkpointer or resume.
+func (s *settings) quiet() bool {
+	return !s.hasLimits && s.checkpointer == nil && s.resume == nil
 }
 
 func (s *settings) apply(opts []Option, scope optionScope, where string) error {
@@ -89,6 +101,10 @@ func (s *settings) apply(opts []Option, scope optionScope, where string) error {
 			s.resume, s.resumeInput = op.val.resume, op.val.resumeInput
 		case optRuntime:
 			s.runtime = op.val.runtime
+		case optCheckpointer:
+			s.checkpointer = op.val.checkpointer
+		case optSeams:
+			s.seams = append(s.seams, op.val.seams...)
 		}
 	}
 	return errors.Join(errs...)

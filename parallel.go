@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/engine"
 	"github.com/caudal-go/caudal/internal/statemerge"
 )
 
@@ -192,78 +194,84 @@ func WithConcurrency(n int) StepOption {
 // defaultConcurrency is the fixed fan-out limit of the baseline.
 func defaultConcurrency() int { return min(10, 2*runtime.NumCPU()) }
 
-// execParallel runs a parallel step.
-func (ex *Executor) execParallel(ctx context.Context, r *run, n *node, in any, res *StepResult) error {
-	start := monoNow()
-	res.Path, res.RunID, res.Attempts = n.path, r.runID, 1
-	all := make([]int, len(n.children))
-	for i := range all {
-		all[i] = i
-	}
-	fr := r.resume.frame(n.path)
-	if fr != nil {
-		in = fr.Input // resuming: the input the branches had
-	}
-	return ex.runBranches(ctx, r, n, in, res, all, fr, start)
+// parallelNode is a compiled parallel step (and the fan-out of a router).
+type parallelNode struct {
+	nodeBase
+	branches    []node
+	names       []string
+	all         []int // 0..len(branches)-1
+	merge       mergeConfig
+	concurrency int
 }
 
-// branchRun is one branch's execution inside runBranches.
+func (n *parallelNode) kids() []node { return n.branches }
+
+// exec runs a parallel step.
+func (n *parallelNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	start := r.clock.mono()
+	res.Path, res.RunID, res.Attempts = p, r.runID, 1
+	return n.runBranches(ctx, r, p, in, res, n.all, start)
+}
+
+// branchRun is one branch's execution inside runBranches, or one item's
+// inside a map.
 type branchRun struct {
+	r      run // the branch's frame: the parent's with the branch's share of the budget
+	path   string
 	res    StepResult
 	err    error
 	state  *State
-	writes []statemerge.Write
-	done   bool // restored from a snapshot
-	ran    bool // executed in this run (map items after a sequential pause are not)
+	writes []Write
+	ran    bool // executed in this run (map items after a sequential failure are not)
 }
 
-// runBranches runs the branches selected (indexes into n.children, in
-// declaration order) and merges them. fr is the frame of a resumed run.
-func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, res *StepResult, selected []int, fr *frame, start time.Duration) error {
+// runBranches runs the branches selected (indexes into n.branches, in
+// declaration order) and merges them.
+func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any, res *StepResult, selected []int, start time.Duration) error {
 	parent := StateFrom(ctx)
+	strat := r.strategy(&n.nodeBase)
 	runs := make([]branchRun, len(selected))
 	quotas := r.quota.split(len(selected))
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	var todo []int // positions in runs still to execute
 	for pos, b := range selected {
-		name := n.branchNames[b]
-		var bf *branchFrame
-		if fr != nil {
-			bf = fr.Branches[name]
-		}
 		br := &runs[pos]
-		switch {
-		case bf != nil && bf.Result != nil:
-			br.res, br.writes, br.done = *bf.Result, bf.Writes, true
-		case bf != nil && parent != nil:
-			br.state = NewState(bf.State)
-			todo = append(todo, pos)
-		default:
-			if parent != nil {
-				br.state = parent.fork(ex.isolate)
-			}
-			todo = append(todo, pos)
+		br.r = *r
+		br.r.quota = quotas[pos]
+		br.path = childPath(p, n.branches[b].base())
+		if parent != nil {
+			br.state = parent.fork(strat.Isolation)
 		}
 	}
-
-	base := *r // the closure must not capture r, or every Execute's run escapes to the heap
-	ex.forEach(n.concurrency, todo, func(pos int) {
+	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(wctx context.Context, pos int, admit error) error {
 		br := &runs[pos]
-		child := base
-		child.quota = quotas[pos]
-		cctx := bctx
+		br.ran = true
+		if admit != nil {
+			br.err = fmt.Errorf("caudal: step %q: %w", br.path, admit)
+			return br.err
+		}
+		cctx := wctx
 		if br.state != nil {
-			cctx = withState(bctx, br.state)
+			cctx = withState(wctx, br.state)
 		}
-		br.err = ex.exec(cctx, &child, n.children[selected[pos]], in, &br.res)
-		if errors.Is(br.err, ErrUsageLimitExceeded) {
+		br.err = br.r.step(cctx, n.branches[selected[pos]], br.path, in, &br.res)
+		switch {
+		case br.err == nil:
+		case errors.Is(br.err, ErrUsageLimitExceeded):
 			cancel(br.err)
+		case n.merge.failure == Ignore && br.r.journal != nil && !isControlFlow(br.err) && ctx.Err() == nil:
+			// The run goes on without the branch: a resumed run must not
+			// run it again.
+			if jerr := br.r.journal.add(cctx, br.path, StatusFailed, &br.res, nil); jerr != nil {
+				br.err = jerr
+			}
 		}
+		return br.err
+	}, func(pos int, err error) {
+		runs[pos].err = err
 	})
 
-	res.Children = ex.alloc.Children(len(runs))
+	res.Children = make([]StepResult, 0, len(runs))
 	output := make(map[string]any, len(runs))
 	var firstFail, breach, pause error
 	failed := 0
@@ -272,10 +280,10 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 		res.Children = append(res.Children, br.res)
 		res.Usage = res.Usage.Add(br.res.Usage)
 		switch {
-		case br.err == nil: // ran and succeeded, or restored from a snapshot (only successes are kept)
-			output[n.branchNames[selected[pos]]] = br.res.Output
-			if br.state != nil && !br.done {
-				br.writes = parent.writesSince(ex.isolate, br.state)
+		case br.err == nil:
+			output[n.names[selected[pos]]] = br.res.Output
+			if br.state != nil {
+				br.writes = parent.writesOf(strat.Isolation, br.state)
 			}
 		case errors.Is(br.err, ErrUsageLimitExceeded) && breach == nil:
 			breach = br.err
@@ -286,80 +294,79 @@ func (ex *Executor) runBranches(ctx context.Context, r *run, n *node, in any, re
 		default:
 			failed++
 			if firstFail == nil {
-				firstFail = fmt.Errorf("caudal: step %q: branch %q: %w", n.path, n.branchNames[selected[pos]], br.err)
+				firstFail = fmt.Errorf("caudal: step %q: branch %q: %w", p, n.names[selected[pos]], br.err)
 			}
 		}
 	}
 	res.Output = output
-	res.Latency = monoNow() - start
+	res.Latency = r.clock.mono() - start
 	switch {
 	case breach != nil:
 		if ue, ok := errors.AsType[*UsageLimitError](breach); ok {
-			return ex.fail(res, ue)
+			return r.failStep(res, ue)
 		}
-		return ex.fail(res, breach)
+		return r.failStep(res, breach)
 	case firstFail != nil && (n.merge.failure == Propagate || failed == len(runs)):
-		return ex.fail(res, firstFail)
+		return r.failStep(res, firstFail)
 	case pause != nil:
-		return ex.pauseBranches(n, in, res, runs, selected, pause)
+		res.Feedback = pause.Error()
+		return pause
 	}
-	if err := ex.mergeBranches(ctx, r, n, parent, runs, selected, res); err != nil {
-		return ex.fail(res, err)
+	if err := n.mergeBranches(ctx, r, p, parent, strat, runs, selected, res); err != nil {
+		return r.failStep(res, err)
 	}
 	res.Success = true
 	return nil
 }
 
-// forEach calls fn(todo[k]) for every k on up to limit workers (as the
-// fan-out seam decides), the caller's goroutine being one of them, and
-// returns when all calls have.
-func (ex *Executor) forEach(limit int, todo []int, fn func(int)) {
+// fanOut calls run(ctx, i, admit) for every i in [0, count) on up to limit
+// workers of the runtime, each branch or item admitted by the step's
+// limiter first (admit is its refusal, nil when admitted), and returns when
+// all calls have. A panic in run becomes a *PanicError passed to fail.
+func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit, count int,
+	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
+) {
+	lim := strat.Limiter
+	if _, fixed := lim.(engine.Fixed); fixed {
+		lim = nil
+	}
 	var next atomic.Int64
-	work := func() {
+	work := func(wctx context.Context, _ int) {
 		for {
-			k := int(next.Add(1)) - 1
-			if k >= len(todo) {
+			i := int(next.Add(1)) - 1
+			if i >= count {
 				return
 			}
-			fn(todo[k])
+			fanOne(wctx, r, lim, b, limit, i, run, fail)
 		}
 	}
-	var wg sync.WaitGroup
-	for range ex.fanOut.Workers(limit, len(todo)) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
+	r.rt.Go(ctx, min(limit, count), work)
 }
 
-// pauseBranches records the branches of a paused parallel step: finished
-// ones with their result and state changes, paused ones with their state.
-func (ex *Executor) pauseBranches(n *node, in any, res *StepResult, runs []branchRun, selected []int, first error) error {
-	pe := asPaused(first)
-	f := &frame{Input: in, Branches: make(map[string]*branchFrame, len(runs))}
-	for pos := range runs {
-		br := &runs[pos]
-		name := n.branchNames[selected[pos]]
-		switch {
-		case br.err == nil:
-			r := br.res
-			f.Branches[name] = &branchFrame{Result: &r, Writes: br.writes}
-		case errors.Is(br.err, ErrPaused):
-			f.Branches[name] = &branchFrame{State: br.state.snapshot()}
-			if other := asPaused(br.err); other != pe {
-				for p, fr := range other.Snapshot.Frames {
-					pe.addFrame(p, fr)
-				}
-			}
+// fanOne runs one branch or item of fanOut.
+func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit, i int,
+	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
+) {
+	defer func() {
+		if v := recover(); v != nil {
+			fail(i, newPanicError(b.path, v))
 		}
+	}()
+	if lim == nil {
+		_ = run(ctx, i, nil)
+		return
 	}
-	pe.addFrame(n.path, f)
-	res.Feedback = pe.Error()
-	return pe
+	if err := lim.Acquire(ctx, b.site, limit); err != nil {
+		_ = run(ctx, i, err)
+		return
+	}
+	start := r.clock.mono()
+	err := run(ctx, i, nil)
+	lim.Release(b.site, r.clock.mono()-start, err)
 }
 
 // mergeBranches merges the successful branches' state changes into parent.
-func (ex *Executor) mergeBranches(ctx context.Context, r *run, n *node, parent *State, runs []branchRun, selected []int, res *StepResult) error {
+func (n *parallelNode) mergeBranches(ctx context.Context, r *run, p string, parent *State, strat *engine.Strategy[StepResult], runs []branchRun, selected []int, res *StepResult) error {
 	if parent == nil {
 		return nil
 	}
@@ -367,56 +374,55 @@ func (ex *Executor) mergeBranches(ctx context.Context, r *run, n *node, parent *
 		branches := make([]BranchState, len(runs))
 		for pos := range runs {
 			br := &runs[pos]
-			st := br.state
-			if st == nil { // restored from a snapshot: rebuild from the fork
-				st = parent.fork(ex.isolate)
-				st.apply(br.writes)
-			}
-			branches[pos] = BranchState{Name: n.branchNames[selected[pos]], Result: br.res, State: st}
+			branches[pos] = BranchState{Name: n.names[selected[pos]], Result: br.res, State: br.state}
 		}
-		if err := n.merge.fn(ctx, parent, branches); err != nil {
-			return fmt.Errorf("caudal: step %q: merge func: %w", n.path, err)
+		if _, err := guard2(ctx, p, branches, func(ctx context.Context, b []BranchState) (struct{}, error) {
+			return struct{}{}, n.merge.fn(ctx, parent, b)
+		}); err != nil {
+			return fmt.Errorf("caudal: step %q: merge func: %w", p, err)
 		}
 		return nil
 	}
 	var ok []statemerge.BranchWrites // successful branches, declaration order
 	for pos := range runs {
 		if br := &runs[pos]; br.err == nil {
-			ok = append(ok, statemerge.BranchWrites{Branch: n.branchNames[selected[pos]], Writes: br.writes})
+			ok = append(ok, statemerge.BranchWrites{Branch: n.names[selected[pos]], Writes: br.writes})
 		}
 	}
 	if len(ok) == 0 {
 		return nil
 	}
-	reduced, err := ex.reduce(n, parent, ok)
+	reduced, err := n.reduce(p, parent, ok)
 	if err != nil {
 		return err
 	}
 	switch n.merge.strategy {
 	case Overwrite:
-		parent.apply(ok[len(ok)-1].Writes)
+		err = parent.apply(ok[len(ok)-1].Writes)
 	case KeepFirst:
-		parent.apply(ok[0].Writes)
+		err = parent.apply(ok[0].Writes)
 	case ContextUpdate, ErrorOnConflict:
 		if conflicts := statemerge.Conflicts(ok); len(conflicts) > 0 {
 			if n.merge.strategy == ErrorOnConflict {
-				return &MergeConflictError{Step: n.path, Key: conflicts[0].Key(), Branches: conflicts[0].Branches}
+				return &MergeConflictError{Step: p, Key: conflicts[0].Key(), Branches: conflicts[0].Branches}
 			}
 			keys := make([]any, len(conflicts))
 			for i, c := range conflicts {
 				keys[i] = c.Key()
-				if ex.recorder != nil {
-					ex.emit(ctx, Event{
-						Kind: EventMergeConflict, RunID: r.runID, Path: n.path,
-						Err: &MergeConflictError{Step: n.path, Key: c.Key(), Branches: c.Branches},
-					})
+				if r.rec != nil {
+					r.emit(ctx, Event{Kind: EventMergeConflict, Path: p, Err: &MergeConflictError{Step: p, Key: c.Key(), Branches: c.Branches}})
 				}
 			}
 			res.setMeta(MetaMergeConflicts, keys)
 		}
 		for _, b := range ok {
-			parent.apply(b.Writes)
+			if err = parent.apply(b.Writes); err != nil {
+				break
+			}
 		}
+	}
+	if err != nil {
+		return fmt.Errorf("caudal: step %q: merge: %w", p, err)
 	}
 	for k, v := range reduced {
 		parent.Set(k, v)
@@ -425,13 +431,14 @@ func (ex *Executor) mergeBranches(ctx context.Context, r *run, n *node, parent *
 }
 
 // reduce applies the reducers and removes their keys from the writes.
-func (ex *Executor) reduce(n *node, parent *State, ok []statemerge.BranchWrites) (map[string]any, error) {
+func (n *parallelNode) reduce(p string, parent *State, ok []statemerge.BranchWrites) (map[string]any, error) {
 	if len(n.merge.reducers) == 0 {
 		return nil, nil
 	}
 	out := make(map[string]any, len(n.merge.reducers))
-	for key, reducer := range n.merge.reducers {
-		pv, pok := parent.get(key)
+	for _, key := range slices.Sorted(maps.Keys(n.merge.reducers)) {
+		reducer := n.merge.reducers[key]
+		pv, pok := parent.lookup(key)
 		var vals []any
 		for i := range ok {
 			var mine, rest []statemerge.Write
@@ -461,7 +468,7 @@ func (ex *Executor) reduce(n *node, parent *State, ok []statemerge.BranchWrites)
 		}
 		v, err := reducer(pv, pok, vals)
 		if err != nil {
-			return nil, fmt.Errorf("caudal: step %q: reducer for key %q: %w", n.path, key, err)
+			return nil, fmt.Errorf("caudal: step %q: reducer for key %q: %w", p, key, err)
 		}
 		out[key] = v
 	}

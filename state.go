@@ -8,11 +8,10 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"sync"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
 	"github.com/caudal-go/caudal/internal/engine"
-	"github.com/caudal-go/caudal/internal/statemerge"
+	"github.com/caudal-go/caudal/internal/state"
 )
 
 // Cloner is implemented by state values that copy themselves. When a state
@@ -31,11 +30,15 @@ var _ deepcopy.Cloner = Cloner(nil)
 // round-trip through encoding/json so the run can be checkpointed
 // ([State.MarshalJSON] fails naming the first key that cannot).
 //
+// Each parallel branch, loop iteration, map item and retried attempt runs
+// on its own State, isolated from its parent's: nothing it does, nor any
+// change to a value it got from [Get], reaches the parent until it is
+// merged back.
+//
 // A State is safe for concurrent use. The zero State is not valid: use
 // [NewState].
 type State struct {
-	mu sync.RWMutex // protects m
-	m  map[string]any
+	s *state.Store
 }
 
 // NewState returns a state holding a copy of initial (nil is an empty state).
@@ -43,49 +46,33 @@ type State struct {
 func NewState(initial map[string]any) *State {
 	m := make(map[string]any, len(initial))
 	maps.Copy(m, initial)
-	return &State{m: m}
+	return &State{s: state.New(m)}
 }
 
 // Get returns the value at key as a T. It reports false when the key is
 // absent or holds a value of another type.
 func Get[T any](s *State, key string) (T, bool) {
-	s.mu.RLock()
-	v, ok := s.m[key]
-	s.mu.RUnlock()
+	v, ok := s.s.Get(key)
 	t, isT := v.(T)
 	return t, ok && isT
 }
 
 // Set stores v at key.
-func (s *State) Set(key string, v any) {
-	s.mu.Lock()
-	s.m[key] = v
-	s.mu.Unlock()
-}
+func (s *State) Set(key string, v any) { s.s.Set(key, v) }
 
 // Delete removes key.
-func (s *State) Delete(key string) {
-	s.mu.Lock()
-	delete(s.m, key)
-	s.mu.Unlock()
-}
+func (s *State) Delete(key string) { s.s.Delete(key) }
 
 // Len returns the number of keys.
-func (s *State) Len() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.m)
-}
+func (s *State) Len() int { return s.s.Len() }
 
 // All iterates over a snapshot of the state in key order; the state may be
 // changed during the iteration.
 func (s *State) All() iter.Seq2[string, any] {
-	s.mu.RLock()
-	snap := maps.Clone(s.m)
-	s.mu.RUnlock()
+	keys, vals := s.s.Entries()
 	return func(yield func(string, any) bool) {
-		for _, k := range slices.Sorted(maps.Keys(snap)) {
-			if !yield(k, snap[k]) {
+		for i, k := range keys {
+			if !yield(k, vals[i]) {
 				return
 			}
 		}
@@ -94,15 +81,17 @@ func (s *State) All() iter.Seq2[string, any] {
 
 // MarshalJSON encodes the state as a JSON object. A value that cannot be
 // encoded is an error naming its key.
-func (s *State) MarshalJSON() ([]byte, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, k := range slices.Sorted(maps.Keys(s.m)) {
-		if _, err := json.Marshal(s.m[k]); err != nil {
-			return nil, fmt.Errorf("caudal: state key %q: %w", k, err)
+func (s *State) MarshalJSON() (b []byte, err error) {
+	s.s.View(func(m map[string]any) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if _, err = json.Marshal(m[k]); err != nil {
+				err = fmt.Errorf("caudal: state key %q: %w", k, err)
+				return
+			}
 		}
-	}
-	return json.Marshal(s.m)
+		b, err = json.Marshal(m)
+	})
+	return b, err
 }
 
 // UnmarshalJSON replaces the state's contents with a JSON object.
@@ -111,86 +100,46 @@ func (s *State) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("caudal: state: %w", err)
 	}
-	if m == nil {
-		m = map[string]any{}
+	if s.s == nil {
+		s.s = state.New(m)
+		return nil
 	}
-	s.mu.Lock()
-	s.m = m
-	s.mu.Unlock()
+	s.s.Replace(m)
 	return nil
 }
 
-// values returns the values of keys that are present, or nil.
-func (s *State) values(keys []string) map[string]any {
-	if s == nil || len(keys) == 0 {
-		return nil
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make(map[string]any, len(keys))
-	for _, k := range keys {
-		if v, ok := s.m[k]; ok {
-			out[k] = v
-		}
-	}
-	return out
-}
+// lookup returns the value at key, for reading only.
+func (s *State) lookup(key string) (any, bool) { return s.s.Get(key) }
 
-// get returns the value at key.
-func (s *State) get(key string) (any, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	v, ok := s.m[key]
-	return v, ok
-}
-
-// fork returns an isolated copy of s, made by iso.
+// fork returns an isolated child of s, made by iso; the child of a state
+// that logs its changes for the journal logs its own.
 func (s *State) fork(iso engine.Isolation) *State {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return &State{m: iso.Fork(s.m)}
+	child := iso.Fork(s.s)
+	if s.s.Logging() && !child.Logging() {
+		child.StartLog()
+	}
+	return &State{s: child}
 }
 
-// writesSince returns what child changed relative to s, its fork parent.
-func (s *State) writesSince(iso engine.Isolation, child *State) []statemerge.Write {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	child.mu.RLock()
-	defer child.mu.RUnlock()
-	return iso.Writes(s.m, child.m)
+// writesOf returns what child changed relative to s, its fork parent.
+func (s *State) writesOf(iso engine.Isolation, child *State) []Write {
+	return iso.Writes(s.s, child.s)
 }
 
 // apply applies writes to s.
-func (s *State) apply(writes []statemerge.Write) {
-	if len(writes) == 0 {
-		return
-	}
-	s.mu.Lock()
-	statemerge.Apply(s.m, writes)
-	s.mu.Unlock()
-}
+func (s *State) apply(writes []Write) error { return s.s.Apply(writes) }
 
 // mergeFrom applies what child changed relative to s.
-func (s *State) mergeFrom(iso engine.Isolation, child *State) { s.apply(s.writesSince(iso, child)) }
+func (s *State) mergeFrom(iso engine.Isolation, child *State) error {
+	return s.apply(s.writesOf(iso, child))
+}
 
-// snapshot returns a deep copy of the contents.
-func (s *State) snapshot() map[string]any {
+// writesSince returns the changes logged since mark, nil for a nil state.
+func (s *State) writesSince(mark int) []Write {
 	if s == nil {
 		return nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return deepcopy.CopyMap(s.m)
-}
-
-// replace sets the contents to m.
-func (s *State) replace(m map[string]any) {
-	if m == nil {
-		m = map[string]any{}
-	}
-	s.mu.Lock()
-	s.m = m
-	s.mu.Unlock()
+	return s.s.LogSince(mark)
 }
 
 // mergeOutput deep-merges a step's output into s ([UpdatesContext]).
@@ -199,9 +148,7 @@ func (s *State) mergeOutput(out any) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	deepMerge(s.m, m)
-	s.mu.Unlock()
+	s.s.Merge(m)
 	return nil
 }
 
@@ -226,19 +173,6 @@ func outputMap(out any) (map[string]any, error) {
 		return nil, fmt.Errorf("UpdatesContext: output of type %T is not a JSON object: %w", out, err)
 	}
 	return m, nil
-}
-
-// deepMerge merges src into dst: nested maps merged, other values replaced.
-func deepMerge(dst, src map[string]any) {
-	for k, v := range src {
-		sm, srcIsMap := v.(map[string]any)
-		dm, dstIsMap := dst[k].(map[string]any)
-		if srcIsMap && dstIsMap {
-			deepMerge(dm, sm)
-			continue
-		}
-		dst[k] = v
-	}
 }
 
 func withState(ctx context.Context, s *State) context.Context {

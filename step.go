@@ -16,9 +16,8 @@ import (
 //
 // A Step is safe for concurrent use.
 type Step struct {
-	def        *stepDef // what the user declared
-	node       *node    // what Build compiled; nil until built
-	needsState bool     // some step reads or writes the state: Execute supplies one
+	def *stepDef // what the user declared
+	g   *graph   // what Build compiled; nil until built
 }
 
 // Name returns the step's name, or "" for the zero Step.
@@ -30,7 +29,20 @@ func (s Step) Name() string {
 }
 
 // Built reports whether s is the result of [Build].
-func (s Step) Built() bool { return s.node != nil }
+func (s Step) Built() bool { return s.g != nil }
+
+// Fingerprint identifies a built step graph: a hash of its structure — the
+// kinds, names and branch names of its steps and the options that change
+// their behaviour (a function option counts by its presence). A [Snapshot]
+// records it, so that resuming on another pipeline, or on a changed one,
+// fails ([ErrSnapshotMismatch]). It returns "" for a step that was not
+// built.
+func (s Step) Fingerprint() string {
+	if s.g == nil {
+		return ""
+	}
+	return s.g.fingerprint
+}
 
 type stepKind uint8
 
@@ -76,7 +88,6 @@ type stepDef struct {
 	validators   []Validator
 	fallback     *Step
 	estimate     Usage
-	optionsNames []string // options applied, for the fingerprint
 
 	// Every kind.
 	updatesState bool
@@ -148,9 +159,7 @@ func (d *stepDef) apply(opts []StepOption) {
 		}
 		if err := so.apply(d); err != nil {
 			d.errs = append(d.errs, fmt.Errorf("option %s: %w", so.name, err))
-			continue
 		}
-		d.optionsNames = append(d.optionsNames, so.name)
 	}
 }
 

@@ -143,6 +143,12 @@ func (q *quota) split(n int) []*quota {
 	return shares
 }
 
+// breach returns the error of step p breaching q with usage used; the step
+// completes it with its result (run.finishBreach).
+func (q *quota) breach(p string, used Usage) *UsageLimitError {
+	return &UsageLimitError{Step: p, Limits: q.effectiveLimits(), Used: used}
+}
+
 // effectiveLimits returns the limits q enforces: the run's, or a parallel
 // branch's share of what remained at the fork.
 func (q *quota) effectiveLimits() Limits {

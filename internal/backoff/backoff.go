@@ -1,9 +1,6 @@
 package backoff
 
-import (
-	"math/rand/v2"
-	"time"
-)
+import "time"
 
 // Exponential returns the un-jittered delay before retry n (n >= 1):
 // initial·2^(n-1), capped at max.
@@ -26,14 +23,4 @@ func Exponential(initial, max time.Duration, n int) time.Duration {
 func Jitter(d time.Duration, u float64) time.Duration {
 	half := d / 2
 	return half + time.Duration(float64(d-half)*u)
-}
-
-// Delay returns the jittered delay before retry n, drawing from the
-// goroutine-safe global source.
-func Delay(initial, max time.Duration, n int) time.Duration {
-	d := Exponential(initial, max, n)
-	if d <= 0 {
-		return 0
-	}
-	return Jitter(d, rand.Float64())
 }

@@ -49,13 +49,13 @@ func TestJitter(t *testing.T) {
 	}
 }
 
-func TestDelayWithinBounds(t *testing.T) {
+func TestJitteredDelayWithinBounds(t *testing.T) {
 	for n := 1; n <= 8; n++ {
 		want := Exponential(10*time.Millisecond, time.Second, n)
-		for range 100 {
-			got := Delay(10*time.Millisecond, time.Second, n)
+		for _, u := range []float64{0, 0.25, 0.5, 0.999999} {
+			got := Jitter(want, u)
 			if got < want/2 || got > want {
-				t.Fatalf("Delay(10ms, 1s, %d) = %v; want in [%v, %v]", n, got, want/2, want)
+				t.Fatalf("Jitter(Exponential(10ms, 1s, %d), %v) = %v; want in [%v, %v]", n, u, got, want/2, want)
 			}
 		}
 	}

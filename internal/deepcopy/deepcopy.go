@@ -412,3 +412,21 @@ func assignable(x any, t reflect.Type) reflect.Value {
 	}
 	return xv
 }
+
+// Immutable reports whether [Copy] returns v itself: nil, booleans, numbers,
+// strings, time.Time, time.Duration and json.Number, other values of those
+// kinds without a Clone method, and the channels, functions and unsafe
+// pointers Copy shares. Such values need no copy to be shared.
+func Immutable(v any) bool {
+	switch v.(type) {
+	case nil, bool, string,
+		int, int8, int16, int32, int64,
+		uint, uint8, uint16, uint32, uint64, uintptr,
+		float32, float64, complex64, complex128,
+		time.Time, time.Duration, json.Number:
+		return true
+	case map[string]any, []any, []string, []byte, map[string]string, Cloner:
+		return false
+	}
+	return sharedKind(reflect.TypeOf(v).Kind())
+}

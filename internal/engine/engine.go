@@ -5,11 +5,27 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/state"
 	"github.com/caudal-go/caudal/internal/statemerge"
 )
+
+// Site identifies the step a seam is consulted for. Node is the compiled
+// step (comparable, unique per step of a built graph, the same across
+// executions: a seam keeps per-step state keyed on it); Path is the step's
+// static path (names only, no iteration or item index), for messages;
+// Agent is the step's agent, for seams that key on it (nil for steps
+// without one).
+type Site struct {
+	Node  any
+	Path  string
+	Agent any
+}
 
 // Recorder receives the executor's events. E is the event type of the
 // caller (the engine cannot import it). Implementations must be safe for
@@ -66,29 +82,52 @@ type Sharer[R any] interface {
 	Load(r R) R
 }
 
-// Allocator makes the per-execution containers of a result.
-type Allocator[R any] interface {
-	Metadata(hint int) map[string]any
-	Children(n int) []R
+// Flight lets concurrent executions of one cache step that miss on the same
+// key share one run of the step: the first caller runs fn, the others wait
+// for its outcome. shared reports that the caller got another's outcome.
+// The baseline is no flight group at all: every miss runs the step.
+type Flight interface {
+	Do(ctx context.Context, site Site, key string, fn func() (any, error)) (v any, err error, shared bool)
 }
 
-// Fresh is the baseline [Allocator]: every container is a new allocation.
-type Fresh[R any] struct{}
+// Class is a kind of per-execution object the executor allocates: an
+// event record, a journal record, a key buffer, a fan-out's scratch. New
+// makes one; the executor resets an object before it hands it back.
+type Class struct {
+	Name string
+	New  func() any
+}
 
-// Metadata returns a new map with room for hint entries.
-func (Fresh[R]) Metadata(hint int) map[string]any { return make(map[string]any, hint) }
+// Allocator hands out the executor's per-execution objects and takes them
+// back once the execution no longer uses them, so that an implementation
+// may pool them. Get returns a value of the type c.New returns; Put
+// receives only values Get returned for the same class, already reset. The
+// executor never puts back what its caller keeps (results, outputs,
+// snapshots). Implementations must be safe for concurrent use.
+type Allocator interface {
+	Get(c *Class) any
+	Put(c *Class, v any)
+}
 
-// Children returns a new slice of length 0 and capacity n.
-func (Fresh[R]) Children(n int) []R { return make([]R, 0, n) }
+// Fresh is the baseline [Allocator]: every Get is a new object, Put drops it.
+type Fresh struct{}
 
-// Isolation gives parallel branches, loop iterations, map items and retried
-// attempts their own state, and finds what each changed.
+// Get returns c.New().
+func (Fresh) Get(c *Class) any { return c.New() }
+
+// Put does nothing.
+func (Fresh) Put(*Class, any) {}
+
+// Isolation gives parallel branches, loop iterations, map items and
+// retried attempts their own state, and finds what each changed.
 type Isolation interface {
-	// Fork returns a state for a child that the child may change without the
-	// parent seeing it.
-	Fork(parent map[string]any) map[string]any
-	// Writes returns what child changed relative to parent, its fork origin.
-	Writes(parent, child map[string]any) []statemerge.Write
+	// Fork returns a store for a child that the child may change without
+	// the parent seeing it, nor any value of the parent's changing through
+	// one the child read.
+	Fork(parent *state.Store) *state.Store
+	// Writes returns what child changed relative to parent, its fork
+	// origin, in a form [state.Store.Apply] takes.
+	Writes(parent, child *state.Store) []statemerge.Write
 }
 
 // DeepCopy is the baseline [Isolation]: a deep copy per fork and a
@@ -96,23 +135,147 @@ type Isolation interface {
 type DeepCopy struct{}
 
 // Fork deep-copies parent.
-func (DeepCopy) Fork(parent map[string]any) map[string]any { return deepcopy.CopyMap(parent) }
+func (DeepCopy) Fork(parent *state.Store) *state.Store {
+	var m map[string]any
+	parent.View(func(v map[string]any) { m = deepcopy.CopyMap(v) })
+	return state.New(m)
+}
 
 // Writes diffs the whole trees.
-func (DeepCopy) Writes(parent, child map[string]any) []statemerge.Write {
-	return statemerge.Diff(parent, child)
+func (DeepCopy) Writes(parent, child *state.Store) (writes []statemerge.Write) {
+	parent.View(func(before map[string]any) {
+		child.View(func(after map[string]any) { writes = statemerge.Diff(before, after) })
+	})
+	return writes
 }
 
-// FanOut decides how many branches of a parallel step (or items of a
-// parallel map) run at once.
-type FanOut interface {
-	// Workers returns the number of workers for pending branches under the
-	// step's configured limit.
-	Workers(limit, pending int) int
+// CopyOnWrite is the [Isolation] of overlays: an O(1) fork
+// ([state.Store.Fork]) and the writes of the keys the child touched
+// ([state.Store.Written]).
+type CopyOnWrite struct{}
+
+// Fork returns an overlay of parent.
+func (CopyOnWrite) Fork(parent *state.Store) *state.Store { return parent.Fork() }
+
+// Writes returns the child's own changes.
+func (CopyOnWrite) Writes(_, child *state.Store) []statemerge.Write { return child.Written() }
+
+// Limiter bounds how many branches of a parallel step, or items of a
+// concurrent map, run at once, within the step's configured cap. The
+// executor starts at most cap workers for a fan-out, and each worker calls
+// Acquire before every branch or item and Release after it, with the
+// branch's wall time and error: an adaptive limiter changes its limit
+// while the step runs. Acquire may block until a slot frees or ctx is
+// done (then it returns ctx's cause and the branch fails with it).
+type Limiter interface {
+	Acquire(ctx context.Context, site Site, cap int) error
+	Release(site Site, latency time.Duration, err error)
 }
 
-// Fixed is the baseline [FanOut]: the configured limit, always.
+// Fixed is the baseline [Limiter]: the configured cap, which the number of
+// workers already enforces, so Acquire never waits.
 type Fixed struct{}
 
-// Workers returns min(limit, pending).
-func (Fixed) Workers(limit, pending int) int { return min(limit, pending) }
+// Acquire returns nil.
+func (Fixed) Acquire(context.Context, Site, int) error { return nil }
+
+// Release does nothing.
+func (Fixed) Release(Site, time.Duration, error) {}
+
+// Guard stands around every agent call (a circuit breaker, for one).
+// Before the call, Allow may refuse it: the attempt then fails with the
+// error, without calling the agent, and an error that matches the core's
+// ErrCircuitOpen is not retried, so the step fails fast or goes straight to
+// its fallback. After the call, Done reports its wall time and error (nil
+// on success). The baseline is no guard: the agent is called directly.
+type Guard interface {
+	Allow(ctx context.Context, site Site) error
+	Done(site Site, latency time.Duration, err error)
+}
+
+// Verdict is a [Classifier]'s judgement of a failed attempt.
+type Verdict struct {
+	// Retry says whether another attempt may succeed.
+	Retry bool
+	// Delay, when > 0, replaces the backoff before the next attempt (a
+	// rate limit's retry-after, for one).
+	Delay time.Duration
+	// Class names the kind of error (for example "transient",
+	// "permanent", "rate_limited", "timeout"), or "".
+	Class string
+}
+
+// Classifier judges a failed attempt's error. The executor never asks it
+// about a pause, a budget breach or a cancelled context: those end the
+// step whatever a classifier says.
+type Classifier interface {
+	Classify(site Site, err error) Verdict
+}
+
+// ErrCircuitOpen is set by the core at init to its ErrCircuitOpen, which
+// the baseline classifier does not retry.
+var ErrCircuitOpen error
+
+// RetryAll is the baseline [Classifier]: every error may succeed on
+// another attempt except a refusal by an open circuit.
+type RetryAll struct{}
+
+// Classify returns Retry true unless err matches [ErrCircuitOpen].
+func (RetryAll) Classify(_ Site, err error) Verdict {
+	if ErrCircuitOpen != nil && errors.Is(err, ErrCircuitOpen) {
+		return Verdict{Class: "circuit_open"}
+	}
+	return Verdict{Retry: true}
+}
+
+// Strategy is the set of seams that may differ per step: a tuner switches
+// a step to another Strategy at run time through its [Slot]. R is the
+// core's result type.
+type Strategy[R any] struct {
+	Isolation  Isolation
+	Limiter    Limiter
+	Guard      Guard      // nil: no guard
+	Classifier Classifier // never nil
+	Flight     Flight     // nil: no flight group
+	Keyer      Keyer
+	Sharer     Sharer[R]
+}
+
+// Slot is one step's switch in one executor: Strategy, when set, replaces
+// the executor's strategy for that step. A tuner flips it with Store at
+// any time; executions read it once per step.
+type Slot[R any] struct {
+	Strategy atomic.Pointer[Strategy[R]]
+}
+
+// Graph describes a built step graph to a [Tuner]: the step at index i of
+// Steps has its switch at Slots[i].
+type Graph[R any] struct {
+	Root  any    // the graph's identity: its root node
+	Steps []Site // every step of the graph, in build order
+	Slots []Slot[R]
+}
+
+// Tuner receives, once per executor, each graph the executor runs, with
+// the switches of its steps. An executor with a tuner pays one map lookup
+// per execution and one atomic load per step; without one, nothing.
+type Tuner[R any] interface {
+	Attach(g *Graph[R])
+}
+
+// Seams is everything a package of this module may install in an
+// executor ([Install]): the executor-wide seams and the default strategy
+// of its steps. E is the core's event type, R its result type.
+type Seams[E, R any] struct {
+	Recorder Recorder[E] // nil: no sink, no event is built
+	Alloc    Allocator
+	Strategy Strategy[R]
+	Tuner    Tuner[R] // nil: no per-step switch
+}
+
+// Install is set by package caudal at init. Install(fn) returns a
+// caudal.Option (typed any here, since this package cannot import the
+// core) that, passed to caudal.New, calls fn on the executor's seams after
+// every other option has been applied, baselines already in place. Its
+// dynamic type is func(func(*Seams[caudal.Event, caudal.StepResult])) any.
+var Install any

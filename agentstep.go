@@ -1,0 +1,448 @@
+package caudal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caudal-go/caudal/internal/backoff"
+	"github.com/caudal-go/caudal/internal/engine"
+)
+
+// agentNode is a compiled agent step. Its policies are layers composed at
+// Build, from the outside in: fallback (runFallback), retry (retry), then
+// for each attempt usage → timeout → processors and validators → the guard
+// and the agent call (attempt).
+type agentNode struct {
+	nodeBase
+	agent    Agent
+	streamer StreamAgent // agent as a StreamAgent, or nil
+	attempts int
+	backoff  backoffPolicy
+	fallback node // nil: none
+	// attempt is the layers of one attempt.
+	attempt layer
+	// bare: one plain attempt (no timeout, processors, validators), no
+	// fallback, no streaming, no UpdatesContext — see execBare.
+	bare bool
+}
+
+func (a *agentNode) kids() []node {
+	if a.fallback == nil {
+		return nil
+	}
+	return []node{a.fallback}
+}
+
+// backoffPolicy is the delay schedule between attempts.
+type backoffPolicy struct{ initial, max time.Duration }
+
+var defaultBackoff = backoffPolicy{initial: 100 * time.Millisecond, max: 10 * time.Second}
+
+// delay returns the delay before retry n (n >= 1), jittered by u, a uniform
+// draw in [0, 1).
+func (b backoffPolicy) delay(n int, u float64) time.Duration {
+	return backoff.Jitter(backoff.Exponential(b.initial, b.max, n), u)
+}
+
+// call is one attempt of a step as its layers see it.
+type call struct {
+	a        *agentNode
+	path     string
+	in       any
+	feedback string
+	strat    *engine.Strategy[StepResult]
+}
+
+// layer is one policy of an attempt.
+type layer interface {
+	call(ctx context.Context, r *run, c call) (Reply, error)
+}
+
+// usageLayer reserves the step's estimate before the attempt and
+// reconciles the actual usage after it ([Limits], [WithUsageEstimate]).
+type usageLayer struct {
+	next     layer
+	estimate Usage
+}
+
+func (l *usageLayer) call(ctx context.Context, r *run, c call) (Reply, error) {
+	if r.quota == nil {
+		return l.next.call(ctx, r, c)
+	}
+	if used, ok := r.quota.reserve(l.estimate); !ok {
+		return Reply{}, r.quota.breach(c.path, used)
+	}
+	reply, err := l.next.call(ctx, r, c)
+	if used, ok := r.quota.reconcile(l.estimate, reply.Usage); !ok {
+		return reply, r.quota.breach(c.path, used)
+	}
+	return reply, err
+}
+
+// timeoutLayer bounds the attempt by its own deadline ([WithTimeout]).
+type timeoutLayer struct {
+	next  layer
+	d     time.Duration
+	cause *timeoutError
+}
+
+func (l *timeoutLayer) call(parent context.Context, r *run, c call) (reply Reply, err error) {
+	ctx, cancel := r.rt.WithTimeout(parent, l.d, l.cause)
+	defer cancel()
+	reply, err = l.next.call(ctx, r, c)
+	if ctx.Err() != nil && parent.Err() == nil {
+		// The deadline fired while the caller's context is alive: whatever
+		// the agent returned, the attempt timed out.
+		err = l.cause
+	}
+	return reply, err
+}
+
+// processLayer feeds a rejected attempt's feedback to the next one, and
+// runs the prompt processors, the agent, the output processors and the
+// validators, turning a panic in any of them into a *PanicError.
+type processLayer struct {
+	prompt     []Processor
+	output     []Processor
+	validators []Validator
+}
+
+func (l *processLayer) call(ctx context.Context, r *run, c call) (reply Reply, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(c.path, v)
+		}
+	}()
+	in := c.in
+	if c.feedback != "" {
+		in = withFeedback(in, c.feedback)
+		ctx = context.WithValue(ctx, feedbackKey{}, c.feedback)
+	}
+	for _, p := range l.prompt {
+		if in, err = p(ctx, in); err != nil {
+			return reply, fmt.Errorf("prompt processor: %w", err)
+		}
+	}
+	if reply, err = c.a.callAgent(ctx, r, c, in); err != nil {
+		return reply, err
+	}
+	for _, p := range l.output {
+		if reply.Output, err = p(ctx, reply.Output); err != nil {
+			return reply, fmt.Errorf("output processor: %w", err)
+		}
+	}
+	for _, v := range l.validators {
+		if verr := v(ctx, reply.Output); verr != nil {
+			return reply, &ValidationError{Step: c.path, Feedback: verr.Error(), Err: verr}
+		}
+	}
+	return reply, nil
+}
+
+// agentLayer is the attempt of a plain step: the agent call alone.
+type agentLayer struct{}
+
+func (agentLayer) call(ctx context.Context, r *run, c call) (Reply, error) {
+	return c.a.callAgent(ctx, r, c, c.in)
+}
+
+// callAgent calls the agent under the step's guard, if any.
+func (a *agentNode) callAgent(ctx context.Context, r *run, c call, in any) (Reply, error) {
+	g := c.strat.Guard
+	if g == nil {
+		return invoke(ctx, r, a.agent, a.streamer, c.path, in)
+	}
+	if err := g.Allow(ctx, a.site); err != nil {
+		return Reply{}, err
+	}
+	start := r.clock.mono()
+	reply, err := invoke(ctx, r, a.agent, a.streamer, c.path, in)
+	g.Done(a.site, r.clock.mono()-start, err)
+	return reply, err
+}
+
+// invoke calls agent — streamer's Stream when the execution streams and
+// streamer is not nil — under a panic guard.
+func invoke(ctx context.Context, r *run, agent Agent, streamer StreamAgent, p string, in any) (reply Reply, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(p, v)
+		}
+	}()
+	if r.stream != nil && streamer != nil {
+		return streamAgent(ctx, streamer, in, r.stream)
+	}
+	return agent.Run(ctx, in)
+}
+
+// exec runs an agent step: its attempts, then its fallback if they all
+// failed.
+func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
+	if a.bare && r.bareOK {
+		_, err := execBareFrom(ctx, r.clock, a, p, in, r.runID, res, r.clock.mono())
+		return err
+	}
+	start := r.clock.mono()
+	res.Path, res.RunID = p, r.runID
+	if a.fallback != nil && r.replay != nil {
+		if d := r.replay.decisions[p]; d != nil {
+			return a.resumeFallback(ctx, r, p, in, res, start, d)
+		}
+	}
+	mark, st := r.mark(ctx)
+	stepErr, err := a.retry(ctx, r, p, in, res, start)
+	if stepErr == nil {
+		return err
+	}
+	if !stepErr.exhausted && !stepErr.gaveUp || a.fallback == nil {
+		res.Latency = r.clock.mono() - start
+		return stepErr
+	}
+	if r.journal != nil {
+		// The primary's failure is a decision the run goes on from: a
+		// resumed run goes straight to the fallback.
+		if err := r.journal.add(ctx, p, StatusDecided, res, st.writesSince(mark)); err != nil {
+			res.Latency = r.clock.mono() - start
+			return r.failStep(res, err)
+		}
+	}
+	return a.runFallback(ctx, r, p, in, res, start, stepErr)
+}
+
+// resumeFallback continues a step whose primary had failed before the run
+// paused or stopped: its recorded outcome stands, and the fallback runs.
+func (a *agentNode) resumeFallback(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration, d *Record) error {
+	res.Output, res.Attempts, res.Usage, res.Feedback = copyValue(d.Output), d.Attempts, d.Usage, d.Feedback
+	if err := r.applyRecorded(ctx, p, d); err != nil {
+		res.Latency = r.clock.mono() - start
+		return r.failStep(res, err)
+	}
+	primary := &StepError{Step: p, Attempt: d.Attempts, Err: &replayedError{path: p, text: d.Feedback}, exhausted: true}
+	return a.runFallback(ctx, r, p, in, res, start, primary)
+}
+
+// retry makes the step's attempts. It returns a *StepError when they all
+// failed or were stopped, and otherwise the outcome: nil on success, the
+// error of a pause or a budget breach.
+func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration) (*StepError, error) {
+	strat := r.strategy(&a.nodeBase)
+	var (
+		lastErr  error
+		feedback string
+		stopped  bool          // the caller's context ended the step
+		gaveUp   bool          // the classifier said another attempt cannot succeed
+		delay    time.Duration // the classifier's delay before the next attempt
+		state    *State        // the state, isolated per attempt when the step retries
+	)
+	if a.attempts > 1 {
+		state = StateFrom(ctx)
+	}
+	for attempt := 1; attempt <= a.attempts; attempt++ {
+		if attempt > 1 {
+			if delay <= 0 {
+				delay = a.backoff.delay(attempt-1, r.rt.Float64())
+			}
+			if r.rec != nil {
+				r.emit(ctx, Event{Kind: EventRetry, Path: p, Attempt: attempt, Delay: delay})
+			}
+			if err := r.rt.Sleep(ctx, delay); err != nil {
+				lastErr, stopped = err, true
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			lastErr, stopped = context.Cause(ctx), true
+			break
+		}
+		res.Attempts = attempt
+
+		actx, astate := ctx, state
+		if state != nil {
+			astate = state.fork(strat.Isolation)
+			actx = withState(ctx, astate)
+		}
+		reply, err := a.attempt.call(actx, r, call{a: a, path: p, in: in, feedback: feedback, strat: strat})
+		res.Usage = res.Usage.Add(reply.Usage)
+		if reply.Output != nil || err == nil {
+			res.Output = reply.Output
+		}
+		if err == nil && state != nil {
+			err = state.mergeFrom(strat.Isolation, astate)
+		}
+		if err == nil {
+			res.Success = true
+			res.Latency = r.clock.mono() - start
+			return nil, nil
+		}
+		lastErr = err
+		if isControlFlow(err) {
+			res.Latency = r.clock.mono() - start
+			res.Feedback = err.Error()
+			if ue, ok := err.(*UsageLimitError); ok && ue.Step == p {
+				r.finishBreach(ctx, ue, res)
+			}
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			stopped = true
+			if cause := context.Cause(ctx); !errors.Is(err, cause) {
+				lastErr = fmt.Errorf("%w (%w)", cause, err)
+			}
+			break
+		}
+		if r.rec != nil {
+			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err})
+		}
+		feedback = ""
+		if ve, ok := errors.AsType[*ValidationError](err); ok {
+			feedback = ve.Feedback
+		}
+		v := strat.Classifier.Classify(a.site, err)
+		if !v.Retry {
+			gaveUp = attempt < a.attempts
+			break
+		}
+		delay = v.Delay
+	}
+	res.Feedback = lastErr.Error()
+	return &StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: !stopped && !gaveUp, gaveUp: gaveUp}, nil
+}
+
+// finishBreach completes the breach error of step res: its partial result,
+// and the event.
+func (r *run) finishBreach(ctx context.Context, ue *UsageLimitError, res *StepResult) {
+	ue.Result = *res
+	if r.rec != nil {
+		r.emit(ctx, Event{Kind: EventUsageBreach, Path: ue.Step, Attempt: res.Attempts, Usage: ue.Used, Err: ue})
+	}
+}
+
+// runFallback runs the fallback of step p after its primary failed with
+// primary.
+func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration, primary *StepError) error {
+	if r.rec != nil {
+		r.emit(ctx, Event{Kind: EventFallback, Path: p, Attempt: res.Attempts, Err: primary.Err})
+	}
+	res.Children = make([]StepResult, 1)
+	fres := &res.Children[0]
+	ferr := r.step(ctx, a.fallback, childPath(p, a.fallback.base()), in, fres)
+	res.Usage = res.Usage.Add(fres.Usage)
+	res.Metadata = make(map[string]any, 2)
+	res.Metadata[MetaFallbackTriggered] = true
+	res.Metadata[MetaOriginalError] = primary.Err.Error()
+	res.Latency = r.clock.mono() - start
+	switch {
+	case ferr == nil:
+		res.Success, res.Output, res.Feedback = true, fres.Output, ""
+		return nil
+	case isControlFlow(ferr):
+		res.Feedback = ferr.Error()
+		return ferr
+	}
+	res.Feedback = "Original error: " + primary.Err.Error() + "\nFallback error: " + ferr.Error()
+	primary.Err = fmt.Errorf("%w; fallback %q: %w", primary.Err, fres.Path, ferr)
+	return primary
+}
+
+// execBareFrom runs a bare agent step — one attempt of a plain agent, no
+// fallback — when nothing observes, meters or guards the execution: the
+// whole engine overhead is this function. It behaves exactly as the
+// general path does. start is the clock's reading when the step began (a
+// sequence passes the end of one step as the start of the next, so a chain
+// of bare steps reads the clock once per step); it returns the end.
+func execBareFrom(ctx context.Context, c *clock, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
+	res.Path, res.RunID = p, runID
+	if ctx.Err() != nil {
+		end = c.mono()
+		res.Latency = end - start
+		res.Feedback = context.Cause(ctx).Error()
+		return end, &StepError{Step: p, Err: context.Cause(ctx)}
+	}
+	res.Attempts = 1
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(p, v)
+		}
+		end = c.mono()
+		res.Latency = end - start
+		if err != nil {
+			res.Success = false
+			err = failedAttempt(ctx, p, res, err)
+		}
+	}()
+	reply, err := a.agent.Run(ctx, in)
+	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
+	return 0, err
+}
+
+// failedAttempt turns the error of a bare step's only attempt into the
+// step's error, as retry does.
+func failedAttempt(ctx context.Context, p string, res *StepResult, err error) error {
+	res.Feedback = err.Error()
+	if isControlFlow(err) {
+		return err
+	}
+	if ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		if !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+		res.Feedback = err.Error()
+		return &StepError{Step: p, Attempt: 1, Err: err}
+	}
+	return &StepError{Step: p, Attempt: 1, Err: err, exhausted: true}
+}
+
+// failStep marks res failed with err and returns err.
+func (r *run) failStep(res *StepResult, err error) error {
+	res.Success = false
+	res.Feedback = err.Error()
+	return err
+}
+
+// streamAgent calls a's Stream, forwarding chunks to fn and joining them.
+func streamAgent(ctx context.Context, a StreamAgent, in any, fn func(any) error) (Reply, error) {
+	var chunks []any
+	reply, err := a.Stream(ctx, in, func(c any) error {
+		chunks = append(chunks, c)
+		return fn(c)
+	})
+	if err == nil && reply.Output == nil {
+		reply.Output = joinChunks(chunks)
+	}
+	return reply, err
+}
+
+// joinChunks concatenates string or []byte chunks; other mixes become a []any.
+func joinChunks(chunks []any) any {
+	if len(chunks) == 0 {
+		return ""
+	}
+	switch chunks[0].(type) {
+	case string:
+		var b strings.Builder
+		for _, c := range chunks {
+			s, ok := c.(string)
+			if !ok {
+				return chunks
+			}
+			b.WriteString(s)
+		}
+		return b.String()
+	case []byte:
+		var b bytes.Buffer
+		for _, c := range chunks {
+			s, ok := c.([]byte)
+			if !ok {
+				return chunks
+			}
+			b.Write(s)
+		}
+		return b.Bytes()
+	}
+	return chunks
+}

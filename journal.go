@@ -1,0 +1,595 @@
+package caudal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caudal-go/caudal/internal/deepcopy"
+	"github.com/caudal-go/caudal/internal/statemerge"
+)
+
+// Write is one change a step made to the run's [State]: the value at Path —
+// a key, then the keys of the nested maps under it, len(Path) >= 1 — was set
+// to Value, or removed when Deleted. Records of the journal carry the
+// writes of their step instance ([Record.Writes]).
+type Write = statemerge.Write
+
+// RecordStatus says what a journal [Record] records.
+type RecordStatus string
+
+// The statuses of a [Record].
+const (
+	// StatusSucceeded: the step instance completed successfully.
+	StatusSucceeded RecordStatus = "succeeded"
+	// StatusFailed: the step instance failed and the run went on without
+	// it (a parallel branch under [Ignore]).
+	StatusFailed RecordStatus = "failed"
+	// StatusDecided: a choice the run made inside a step instance that had
+	// not completed — a [Conditional]'s key (Output is the key), a
+	// [Router]'s branches (Output lists them; Usage is what the choice
+	// cost), a primary whose every attempt failed before its fallback ran
+	// (Output, Usage, Attempts and Feedback are the primary's).
+	StatusDecided RecordStatus = "decided"
+)
+
+// Record is one entry of a run's journal: a step instance that completed,
+// or a decision taken inside one. Resuming a run replays its journal: an
+// instance found in it returns the recorded outcome and re-applies the
+// recorded writes, without running again (see [WithResume]).
+//
+// A Record is plain data that round-trips through encoding/json (Output,
+// Write values and Metadata come back as their JSON forms). Path is an
+// instance path; Output through Children are as in [StepResult].
+type Record struct {
+	Path     string         `json:"path"`
+	Status   RecordStatus   `json:"status"`
+	Output   any            `json:"output,omitempty"`
+	Writes   []Write        `json:"writes,omitempty"` // the instance's changes to its state, in order
+	Usage    Usage          `json:"usage"`
+	Attempts int            `json:"attempts,omitempty"`
+	Latency  time.Duration  `json:"latency_ns,omitempty"`
+	Feedback string         `json:"feedback,omitempty"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+	Children []StepResult   `json:"children,omitempty"`
+}
+
+// Checkpointer receives every journal record as its step instance
+// completes, on that step's goroutine, before the run goes on: a runner
+// persists them so that, after a crash, [WithResume] with a [Snapshot] of
+// them runs no completed step again. An error stops the run: the step that
+// completed fails with it (progress that cannot be saved is not made).
+// rec's values are shared with the run: encode or copy what is kept before
+// returning. Implementations must be safe for concurrent use (parallel
+// branches complete concurrently).
+type Checkpointer interface {
+	Checkpoint(ctx context.Context, rec Record) error
+}
+
+// CheckpointFunc adapts a function to the [Checkpointer] interface.
+type CheckpointFunc func(ctx context.Context, rec Record) error
+
+// Checkpoint calls f(ctx, rec).
+func (f CheckpointFunc) Checkpoint(ctx context.Context, rec Record) error { return f(ctx, rec) }
+
+var _ Checkpointer = CheckpointFunc(nil)
+
+// WithCheckpointer sends every journal record of an execution to cp (see
+// [Checkpointer]). Passed to [New] it applies to every execution; passed
+// to [Executor.Execute] it replaces the executor's for one call.
+func WithCheckpointer(cp Checkpointer) Option {
+	o := &option{name: "WithCheckpointer", scope: scopeNew | scopeExecute, kind: optCheckpointer, val: settings{checkpointer: cp}}
+	if cp == nil {
+		o.err = errors.New("nil Checkpointer")
+	}
+	return o
+}
+
+// SnapshotVersion is the version of the [Snapshot] format this package
+// writes and reads.
+const SnapshotVersion = 2
+
+// Snapshot is where a run stands: the pipeline it runs (its fingerprint),
+// the input and the state it started with, its journal of completed step
+// instances and decisions, and the human-input step it waits at (Path,
+// Message; both "" for a checkpoint). It is plain data that round-trips
+// through encoding/json (values held in it come back as their JSON forms),
+// so a runner can persist it. Pass it to [WithResume] to continue the run
+// without running completed steps again.
+type Snapshot struct {
+	Version     int            `json:"version"`
+	Fingerprint string         `json:"fingerprint"` // the pipeline's [Step.Fingerprint]
+	RunID       string         `json:"run_id,omitempty"`
+	Path        string         `json:"path,omitempty"`    // the paused step's instance path; "" for a checkpoint
+	Message     string         `json:"message,omitempty"` // what the run asks of the human
+	Input       any            `json:"input,omitempty"`   // the run's input
+	State       map[string]any `json:"state,omitempty"`   // the run's state when it started
+	Journal     []Record       `json:"journal,omitempty"` // in the order the records were made
+}
+
+// WithResume continues a run from snap: a [PausedError.Snapshot], with
+// answer the human's answer, which becomes the output of the paused
+// [HumanInput] step; or a checkpoint — a Snapshot a runner assembled from
+// the records its [Checkpointer] received, with Path "" — and a nil
+// answer. The step given to [Executor.Execute] must be the pipeline that
+// made the snapshot, and its input argument is ignored: the run starts
+// over from the snapshot's input and state, and replays its journal, so
+// that no completed step instance runs again. The snapshot's state is
+// loaded into the [WithState] state if one is given, else into a new one.
+// snap is only read: it may be resumed many times, concurrently. It applies
+// to Execute.
+//
+// Everything the replay re-runs — key funcs of a conditional aside (their
+// choice is journaled), mappers, exit conditions, item sources — must be
+// deterministic functions of their input and the state.
+//
+// A snapshot of another pipeline, of a changed one, or whose records do not
+// fit the pipeline, fails before any step runs, with an error matching
+// [ErrSnapshotMismatch]; so does a resumed run that never reaches the
+// paused step.
+func WithResume(snap *Snapshot, answer any) Option {
+	o := &option{name: "WithResume", scope: scopeExecute, kind: optResume, val: settings{resume: snap, resumeInput: answer}}
+	switch {
+	case snap == nil:
+		o.err = errors.New("nil Snapshot")
+	case snap.Version != SnapshotVersion:
+		o.err = fmt.Errorf("%w: snapshot version %d, want %d", ErrSnapshotMismatch, snap.Version, SnapshotVersion)
+	case snap.Path == "" && answer != nil:
+		o.err = fmt.Errorf("%w: a checkpoint (a snapshot with no paused step) takes no answer", ErrSnapshotMismatch)
+	}
+	return o
+}
+
+// journal is where the records of one execution go.
+type journal struct {
+	cp   Checkpointer // nil: none
+	keep bool         // the pipeline can pause: records are kept for its snapshot
+
+	mu      sync.Mutex // protects records
+	records []Record
+
+	input   any            // the run's input, for the snapshot
+	initial map[string]any // the run's state when it started, for the snapshot
+}
+
+// add makes the record of the instance at p and hands it on.
+func (j *journal) add(ctx context.Context, p string, status RecordStatus, res *StepResult, writes []Write) error {
+	rec := Record{
+		Path: p, Status: status, Output: res.Output, Writes: writes, Usage: res.Usage, Attempts: res.Attempts,
+		Latency: res.Latency, Feedback: res.Feedback, Metadata: res.Metadata, Children: res.Children,
+	}
+	if j.keep {
+		kept := rec
+		// Later steps may change these values in place: keep them as they
+		// are now.
+		kept.Output, kept.Writes, kept.Metadata = copyValue(rec.Output), copyWrites(rec.Writes), deepcopy.CopyMap(rec.Metadata)
+		j.mu.Lock()
+		j.records = append(j.records, kept)
+		j.mu.Unlock()
+	}
+	if j.cp != nil {
+		if err := checkpoint(ctx, j.cp, rec); err != nil {
+			return fmt.Errorf("caudal: step %q: checkpoint: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// checkpoint calls cp under a panic guard.
+func checkpoint(ctx context.Context, cp Checkpointer, rec Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(rec.Path, v)
+		}
+	}()
+	return cp.Checkpoint(ctx, rec)
+}
+
+func copyValue(v any) any {
+	if deepcopy.Immutable(v) {
+		return v
+	}
+	return deepcopy.Copy(v)
+}
+
+func copyWrites(ws []Write) []Write {
+	if ws == nil {
+		return nil
+	}
+	out := make([]Write, len(ws))
+	for i, w := range ws {
+		out[i] = Write{Path: slices.Clone(w.Path), Value: copyValue(w.Value), Deleted: w.Deleted}
+	}
+	return out
+}
+
+// snapshot returns the snapshot of a run paused by pe: the kept records,
+// without those a completed instance around them makes useless. It fails,
+// naming the culprit, when the snapshot would not survive a trip through
+// encoding/json.
+func (j *journal) snapshot(fingerprint, runID string, pe *PausedError) (*Snapshot, error) {
+	j.mu.Lock()
+	records := compact(j.records)
+	j.mu.Unlock()
+	snap := &Snapshot{
+		Version: SnapshotVersion, Fingerprint: fingerprint, RunID: runID, Path: pe.Path, Message: pe.Message,
+		Input: j.input, State: j.initial, Journal: records,
+	}
+	if err := checkPersistable(snap); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// compact drops the records that an ancestor instance's own record
+// replaces: a resumed run never looks them up.
+func compact(records []Record) []Record {
+	done := make(map[string]bool, len(records))
+	for i := range records {
+		if records[i].Status != StatusDecided {
+			done[records[i].Path] = true
+		}
+	}
+	out := make([]Record, 0, len(records))
+	for _, rec := range records {
+		if !coveredBy(done, rec) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// coveredBy reports whether an instance enclosing rec — or, for a
+// decision, the instance itself — has a record in done.
+func coveredBy(done map[string]bool, rec Record) bool {
+	if rec.Status == StatusDecided && done[rec.Path] {
+		return true
+	}
+	p := rec.Path
+	for i := len(p) - 1; i > 0; i-- {
+		if (p[i] == '/' || p[i] == '#' || p[i] == '[') && done[p[:i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPersistable reports what of snap encoding/json cannot encode, or
+// cannot decode again (a value nested past the decoder's depth limit).
+func checkPersistable(snap *Snapshot) error {
+	if roundTrips(snap) == nil {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(snap.State)) {
+		if err := roundTrips(snap.State[k]); err != nil {
+			return fmt.Errorf("state key %q: %w", k, err)
+		}
+	}
+	if err := roundTrips(snap.Input); err != nil {
+		return fmt.Errorf("the run's input: %w", err)
+	}
+	for _, rec := range snap.Journal {
+		if err := roundTrips(rec.Output); err != nil {
+			return fmt.Errorf("output of step %q: %w", rec.Path, err)
+		}
+		for _, w := range rec.Writes {
+			if err := roundTrips(w.Value); err != nil {
+				return fmt.Errorf("state key %q, written by step %q: %w", strings.Join(w.Path, "."), rec.Path, err)
+			}
+		}
+		if err := roundTrips(rec); err != nil {
+			return fmt.Errorf("record of step %q: %w", rec.Path, err)
+		}
+	}
+	return fmt.Errorf("snapshot: %w", roundTrips(snap))
+}
+
+// roundTrips encodes v and decodes it again.
+func roundTrips(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var back any
+	if err := json.Unmarshal(b, &back); err != nil {
+		return fmt.Errorf("encodes, but does not decode: %w", err)
+	}
+	return nil
+}
+
+// replay drives a resumed execution: step instances and decisions found in
+// the journal, and the paused step that takes the answer. It is built from
+// the snapshot for each execution and only read, the snapshot never
+// changed.
+type replay struct {
+	steps     map[string]*Record // completed instances (succeeded or failed), by path
+	decisions map[string]*Record
+	paths     []string // every record's path, sorted, for under
+
+	target    string // the paused step's instance path; "" for a checkpoint
+	answer    any
+	delivered atomic.Bool
+}
+
+// under reports whether the journal has a record at p or inside it.
+func (rp *replay) under(p string) bool {
+	i, _ := slices.BinarySearch(rp.paths, p)
+	for ; i < len(rp.paths) && strings.HasPrefix(rp.paths[i], p); i++ {
+		if q := rp.paths[i]; len(q) == len(p) || q[len(p)] == '/' || q[len(p)] == '#' || q[len(p)] == '[' {
+			return true
+		}
+	}
+	return false
+}
+
+// inOrder checks, for the children of a sequential construct taken in
+// order, that the journal is consistent: once a child did not complete
+// (*live then true), no later child may have records. It reports false for
+// a child that has records it cannot have.
+func (rp *replay) inOrder(p string, live *bool) bool {
+	if *live {
+		return !rp.under(p)
+	}
+	if rp.steps[p] == nil {
+		*live = true
+	}
+	return true
+}
+
+// outOfOrder is the error of a record inOrder rejects.
+func (rp *replay) outOfOrder(p string) error {
+	return fmt.Errorf("caudal: WithResume: %w: the journal has records of %q, but a step it comes after never completed", ErrSnapshotMismatch, p)
+}
+
+// restore fills res from the record of a completed instance and re-applies
+// its writes to the state.
+func (r *run) restore(ctx context.Context, p string, rec *Record, res *StepResult) error {
+	*res = StepResult{
+		Path: p, RunID: r.runID, Output: copyValue(rec.Output), Success: rec.Status == StatusSucceeded,
+		Attempts: rec.Attempts, Latency: rec.Latency, Usage: rec.Usage, Feedback: rec.Feedback,
+		Metadata: deepcopy.CopyMap(rec.Metadata), Children: copyResults(rec.Children),
+	}
+	if err := r.applyRecorded(ctx, p, rec); err != nil {
+		return r.failStep(res, err)
+	}
+	if !res.Success {
+		return &replayedError{path: p, text: rec.Feedback}
+	}
+	return nil
+}
+
+// applyRecorded re-applies rec's writes to the state.
+func (r *run) applyRecorded(ctx context.Context, p string, rec *Record) error {
+	if len(rec.Writes) == 0 {
+		return nil
+	}
+	st := StateFrom(ctx)
+	if st == nil {
+		return fmt.Errorf("caudal: WithResume: %w: the record of %q writes the state, but the step has none", ErrSnapshotMismatch, p)
+	}
+	if err := st.apply(copyWrites(rec.Writes)); err != nil {
+		return fmt.Errorf("caudal: WithResume: %w: the record of %q: %w", ErrSnapshotMismatch, p, err)
+	}
+	return nil
+}
+
+func copyResults(rs []StepResult) []StepResult {
+	if rs == nil {
+		return nil
+	}
+	out := make([]StepResult, len(rs))
+	for i, c := range rs {
+		out[i] = copyResult(c)
+	}
+	return out
+}
+
+// replayedError is the failure of an instance replayed from the journal:
+// its text is all a journal keeps of it.
+type replayedError struct {
+	path, text string
+}
+
+func (e *replayedError) Error() string {
+	return fmt.Sprintf("caudal: step %q failed (replayed from the journal): %s", e.path, e.text)
+}
+
+// resumeRun checks snap against the graph — before any step runs — and
+// returns the replay that drives the resumed execution.
+func resumeRun(g *graph, snap *Snapshot, answer any) (*replay, error) {
+	mismatch := func(format string, args ...any) error {
+		return fmt.Errorf("caudal: WithResume: %w: %s", ErrSnapshotMismatch, fmt.Sprintf(format, args...))
+	}
+	if snap.Fingerprint != g.fingerprint {
+		return nil, mismatch("the snapshot is of pipeline %.16s…, this pipeline is %.16s… (another pipeline, or a changed one)", snap.Fingerprint, g.fingerprint)
+	}
+	rp := &replay{
+		steps: make(map[string]*Record), decisions: make(map[string]*Record),
+		paths: make([]string, 0, len(snap.Journal)), target: snap.Path, answer: answer,
+	}
+	if snap.Path != "" {
+		n, err := resolve(g.root, snap.Path)
+		if err != nil {
+			return nil, mismatch("paused step: %v", err)
+		}
+		if _, ok := n.(*humanNode); !ok {
+			return nil, mismatch("paused step %q is a %s step, not a human-input step", snap.Path, n.base().kind)
+		}
+	}
+	for i := range snap.Journal {
+		rec := &snap.Journal[i]
+		if err := checkRecord(g, rec); err != nil {
+			return nil, mismatch("record %d: %v", i, err)
+		}
+		byPath := rp.steps
+		if rec.Status == StatusDecided {
+			byPath = rp.decisions
+		}
+		if byPath[rec.Path] != nil {
+			return nil, mismatch("record %d: a second record of %q", i, rec.Path)
+		}
+		byPath[rec.Path] = rec
+		rp.paths = append(rp.paths, rec.Path)
+	}
+	if snap.Path != "" && rp.steps[snap.Path] != nil {
+		return nil, mismatch("the paused step %q has a record already: it was answered", snap.Path)
+	}
+	slices.Sort(rp.paths)
+	return rp, nil
+}
+
+// checkRecord checks that rec fits the graph and holds sane values.
+func checkRecord(g *graph, rec *Record) error {
+	n, err := resolve(g.root, rec.Path)
+	if err != nil {
+		return err
+	}
+	switch rec.Status {
+	case StatusSucceeded, StatusFailed:
+	case StatusDecided:
+		switch n := n.(type) {
+		case *condNode, *routerNode:
+		case *agentNode:
+			if n.fallback == nil {
+				return fmt.Errorf("a decision at %q, a step without a fallback", rec.Path)
+			}
+		default:
+			return fmt.Errorf("a decision at %q, a %s step, which decides nothing", rec.Path, n.base().kind)
+		}
+	default:
+		return fmt.Errorf("step %q: unknown status %q", rec.Path, rec.Status)
+	}
+	if err := rec.Usage.validate(); err != nil {
+		return fmt.Errorf("step %q: %w", rec.Path, err)
+	}
+	if rec.Attempts < 0 || rec.Latency < 0 {
+		return fmt.Errorf("step %q: negative attempts or latency", rec.Path)
+	}
+	for i, w := range rec.Writes {
+		if len(w.Path) == 0 {
+			return fmt.Errorf("step %q: state write %d has an empty path", rec.Path, i)
+		}
+	}
+	return nil
+}
+
+// maxItemIndex bounds the item index of a map in an instance path.
+const maxItemIndex = math.MaxInt32
+
+// resolve returns the step at instance path p of the graph under root. An
+// instance path is the step names from the root joined by "/", a branch
+// named by its branch name, a loop's segment followed by "#i" (iteration i,
+// from 1) and a map's by "[i]" (item i, from 0) on the paths of their
+// bodies, e.g. "report/refine#3/critic" or "enrich[7]/fetch".
+func resolve(root node, p string) (node, error) {
+	if p == "" {
+		return nil, errors.New("empty step path")
+	}
+	segs := strings.Split(p, "/")
+	n := root
+	for i := 0; ; {
+		name, sep, idx, err := parseSegment(segs[i])
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", p, err)
+		}
+		if name != n.base().seg {
+			return nil, fmt.Errorf("path %q: no step %q there", p, name)
+		}
+		i++
+		if sep != 0 {
+			if n, err = indexed(n, sep, idx); err != nil {
+				return nil, fmt.Errorf("path %q: %w", p, err)
+			}
+			if n.base().seg != "" {
+				if i == len(segs) {
+					return nil, fmt.Errorf("path %q ends at an iteration or item", p)
+				}
+				continue // segs[i] names the body
+			}
+		}
+		if i == len(segs) {
+			return n, nil
+		}
+		if _, isLoop := n.(*loopNode); (isLoop || isMap(n)) && sep == 0 {
+			return nil, fmt.Errorf("path %q: the body of %s step %q needs an iteration or item index", p, n.base().kind, n.base().name)
+		}
+		want, _, _, err := parseSegment(segs[i])
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", p, err)
+		}
+		if n = kidNamed(n, want); n == nil {
+			return nil, fmt.Errorf("path %q: no step %q there", p, want)
+		}
+	}
+}
+
+func isMap(n node) bool {
+	_, ok := n.(*mapNode)
+	return ok
+}
+
+// kidNamed returns the step nested in n whose segment is name.
+func kidNamed(n node, name string) node {
+	for _, k := range n.kids() {
+		if k.base().seg == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// indexed returns the body of loop or map n for an index after sep.
+func indexed(n node, sep byte, idx int) (node, error) {
+	switch n := n.(type) {
+	case *loopNode:
+		if sep == '#' && idx >= 1 && idx <= n.maxIterations {
+			return n.body, nil
+		}
+		if sep == '#' {
+			return nil, fmt.Errorf("iteration %d of loop %q, which runs 1 to %d", idx, n.name, n.maxIterations)
+		}
+	case *mapNode:
+		if sep == '[' {
+			return n.body, nil
+		}
+	}
+	return nil, fmt.Errorf("index %c%d on %s step %q", sep, idx, n.base().kind, n.base().name)
+}
+
+// parseSegment splits an instance path segment into the step's name and
+// its iteration ("#i") or item ("[i]") index, if any. Indexes are decimal
+// numbers without sign or leading zeros.
+func parseSegment(seg string) (name string, sep byte, idx int, err error) {
+	i := strings.IndexAny(seg, "#[]")
+	if i < 0 {
+		return seg, 0, 0, nil
+	}
+	name, sep, num := seg[:i], seg[i], seg[i+1:]
+	switch sep {
+	case '#':
+	case '[':
+		var ok bool
+		if num, ok = strings.CutSuffix(num, "]"); !ok {
+			return "", 0, 0, fmt.Errorf("segment %q: unclosed item index", seg)
+		}
+	default:
+		return "", 0, 0, fmt.Errorf("segment %q: stray %q", seg, sep)
+	}
+	if num == "" || (len(num) > 1 && num[0] == '0') || strings.Trim(num, "0123456789") != "" {
+		return "", 0, 0, fmt.Errorf("segment %q: bad index %q", seg, num)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > maxItemIndex {
+		return "", 0, 0, fmt.Errorf("segment %q: index out of range", seg)
+	}
+	return name, sep, int(n), nil
+}

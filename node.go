@@ -1,0 +1,241 @@
+package caudal
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/caudal-go/caudal/internal/engine"
+)
+
+// node is a compiled step. Each step kind has its own node type and exec;
+// the policies of an agent step are layers composed inside its node at
+// Build. Nodes are immutable once built, but for the caches of instance
+// paths they fill.
+type node interface {
+	base() *nodeBase
+	// exec runs one instance of the step, at instance path p, into res.
+	// It does not do the instance's bookkeeping (events, journal, replay,
+	// UpdatesContext): [run.step] does, around it.
+	exec(ctx context.Context, r *run, p string, in any, res *StepResult) error
+	// kids returns the steps nested directly in this one, for walks over
+	// the graph (snapshot validation).
+	kids() []node
+}
+
+// nodeBase is what every compiled step has.
+type nodeBase struct {
+	kind stepKind
+	name string
+	// seg is the step's segment of an instance path: its name, or its
+	// branch name; "" for a transparent step (a refine round), whose path is
+	// its parent's.
+	seg string
+	// path is the step's path in names only — no iteration or item index —
+	// when it is at most maxStaticPath bytes long, else "". fixed reports
+	// that it is also the instance path of every execution of the step: the
+	// step is in no loop or map body.
+	path  string
+	fixed bool
+	// id is the step's index in its graph (its per-step switch).
+	id           int
+	updatesState bool
+	digest       [sha256.Size]byte // fingerprint of the step and everything in it
+	site         engine.Site
+}
+
+func (b *nodeBase) base() *nodeBase { return b }
+
+// maxStaticPath bounds the paths Build stores, so that memory grows
+// linearly with a pipeline's size however deep it nests: deeper steps
+// compute their instance paths when they run.
+const maxStaticPath = 512
+
+// join returns the path of segment seg under p.
+func join(p, seg string) string {
+	switch {
+	case seg == "":
+		return p
+	case p == "":
+		return seg
+	}
+	return p + "/" + seg
+}
+
+// childPath returns the instance path of step c run under the instance at p.
+func childPath(p string, c *nodeBase) string {
+	if c.fixed {
+		return c.path
+	}
+	return join(p, c.seg)
+}
+
+// maxCachedIndex is how many iteration or item paths a loop or map outside
+// any other loop or map keeps, so that running it again builds none.
+const maxCachedIndex = 1024
+
+// indexPaths caches the instance paths of a loop's or map's body, by
+// iteration or item index.
+type indexPaths struct {
+	paths atomic.Pointer[[]string]
+}
+
+// get returns the instance path of body for index i of the construct at p:
+// p#i/body for a loop (sep '#'), p[i]/body for a map (sep '[').
+func (c *indexPaths) get(construct *nodeBase, p string, sep byte, i int, body *nodeBase) string {
+	if construct.fixed && i >= 0 && i < maxCachedIndex {
+		if s := c.paths.Load(); s != nil && i < len(*s) {
+			return (*s)[i]
+		}
+		n := min(maxCachedIndex, max(i+1, 16))
+		if s := c.paths.Load(); s != nil {
+			n = min(maxCachedIndex, max(n, 2*len(*s)))
+		}
+		paths := make([]string, n)
+		for k := range paths {
+			paths[k] = indexPath(p, sep, k, body.seg)
+		}
+		c.paths.Store(&paths)
+		return paths[i]
+	}
+	return indexPath(p, sep, i, body.seg)
+}
+
+func indexPath(p string, sep byte, i int, seg string) string {
+	b := make([]byte, 0, len(p)+len(seg)+12)
+	b = append(b, p...)
+	b = append(b, sep)
+	b = strconv.AppendInt(b, int64(i), 10)
+	if sep == '[' {
+		b = append(b, ']')
+	}
+	if seg != "" {
+		b = append(b, '/')
+		b = append(b, seg...)
+	}
+	return string(b)
+}
+
+// run is the frame of one Execute, shared by every step it runs; a parallel
+// branch or map item gets a copy with its own share of the budget.
+type run struct {
+	clock  *clock
+	rt     Runtime
+	rec    engine.Recorder[Event] // nil: no sink
+	alloc  engine.Allocator
+	strat  *engine.Strategy[StepResult]
+	slots  []engine.Slot[StepResult] // nil: no tuner
+	runID  string
+	quota  *quota // nil: no limits
+	stream func(chunk any) error
+
+	journal *journal // nil: nothing journals
+	replay  *replay  // nil: not resuming
+
+	// plain: no sink, journal or replay, so a step runs without its
+	// instance's bookkeeping.
+	plain bool
+	// bareOK: plain, and no budget, guard or per-step switch, so a bare
+	// agent step may take its fast path.
+	bareOK bool
+
+	res StepResult // the root step's result
+}
+
+var runClass = engine.Class{Name: "execution frame", New: func() any { return new(run) }}
+
+// strategy returns the seams of step b: its switch's, or the executor's.
+func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
+	if r.slots != nil {
+		if s := r.slots[b.id].Strategy.Load(); s != nil {
+			return s
+		}
+	}
+	return r.strat
+}
+
+// step runs one instance of n at path p: the instance's bookkeeping —
+// replay from the journal, events, the UpdatesContext merge, the journal
+// record — around n.exec.
+func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResult) error {
+	if r.plain {
+		err := n.exec(ctx, r, p, in, res)
+		if err == nil && n.base().updatesState {
+			err = r.updateState(ctx, p, res)
+		}
+		return err
+	}
+	return r.instance(ctx, n, p, in, res)
+}
+
+// instance is step when something observes, journals or replays the run.
+func (r *run) instance(ctx context.Context, n node, p string, in any, res *StepResult) (err error) {
+	b := n.base()
+	if r.replay != nil {
+		if rec := r.replay.steps[p]; rec != nil {
+			return r.restore(ctx, p, rec, res)
+		}
+	}
+	if r.rec != nil {
+		r.emit(ctx, Event{Kind: EventStepStarted, Path: p})
+		defer func() {
+			r.emit(ctx, Event{
+				Kind: EventStepFinished, Path: p, Attempt: res.Attempts, Latency: res.Latency,
+				Success: res.Success, Usage: res.Usage, Err: err,
+			})
+		}()
+	}
+	mark, st := r.mark(ctx)
+	err = n.exec(ctx, r, p, in, res)
+	if err == nil && b.updatesState {
+		err = r.updateState(ctx, p, res)
+	}
+	if err == nil && r.journal != nil {
+		if err = r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark)); err != nil {
+			res.Success, res.Feedback = false, err.Error()
+		}
+	}
+	return err
+}
+
+// mark returns the position of the state's log, when the run journals.
+func (r *run) mark(ctx context.Context) (int, *State) {
+	if r.journal == nil {
+		return 0, nil
+	}
+	st := StateFrom(ctx)
+	if st == nil {
+		return 0, nil
+	}
+	return st.s.LogLen(), st
+}
+
+// updateState merges a succeeded step's output into the state.
+func (r *run) updateState(ctx context.Context, p string, res *StepResult) error {
+	st := StateFrom(ctx)
+	if st == nil {
+		return nil
+	}
+	if err := st.mergeOutput(res.Output); err != nil {
+		res.Success = false
+		err = fmt.Errorf("caudal: step %q: %w", p, err)
+		res.Feedback = err.Error()
+		return err
+	}
+	return nil
+}
+
+var eventClass = engine.Class{Name: "event", New: func() any { return new(Event) }}
+
+// emit stamps e and hands it to the recorder. Callers check r.rec != nil
+// first, so no event is built without a sink.
+func (r *run) emit(ctx context.Context, e Event) {
+	ev := r.alloc.Get(&eventClass).(*Event)
+	*ev = e
+	ev.RunID, ev.Time = r.runID, r.clock.now()
+	r.rec.Record(ctx, ev)
+	*ev = Event{}
+	r.alloc.Put(&eventClass, ev)
+}
