@@ -49,9 +49,9 @@ bench-smoke: ## Run every benchmark once, to check that they still work
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
 bench-table: ## Run the core and control-flow benchmarks (-count=10) and regenerate the README performance table
-	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)$$' -benchmem -count=10 . > bench-core.txt
+	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute|Seq|Journal|Parallel|Loop|Map|Isolation)$$' -benchmem -count=10 . > bench-core.txt
 	$(GO) run ./internal/tools/benchtable -in bench-core.txt -readme README.md \
-		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute|Seq|Parallel|Loop|Map|Isolation)\$$' -benchmem -count=10 ."
+		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute|Seq|Journal|Parallel|Loop|Map|Isolation)\$$' -benchmem -count=10 ."
 
 bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
 	cd benchmarks && ./run.sh

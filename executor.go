@@ -156,10 +156,10 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 // execute is Execute's general path.
 func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) (StepResult, error) {
 	rootPath := childPath("", g.root.base())
-	r := ex.seams.Alloc.Get(&runClass).(*run)
+	r := runPool.Get().(*run)
 	defer func() {
 		*r = run{}
-		ex.seams.Alloc.Put(&runClass, r)
+		runPool.Put(r)
 	}()
 	*r = run{
 		clock: &ex.clock, rt: ex.rt, rec: ex.seams.Recorder, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy,
@@ -205,7 +205,7 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 		r.quota = newQuota(limits)
 	}
 	r.plain = r.rec == nil && r.journal == nil && r.replay == nil
-	r.bareOK = r.plain && r.quota == nil && r.strat.Guard == nil && r.slots == nil
+	r.bareOK = r.rec == nil && r.quota == nil && r.strat.Guard == nil && r.slots == nil
 
 	// The result lives in the frame: a local would escape through the
 	// interface call.

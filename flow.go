@@ -136,8 +136,10 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 			err = r.replay.outOfOrder(cp)
 			child.Feedback = err.Error()
 			now = r.clock.mono()
-		case s.bare[i] != nil && r.bareOK:
+		case s.bare[i] != nil && r.plain && r.bareOK:
 			now, err = execBareFrom(ctx, r.clock, s.bare[i], cp, cur, r.runID, child, now)
+		case s.bare[i] != nil && r.bareOK:
+			now, err = r.bareStep(ctx, s.bare[i], cp, cur, child, now)
 		default:
 			err = r.step(ctx, c, cp, cur, child)
 			now = r.clock.mono()

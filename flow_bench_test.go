@@ -41,6 +41,29 @@ func BenchmarkSeq(b *testing.B) {
 	}
 }
 
+// BenchmarkJournal measures journaling: BenchmarkSeq/steps=10 with a
+// checkpointer that does nothing, so every step instance makes a record.
+func BenchmarkJournal(b *testing.B) {
+	b.Run("steps=10", func(b *testing.B) {
+		steps := make([]caudal.Step, 10)
+		for i := range steps {
+			steps[i] = identity(fmt.Sprint("s", i))
+		}
+		noop := caudal.CheckpointFunc(func(context.Context, caudal.Record) error { return nil })
+		ex := mustNew(b, caudal.WithCheckpointer(noop))
+		built := mustBuild(b, caudal.Seq("seq", steps...))
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := ex.Execute(ctx, built, "input")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sinkOut = res.Output
+		}
+	})
+}
+
 // BenchmarkParallel measures a fan-out of bare branches and the join.
 func BenchmarkParallel(b *testing.B) {
 	b.Run("branches=5", func(b *testing.B) {

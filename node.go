@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caudal-go/caudal/internal/engine"
 )
@@ -137,14 +139,16 @@ type run struct {
 	// plain: no sink, journal or replay, so a step runs without its
 	// instance's bookkeeping.
 	plain bool
-	// bareOK: plain, and no budget, guard or per-step switch, so a bare
-	// agent step may take its fast path.
+	// bareOK: no sink, budget, guard or per-step switch, so a bare agent
+	// step may run as execBareFrom (its instance's bookkeeping around it).
 	bareOK bool
 
 	res StepResult // the root step's result
 }
 
-var runClass = engine.Class{Name: "execution frame", New: func() any { return new(run) }}
+// runPool recycles execution frames: every execution outside the fast
+// paths needs one, and it escapes to the heap through the nodes' interface.
+var runPool = sync.Pool{New: func() any { return new(run) }}
 
 // strategy returns the seams of step b: its switch's, or the executor's.
 func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
@@ -198,6 +202,27 @@ func (r *run) instance(ctx context.Context, n node, p string, in any, res *StepR
 		}
 	}
 	return err
+}
+
+// bareStep is instance for a bare agent step of a sequence when nothing
+// observes the run but it journals or replays: the step's bookkeeping
+// around execBareFrom, so that the sequence keeps reading the clock once
+// per step. start is the clock's last reading; it returns the next.
+func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res *StepResult, start time.Duration) (time.Duration, error) {
+	if r.replay != nil {
+		if rec := r.replay.steps[p]; rec != nil {
+			err := r.restore(ctx, p, rec, res)
+			return r.clock.mono(), err
+		}
+	}
+	mark, st := r.mark(ctx)
+	end, err := execBareFrom(ctx, r.clock, a, p, in, r.runID, res, start)
+	if err == nil && r.journal != nil {
+		if err = r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark)); err != nil {
+			res.Success, res.Feedback = false, err.Error()
+		}
+	}
+	return end, err
 }
 
 // mark returns the position of the state's log, when the run journals.

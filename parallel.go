@@ -216,7 +216,7 @@ func (n *parallelNode) exec(ctx context.Context, r *run, p string, in any, res *
 // branchRun is one branch's execution inside runBranches, or one item's
 // inside a map.
 type branchRun struct {
-	r      run // the branch's frame: the parent's with the branch's share of the budget
+	r      *run // the branch's frame: the parent's, or a copy with the branch's share of the budget
 	path   string
 	res    StepResult
 	err    error
@@ -231,13 +231,21 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	parent := StateFrom(ctx)
 	strat := r.strategy(&n.nodeBase)
 	runs := make([]branchRun, len(selected))
+	var frames []run // the branches' own frames, when they split a budget
+	if r.quota != nil {
+		frames = make([]run, len(selected))
+	}
 	quotas := r.quota.split(len(selected))
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	for pos, b := range selected {
 		br := &runs[pos]
-		br.r = *r
-		br.r.quota = quotas[pos]
+		br.r = r
+		if frames != nil {
+			frames[pos] = *r
+			frames[pos].quota = quotas[pos]
+			br.r = &frames[pos]
+		}
 		br.path = childPath(p, n.branches[b].base())
 		if parent != nil {
 			br.state = parent.fork(strat.Isolation)

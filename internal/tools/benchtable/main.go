@@ -12,7 +12,9 @@
 //   - Execute/policies − Floor/timeout ≤ 500 ns, with ≤ 6 allocs/op;
 //   - Seq/steps=3 ≤ 5 µs and Parallel/branches=5 ≤ 10 µs;
 //   - per extra sequential step, (Seq/steps=10 − Seq/steps=3) / 7 ≤ 250 ns,
-//     with ≤ 2 allocs/op.
+//     with ≤ 2 allocs/op;
+//   - journaling per step, (Journal/steps=10 − Seq/steps=10) / 10 ≤ 100 ns,
+//     with ≤ 1 alloc/op.
 //
 // Usage:
 //
@@ -350,6 +352,34 @@ func targets(rep *Report) []TargetRow {
 			Met:      a <= limitAllocs,
 		})
 	}
+	// journal is the cost a checkpointer adds to each step of a sequence.
+	journal := func(limitNs, limitAllocs float64) {
+		with, without := rep.Find(journalSeq), rep.Find(seqLong)
+		if with == nil || without == nil {
+			return
+		}
+		wm, _ := median(with.NsOp)
+		om, _ := median(without.NsOp)
+		d := (wm - om) / seqLongSteps
+		rows = append(rows, TargetRow{
+			Metric:   journalMetric,
+			Measured: fmtNs(d) + " ns",
+			Target:   "≤ " + fmtNum(limitNs) + " ns",
+			Met:      d <= limitNs,
+		})
+		wa, wok := median(with.Allocs)
+		oa, ook := median(without.Allocs)
+		if !wok || !ook {
+			return
+		}
+		a := (wa - oa) / seqLongSteps
+		rows = append(rows, TargetRow{
+			Metric:   journalMetric + " allocs",
+			Measured: fmtNum(math.Round(a*100) / 100),
+			Target:   "≤ " + fmtNum(limitAllocs),
+			Met:      a <= limitAllocs,
+		})
+	}
 	diff("Execute/bare", "Floor/bare", 50)
 	allocs("Execute/bare", 0)
 	diff("Execute/policies", "Floor/timeout", 500)
@@ -357,6 +387,7 @@ func targets(rep *Report) []TargetRow {
 	latency(seqShort, 5)
 	latency("Parallel/branches=5", 10)
 	perStep(250, 2)
+	journal(100, 1)
 	return rows
 }
 
@@ -367,6 +398,8 @@ const (
 	seqShort      = "Seq/steps=3"
 	seqLong       = "Seq/steps=10"
 	perStepMetric = "per extra sequential step: (" + seqLong + " − " + seqShort + ") / 7"
+	journalSeq    = "Journal/steps=10"
+	journalMetric = "journaling per step: (" + journalSeq + " − " + seqLong + ") / 10"
 )
 
 // render writes the Markdown block (without the markers), ending in a newline.

@@ -218,6 +218,32 @@ func TestTargetsFlowFail(t *testing.T) {
 	}
 }
 
+func TestTargetsJournal(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    []float64 // Journal/steps=10 ns/op; Seq/steps=10 is 2000
+		allocs  float64
+		wantNs  string
+		wantMet bool
+		wantA   string
+	}{
+		{"on the limit", []float64{3000, 2990, 3010}, 11, "100.0 ns", true, "1"},
+		{"over the limit", []float64{3001, 3003}, 12, "100.2 ns", false, "1.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := report(bench("Seq/steps=10", []float64{2000, 2000}, 1), bench("Journal/steps=10", tt.give, tt.allocs))
+			want := []TargetRow{
+				{"journaling per step: (Journal/steps=10 − Seq/steps=10) / 10", tt.wantNs, "≤ 100 ns", tt.wantMet},
+				{"journaling per step: (Journal/steps=10 − Seq/steps=10) / 10 allocs", tt.wantA, "≤ 1", tt.wantMet},
+			}
+			if got := targets(rep); !slices.Equal(got, want) {
+				t.Errorf("targets =\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+}
+
 func TestTargetsFlowOnlyPresent(t *testing.T) {
 	metrics := func(rep *Report) []string {
 		var m []string

@@ -1,0 +1,71 @@
+package state_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/caudal-go/caudal/internal/state"
+	"github.com/caudal-go/caudal/internal/statemerge"
+)
+
+// isolations are the two ways to give a child its own state: an overlay
+// ([state.Store.Fork] and [state.Store.Written]), and the deep copy and
+// full diff it replaces, which the engine keeps as its baseline.
+var isolations = []struct {
+	name    string
+	fork    func(parent *state.Store) *state.Store
+	written func(parent, child *state.Store) []statemerge.Write
+}{
+	{
+		name:    "overlay",
+		fork:    (*state.Store).Fork,
+		written: func(_, child *state.Store) []statemerge.Write { return child.Written() },
+	},
+	{
+		name: "deepcopy",
+		fork: func(parent *state.Store) *state.Store { return state.New(parent.Copy()) },
+		written: func(parent, child *state.Store) []statemerge.Write {
+			return statemerge.Diff(parent.Map(), child.Map())
+		},
+	},
+}
+
+// BenchmarkFork measures forking a store that does not change between
+// forks.
+func BenchmarkFork(b *testing.B) {
+	for _, iso := range isolations {
+		for _, n := range []int{10, 1000} {
+			b.Run(fmt.Sprintf("impl=%s/keys=%d", iso.name, n), func(b *testing.B) {
+				s := state.New(numbered(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					iso.fork(s)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLoopIteration measures one iteration of a loop over a store:
+// fork, read and change one value, and merge the child's writes back.
+func BenchmarkLoopIteration(b *testing.B) {
+	for _, iso := range isolations {
+		for _, n := range []int{10, 1000} {
+			b.Run(fmt.Sprintf("impl=%s/keys=%d", iso.name, n), func(b *testing.B) {
+				s := state.New(numbered(n))
+				b.ReportAllocs()
+				i := 0.0
+				for b.Loop() {
+					child := iso.fork(s)
+					v, _ := child.Get("k1")
+					v.(map[string]any)["n"] = i
+					child.Set("i", i)
+					if err := s.Apply(iso.written(s, child)); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
+	}
+}
