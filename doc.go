@@ -45,6 +45,9 @@
 //     validator's rejection becomes the next attempt's [Feedback]. A panic
 //     anywhere becomes a [*PanicError].
 //
+// These are layers composed once, at [Build]; a step without a policy has
+// no layer for it.
+//
 // # Control flow and the run state
 //
 // A run may carry a [State] ([WithState]): a JSON-encodable value store the
@@ -56,8 +59,42 @@
 // never completion order.
 //
 // A [HumanInput] step stops the run with a [*PausedError] whose [Snapshot]
-// records where every enclosing construct stands; [WithResume] continues
-// from there without re-running finished work.
+// records where the run stands; [WithResume] continues from there without
+// re-running finished work.
+//
+// # Step instances
+//
+// Every execution of a step is a step instance with a unique, deterministic
+// instance path: the step names from the root joined by "/" (a branch by its
+// branch name, a fallback under its primary), with a loop's iteration i
+// (from 1) as "#i" and a map's item i (from 0) as "[i]" on the paths of their
+// bodies — "report/refine#3/critic", "enrich[7]/fetch", "research/web". The
+// same pipeline on the same input gives the same paths. Results, events and
+// errors carry them. Step and branch names may not contain '/', '#', '[' or
+// ']'.
+//
+// # The journal: pause, checkpoints and replay
+//
+// When a step instance completes, the executor makes a [Record] of it: its
+// output, the state writes it made, its usage, attempts and status. Choices
+// a run makes inside an unfinished instance are recorded too: a conditional's
+// key, a router's branches, a fallback taken. A [Checkpointer]
+// ([WithCheckpointer]) receives every record as it is made; a pipeline that
+// can pause keeps them for its [Snapshot]: the journal, the pause point, the
+// run's input and starting state, and the pipeline's [Step.Fingerprint].
+// Resuming ([WithResume]) — after a pause, or after a crash from the records
+// a checkpointer persisted — replays the tree: an instance found in the
+// journal returns its recorded outcome and re-applies its writes without
+// running. A snapshot that does not fit the pipeline is refused before any
+// step runs ([ErrSnapshotMismatch]). With no human-input step and no
+// checkpointer, nothing is journaled and journaling costs nothing.
+//
+// # The runtime
+//
+// The interpreter reaches the clock, timers, goroutines and random numbers
+// only through a [Runtime]: the process by default, or a deterministic one
+// ([WithRuntime]) — a test's fake with a manual clock, or a durable-workflow
+// engine — that drives the same interpreter reproducibly.
 //
 // # Usage and money
 //
@@ -69,13 +106,15 @@
 // # Events
 //
 // Attach a [Sink] with [WithSink] (for example [SlogSink]) to receive
-// [Event]s: step started and finished, attempt failed, retry, fallback,
-// cache hit, usage breach. They are delivered synchronously; with no sink,
+// [Event]s: step started and finished (for every step instance, a cache hit
+// included), attempt failed, retry, fallback, cache hit, usage breach,
+// pause, merge conflict. They are delivered synchronously; with no sink,
 // none is built.
 //
 // # Concurrency
 //
 // [Executor], built [Step]s, [State] and [MemoryCache] are safe for
-// concurrent use. Every goroutine the executor starts is waited for before
+// concurrent use, and so is a [Snapshot] being resumed: [WithResume] only
+// reads it. Every goroutine the executor starts is waited for before
 // Execute returns.
 package caudal

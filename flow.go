@@ -123,7 +123,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	res.Children = make([]StepResult, 0, len(s.children))
 	cur := in
-	now := start // the clock's last reading
+	now := start  // the clock's last reading
 	live := false // resuming: an earlier child did not complete
 	for i, c := range s.children {
 		cp := childPath(p, c.base())

@@ -80,14 +80,14 @@ type stepDef struct {
 	inType, outType reflect.Type
 
 	// Agent-step policies.
-	retries      int
-	backoff      backoffPolicy
-	timeout      time.Duration
-	promptProcs  []Processor
-	outputProcs  []Processor
-	validators   []Validator
-	fallback     *Step
-	estimate     Usage
+	retries     int
+	backoff     backoffPolicy
+	timeout     time.Duration
+	promptProcs []Processor
+	outputProcs []Processor
+	validators  []Validator
+	fallback    *Step
+	estimate    Usage
 
 	// Every kind.
 	updatesState bool
