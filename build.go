@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"maps"
 	"reflect"
 	"slices"
@@ -172,7 +171,7 @@ func (b *builder) finish(n node, d *stepDef) {
 		nb.site.Agent = d.agent
 	}
 	h := sha256.New()
-	describe(h, n, d)
+	h.Write([]byte(describe(n, d)))
 	for _, k := range n.kids() {
 		kd := k.base().digest
 		h.Write(kd[:])
@@ -184,40 +183,40 @@ func (b *builder) finish(n node, d *stepDef) {
 	h.Sum(nb.digest[:0])
 }
 
-// describe writes to h what of step n changes its behaviour: its kind,
-// name, segment and options (a function option by its presence: a change
-// inside a function does not change the fingerprint). The nested steps'
-// digests follow.
-func describe(h hash.Hash, n node, d *stepDef) {
+// describe returns what of step n changes its behaviour: its kind, name,
+// segment and options (a function option by its presence: a change inside a
+// function does not change the fingerprint). The nested steps' digests
+// follow it into the hash.
+func describe(n node, d *stepDef) string {
 	nb := n.base()
-	fmt.Fprintf(h, "kind=%d name=%q seg=%q updates=%t\n", nb.kind, nb.name, nb.seg, nb.updatesState)
+	head := fmt.Sprintf("kind=%d name=%q seg=%q updates=%t\n", nb.kind, nb.name, nb.seg, nb.updatesState)
 	switch n := n.(type) {
 	case *agentNode:
-		fmt.Fprintf(h, "agent=%T stream=%t attempts=%d backoff=%v/%v timeout=%v prompt=%d output=%d validators=%d estimate=%+v fallback=%t\n",
+		return head + fmt.Sprintf("agent=%T stream=%t attempts=%d backoff=%v/%v timeout=%v prompt=%d output=%d validators=%d estimate=%+v fallback=%t\n",
 			d.agent, n.streamer != nil, n.attempts, d.backoff.initial, d.backoff.max, d.timeout,
 			len(d.promptProcs), len(d.outputProcs), len(d.validators), d.estimate, n.fallback != nil)
 	case *cacheNode:
-		fmt.Fprintf(h, "cache=%T ttl=%v statekeys=%q keyfunc=%t\n", d.cache, d.cacheTTL, d.stateKeys, d.cacheKey != nil)
+		return head + fmt.Sprintf("cache=%T ttl=%v statekeys=%q keyfunc=%t\n", d.cache, d.cacheTTL, d.stateKeys, d.cacheKey != nil)
 	case *parallelNode:
-		describeMerge(h, d)
+		return head + describeMerge(d)
 	case *routerNode:
-		fmt.Fprintf(h, "router=%T\n", d.agent)
-		describeMerge(h, d)
+		return head + fmt.Sprintf("router=%T\n", d.agent) + describeMerge(d)
 	case *condNode:
-		fmt.Fprintf(h, "branches=%q default=%t in=%t out=%t\n", d.branchNames, d.defaultStep != nil, d.inputMapper != nil, d.outputMapper != nil)
+		return head + fmt.Sprintf("branches=%q default=%t in=%t out=%t\n", d.branchNames, d.defaultStep != nil, d.inputMapper != nil, d.outputMapper != nil)
 	case *loopNode:
-		fmt.Fprintf(h, "max=%d exit=%t in=%t iter=%t out=%t\n", d.maxIterations, d.exitCond != nil, d.inputMapper != nil, d.iterMapper != nil, d.outputMapper != nil)
+		return head + fmt.Sprintf("max=%d exit=%t in=%t iter=%t out=%t\n", d.maxIterations, d.exitCond != nil, d.inputMapper != nil, d.iterMapper != nil, d.outputMapper != nil)
 	case *mapNode:
-		fmt.Fprintf(h, "items=%q concurrency=%d\n", d.itemsKey, d.concurrency)
+		return head + fmt.Sprintf("items=%q concurrency=%d\n", d.itemsKey, d.concurrency)
 	case *humanNode:
-		fmt.Fprintf(h, "message=%q schema=%v\n", d.message, d.schema)
+		return head + fmt.Sprintf("message=%q schema=%v\n", d.message, d.schema)
 	}
+	return head
 }
 
-func describeMerge(h hash.Hash, d *stepDef) {
+func describeMerge(d *stepDef) string {
 	// The declared concurrency, not the default it resolves to: that
 	// depends on the machine, and a snapshot must resume on another one.
-	fmt.Fprintf(h, "branches=%q merge=%d failure=%d reducers=%q mergefunc=%t concurrency=%d\n",
+	return fmt.Sprintf("branches=%q merge=%d failure=%d reducers=%q mergefunc=%t concurrency=%d\n",
 		d.branchNames, d.merge.strategy, d.merge.failure, slices.Sorted(maps.Keys(d.merge.reducers)), d.merge.fn != nil, d.concurrency)
 }
 

@@ -165,7 +165,9 @@ func (e *timeoutError) Error() string {
 func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
 
 // isControlFlow reports errors that end a step at once: no retry, no
-// fallback. A pause or a budget breach must reach the caller untouched.
+// fallback. A pause, a budget breach or a refused checkpoint must reach the
+// caller untouched.
 func isControlFlow(err error) bool {
-	return errors.Is(err, ErrPaused) || errors.Is(err, ErrUsageLimitExceeded) || errors.Is(err, ErrInfiniteFallback)
+	return errors.Is(err, ErrPaused) || errors.Is(err, ErrUsageLimitExceeded) || errors.Is(err, ErrInfiniteFallback) ||
+		errors.Is(err, errCheckpoint)
 }

@@ -178,11 +178,30 @@ func (j *journal) add(ctx context.Context, p string, status RecordStatus, res *S
 	}
 	if j.cp != nil {
 		if err := checkpoint(ctx, j.cp, rec); err != nil {
-			return fmt.Errorf("caudal: step %q: checkpoint: %w", p, err)
+			return &checkpointError{path: p, err: err}
 		}
 	}
 	return nil
 }
+
+// errCheckpoint matches a [checkpointError].
+var errCheckpoint = errors.New("caudal: checkpoint failed")
+
+// checkpointError is a Checkpointer's refusal of a record. It ends the run
+// as a budget breach does — no retry, no fallback, no branch ignored: the
+// run must not go on with progress that was not saved.
+type checkpointError struct {
+	path string
+	err  error
+}
+
+func (e *checkpointError) Error() string {
+	return fmt.Sprintf("caudal: step %q: checkpoint: %v", e.path, e.err)
+}
+
+func (e *checkpointError) Unwrap() error { return e.err }
+
+func (e *checkpointError) Is(target error) bool { return target == errCheckpoint }
 
 // checkpoint calls cp under a panic guard.
 func checkpoint(ctx context.Context, cp Checkpointer, rec Record) (err error) {

@@ -263,11 +263,12 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			cctx = withState(wctx, br.state)
 		}
 		br.err = br.r.step(cctx, n.branches[selected[pos]], br.path, in, &br.res)
+		_, replayed := br.err.(*replayedError)
 		switch {
 		case br.err == nil:
-		case errors.Is(br.err, ErrUsageLimitExceeded):
+		case errors.Is(br.err, ErrUsageLimitExceeded) || errors.Is(br.err, errCheckpoint):
 			cancel(br.err)
-		case n.merge.failure == Ignore && br.r.journal != nil && !isControlFlow(br.err) && ctx.Err() == nil:
+		case n.merge.failure == Ignore && br.r.journal != nil && !isControlFlow(br.err) && !replayed && ctx.Err() == nil:
 			// The run goes on without the branch: a resumed run must not
 			// run it again.
 			if jerr := br.r.journal.add(cctx, br.path, StatusFailed, &br.res, nil); jerr != nil {
@@ -293,8 +294,8 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			if br.state != nil {
 				br.writes = parent.writesOf(strat.Isolation, br.state)
 			}
-		case errors.Is(br.err, ErrUsageLimitExceeded) && breach == nil:
-			breach = br.err
+		case (errors.Is(br.err, ErrUsageLimitExceeded) || errors.Is(br.err, errCheckpoint)) && breach == nil:
+			breach = br.err // ends the step whatever the failure policy
 		case errors.Is(br.err, ErrPaused):
 			if pause == nil {
 				pause = br.err
