@@ -151,13 +151,14 @@ func (c *cacheNode) kids() []node { return c.inner.kids() }
 // stores its result when it succeeds.
 func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	strat := r.strategy(&c.nodeBase)
-	if r.replay != nil && r.replay.under(p) {
-		// The run was inside this step when it paused or stopped: go back in,
-		// whatever the cache holds now.
-		return c.miss(ctx, r, p, in, res, strat, "", errResumedInside)
-	}
 	start := r.clock.mono()
 	key, cacheErr := c.cacheKey(ctx, p, strat, in)
+	if r.replay != nil && r.replay.under(p) {
+		// The run was inside this step when it paused or stopped: go back in,
+		// whatever the cache holds now, and store the result under the key of
+		// the run's input (a resumed run starts from the snapshot's).
+		return c.miss(ctx, r, p, in, res, strat, key, cacheErr)
+	}
 	if cacheErr == nil {
 		v, ok, err := c.cache.Get(ctx, key)
 		cached, isResult := v.(StepResult)
@@ -180,10 +181,6 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 	}
 	return c.miss(ctx, r, p, in, res, strat, key, cacheErr)
 }
-
-// errResumedInside marks a cache step a resumed run goes back into: it
-// neither reads nor writes the cache.
-var errResumedInside = errors.New("resumed inside the step")
 
 // miss runs the wrapped step — once for concurrent misses on one key when
 // the strategy has a flight group — and stores a success under key.
@@ -221,7 +218,7 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 		}
 	}
 	res.setMeta(MetaCacheHit, false)
-	if cacheErr != nil && cacheErr != errResumedInside {
+	if cacheErr != nil {
 		res.setMeta(MetaCacheError, cacheErr.Error())
 	}
 	return err
