@@ -23,8 +23,8 @@ type agentNode struct {
 	attempts int
 	backoff  backoffPolicy
 	fallback node // nil: none
-	// attempt is the layers of one attempt.
-	attempt layer
+	// attempt is the layers of one attempt, usage outermost.
+	attempt *usageLayer
 	// bare: one plain attempt (no timeout, processors, validators), no
 	// fallback, no streaming, no UpdatesContext — see execBare.
 	bare bool
@@ -48,18 +48,11 @@ func (b backoffPolicy) delay(n int, u float64) time.Duration {
 	return backoff.Jitter(backoff.Exponential(b.initial, b.max, n), u)
 }
 
-// call is one attempt of a step as its layers see it.
-type call struct {
-	a        *agentNode
-	path     string
-	in       any
-	feedback string
-	strat    *engine.Strategy[StepResult]
-}
-
-// layer is one policy of an attempt.
+// layer is one policy of an attempt: it runs the attempt of step instance p
+// on input in, with the feedback of the previous attempt's rejection.
+// Layers are composed at Build and know their step.
 type layer interface {
-	call(ctx context.Context, r *run, c call) (Reply, error)
+	call(ctx context.Context, r *run, p string, in any, feedback string) (Reply, error)
 }
 
 // usageLayer reserves the step's estimate before the attempt and
@@ -69,16 +62,16 @@ type usageLayer struct {
 	estimate Usage
 }
 
-func (l *usageLayer) call(ctx context.Context, r *run, c call) (Reply, error) {
+func (l *usageLayer) call(ctx context.Context, r *run, p string, in any, feedback string) (Reply, error) {
 	if r.quota == nil {
-		return l.next.call(ctx, r, c)
+		return l.next.call(ctx, r, p, in, feedback)
 	}
 	if used, ok := r.quota.reserve(l.estimate); !ok {
-		return Reply{}, r.quota.breach(c.path, used)
+		return Reply{}, r.quota.breach(p, used)
 	}
-	reply, err := l.next.call(ctx, r, c)
+	reply, err := l.next.call(ctx, r, p, in, feedback)
 	if used, ok := r.quota.reconcile(l.estimate, reply.Usage); !ok {
-		return reply, r.quota.breach(c.path, used)
+		return reply, r.quota.breach(p, used)
 	}
 	return reply, err
 }
@@ -90,10 +83,10 @@ type timeoutLayer struct {
 	cause *timeoutError
 }
 
-func (l *timeoutLayer) call(parent context.Context, r *run, c call) (reply Reply, err error) {
+func (l *timeoutLayer) call(parent context.Context, r *run, p string, in any, feedback string) (reply Reply, err error) {
 	ctx, cancel := r.rt.WithTimeout(parent, l.d, l.cause)
 	defer cancel()
-	reply, err = l.next.call(ctx, r, c)
+	reply, err = l.next.call(ctx, r, p, in, feedback)
 	if ctx.Err() != nil && parent.Err() == nil {
 		// The deadline fired while the caller's context is alive: whatever
 		// the agent returned, the attempt timed out.
@@ -106,28 +99,33 @@ func (l *timeoutLayer) call(parent context.Context, r *run, c call) (reply Reply
 // runs the prompt processors, the agent, the output processors and the
 // validators, turning a panic in any of them into a *PanicError.
 type processLayer struct {
+	a          *agentNode
 	prompt     []Processor
 	output     []Processor
 	validators []Validator
 }
 
-func (l *processLayer) call(ctx context.Context, r *run, c call) (reply Reply, err error) {
+func (l *processLayer) call(ctx context.Context, r *run, p string, in any, feedback string) (reply Reply, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = newPanicError(c.path, v)
+			err = newPanicError(p, v)
 		}
 	}()
-	in := c.in
-	if c.feedback != "" {
-		in = withFeedback(in, c.feedback)
-		ctx = context.WithValue(ctx, feedbackKey{}, c.feedback)
+	if feedback != "" {
+		in = withFeedback(in, feedback)
+		ctx = context.WithValue(ctx, feedbackKey{}, feedback)
 	}
 	for _, p := range l.prompt {
 		if in, err = p(ctx, in); err != nil {
 			return reply, fmt.Errorf("prompt processor: %w", err)
 		}
 	}
-	if reply, err = c.a.callAgent(ctx, r, c, in); err != nil {
+	if g := r.strategy(&l.a.nodeBase).Guard; g == nil {
+		reply, err = l.a.run(ctx, r, in) // under this layer's panic guard
+	} else {
+		reply, err = l.a.guarded(ctx, r, g, p, in)
+	}
+	if err != nil {
 		return reply, err
 	}
 	for _, p := range l.output {
@@ -137,32 +135,40 @@ func (l *processLayer) call(ctx context.Context, r *run, c call) (reply Reply, e
 	}
 	for _, v := range l.validators {
 		if verr := v(ctx, reply.Output); verr != nil {
-			return reply, &ValidationError{Step: c.path, Feedback: verr.Error(), Err: verr}
+			return reply, &ValidationError{Step: p, Feedback: verr.Error(), Err: verr}
 		}
 	}
 	return reply, nil
 }
 
 // agentLayer is the attempt of a plain step: the agent call alone.
-type agentLayer struct{}
+type agentLayer struct{ a *agentNode }
 
-func (agentLayer) call(ctx context.Context, r *run, c call) (Reply, error) {
-	return c.a.callAgent(ctx, r, c, c.in)
+func (l agentLayer) call(ctx context.Context, r *run, p string, in any, _ string) (Reply, error) {
+	if g := r.strategy(&l.a.nodeBase).Guard; g != nil {
+		return l.a.guarded(ctx, r, g, p, in)
+	}
+	return invoke(ctx, r, l.a.agent, l.a.streamer, p, in)
 }
 
-// callAgent calls the agent under the step's guard, if any.
-func (a *agentNode) callAgent(ctx context.Context, r *run, c call, in any) (Reply, error) {
-	g := c.strat.Guard
-	if g == nil {
-		return invoke(ctx, r, a.agent, a.streamer, c.path, in)
-	}
+// guarded calls the agent under guard g.
+func (a *agentNode) guarded(ctx context.Context, r *run, g engine.Guard, p string, in any) (Reply, error) {
 	if err := g.Allow(ctx, a.site); err != nil {
 		return Reply{}, err
 	}
 	start := r.clock.mono()
-	reply, err := invoke(ctx, r, a.agent, a.streamer, c.path, in)
+	reply, err := invoke(ctx, r, a.agent, a.streamer, p, in)
 	g.Done(a.site, r.clock.mono()-start, err)
 	return reply, err
+}
+
+// run calls the agent — its Stream when the execution streams — with no
+// panic guard of its own.
+func (a *agentNode) run(ctx context.Context, r *run, in any) (Reply, error) {
+	if r.stream != nil && a.streamer != nil {
+		return streamAgent(ctx, a.streamer, in, r.stream)
+	}
+	return a.agent.Run(ctx, in)
 }
 
 // invoke calls agent — streamer's Stream when the execution streams and
@@ -193,7 +199,11 @@ func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 			return a.resumeFallback(ctx, r, p, in, res, start, d)
 		}
 	}
-	mark, st := r.mark(ctx)
+	var mark int
+	var st *State
+	if r.journal != nil {
+		mark, st = r.mark(ctx)
+	}
 	stepErr, err := a.retry(ctx, r, p, in, res, start)
 	if stepErr == nil {
 		return err
@@ -265,7 +275,11 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 			astate = state.fork(strat.Isolation)
 			actx = withState(ctx, astate)
 		}
-		reply, err := a.attempt.call(actx, r, call{a: a, path: p, in: in, feedback: feedback, strat: strat})
+		var next layer = a.attempt
+		if r.quota == nil {
+			next = a.attempt.next // nothing to meter
+		}
+		reply, err := next.call(actx, r, p, in, feedback)
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || err == nil {
 			res.Output = reply.Output
@@ -297,13 +311,16 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		if r.rec != nil {
 			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err})
 		}
+		if attempt == a.attempts {
+			break // nothing left to decide
+		}
 		feedback = ""
 		if ve, ok := errors.AsType[*ValidationError](err); ok {
 			feedback = ve.Feedback
 		}
 		v := strat.Classifier.Classify(a.site, err)
 		if !v.Retry {
-			gaveUp = attempt < a.attempts
+			gaveUp = true
 			break
 		}
 		delay = v.Delay

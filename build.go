@@ -375,9 +375,9 @@ func (b *builder) compileAgent(nb nodeBase, d *stepDef, pl place) node {
 	plain := d.timeout == 0 && len(d.promptProcs) == 0 && len(d.outputProcs) == 0 && len(d.validators) == 0
 
 	// The attempt's layers, from the inside out.
-	var attempt layer = agentLayer{}
+	var attempt layer = agentLayer{a: a}
 	if len(d.promptProcs)+len(d.outputProcs)+len(d.validators) > 0 {
-		attempt = &processLayer{prompt: d.promptProcs, output: d.outputProcs, validators: d.validators}
+		attempt = &processLayer{a: a, prompt: d.promptProcs, output: d.outputProcs, validators: d.validators}
 	}
 	if d.timeout > 0 {
 		attempt = &timeoutLayer{next: attempt, d: d.timeout, cause: &timeoutError{timeout: d.timeout}}

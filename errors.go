@@ -167,7 +167,32 @@ func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
 // isControlFlow reports errors that end a step at once: no retry, no
 // fallback. A pause, a budget breach or a refused checkpoint must reach the
 // caller untouched.
+//
+// It is errors.Is against each of those sentinels, in one walk of the chain:
+// it runs on every failed attempt.
 func isControlFlow(err error) bool {
-	return errors.Is(err, ErrPaused) || errors.Is(err, ErrUsageLimitExceeded) || errors.Is(err, ErrInfiniteFallback) ||
-		errors.Is(err, errCheckpoint)
+	for err != nil {
+		switch err {
+		case ErrPaused, ErrUsageLimitExceeded, errCheckpoint:
+			return true
+		}
+		if x, ok := err.(interface{ Is(error) bool }); ok &&
+			(x.Is(ErrPaused) || x.Is(ErrUsageLimitExceeded) || x.Is(errCheckpoint)) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if isControlFlow(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }

@@ -132,35 +132,32 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 			return StepResult{Path: childPath("", g.root.base()), Feedback: err.Error()}, err
 		}
 	}
-	if ex.quiet && s.quiet() {
-		// The fast paths Build chose for the root step.
-		var res StepResult
-		if a := g.bare; a != nil {
-			if s.state != nil {
-				ctx = withState(ctx, s.state)
-			}
-			_, err := execBareFrom(ctx, &ex.clock, a, childPath("", &a.nodeBase), in, s.runID, &res, ex.clock.mono())
-			return res, err
-		}
-		if sq := g.bareSeq; sq != nil {
-			if s.state != nil {
-				ctx = withState(ctx, s.state)
-			}
-			err := execBareSeq(ctx, &ex.clock, sq, childPath("", &sq.nodeBase), in, s.runID, &res)
-			return res, err
-		}
+	if ex.quiet && s.quiet() && (g.bare != nil || g.bareSeq != nil) {
+		return ex.executeBare(ctx, g, in, &s)
 	}
 	return ex.execute(ctx, g, in, &s)
+}
+
+// executeBare runs the fast path Build chose for the root step.
+func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, s *settings) (res StepResult, err error) {
+	if s.state != nil {
+		ctx = withState(ctx, s.state)
+	}
+	if a := g.bare; a != nil {
+		_, err = execBareFrom(ctx, &ex.clock, a, childPath("", &a.nodeBase), in, s.runID, &res, ex.clock.mono())
+		return res, err
+	}
+	err = execBareSeq(ctx, &ex.clock, g.bareSeq, childPath("", &g.bareSeq.nodeBase), in, s.runID, &res)
+	return res, err
 }
 
 // execute is Execute's general path.
 func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) (StepResult, error) {
 	rootPath := childPath("", g.root.base())
+	// A recycled frame is overwritten whole here; what it still holds of an
+	// earlier execution lives at most until the pool drops it at a GC.
 	r := runPool.Get().(*run)
-	defer func() {
-		*r = run{}
-		runPool.Put(r)
-	}()
+	defer runPool.Put(r)
 	*r = run{
 		clock: &ex.clock, rt: ex.rt, rec: ex.seams.Recorder, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy,
 		runID: s.runID, stream: s.stream,

@@ -9,14 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/caudal-go/caudal/caudaltest"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // mark is one entry of a trace: who did what, at which virtual time.
 type mark struct {
@@ -114,8 +108,12 @@ func TestRuntimeGoOrder(t *testing.T) {
 		tr.mark(fmt.Sprint(i), "end")
 	})
 	want := []mark{
-		{"0", 0, "start"}, {"1", 0, "start"}, {"2", 0, "start"},
-		{"0", time.Millisecond, "end"}, {"1", time.Millisecond, "end"}, {"2", time.Millisecond, "end"},
+		{"0", 0, "start"},
+		{"1", 0, "start"},
+		{"2", 0, "start"},
+		{"0", time.Millisecond, "end"},
+		{"1", time.Millisecond, "end"},
+		{"2", time.Millisecond, "end"},
 	}
 	if !slices.Equal(tr.marks, want) {
 		t.Errorf("trace = %v; want %v", tr.marks, want)
