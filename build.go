@@ -99,7 +99,7 @@ func (b *builder) compile(d *stepDef, pl place, seg string) node {
 	b.segs = append(b.segs, seg)
 	defer func() { b.segs = b.segs[:len(b.segs)-1] }()
 
-	nb := nodeBase{kind: d.kind, name: d.name, seg: seg, updatesState: d.updatesState}
+	nb := nodeBase{kind: d.kind, name: d.name, seg: seg, updatesState: d.updatesState, in: d.inType, out: d.outType}
 	if !pl.long {
 		if p := join(pl.parent, seg); len(p) <= maxStaticPath {
 			nb.path, nb.fixed = p, pl.fixed
@@ -235,8 +235,7 @@ func (b *builder) body(d *stepDef, pl place) node {
 func (b *builder) compileSeq(nb nodeBase, d *stepDef, pl place) node {
 	s := &seqNode{nodeBase: nb}
 	seen := make(map[string]bool, len(d.children))
-	var prevOut reflect.Type
-	var prevPath string
+	var prev node
 	for i, c := range d.children {
 		if c.def == nil {
 			b.fail(fmt.Errorf("step %d is the zero Step", i))
@@ -247,13 +246,15 @@ func (b *builder) compileSeq(nb nodeBase, d *stepDef, pl place) node {
 		}
 		seen[c.def.name] = true
 		child := b.compile(c.def, pl, "")
-		if inType := c.def.inType; prevOut != nil && inType != nil && !prevOut.AssignableTo(inType) {
-			b.segs = append(b.segs, c.def.name)
-			b.fail(fmt.Errorf("%w: input type %s does not accept %s, the output of %q",
-				ErrTypeMismatch, inType, prevOut, prevPath))
-			b.segs = b.segs[:len(b.segs)-1]
+		if prev != nil {
+			if in, out := child.base().in, prev.base().out; out != nil && in != nil && !out.AssignableTo(in) {
+				b.segs = append(b.segs, c.def.name)
+				b.fail(fmt.Errorf("%w: input type %s does not accept %s, the output of %q",
+					ErrTypeMismatch, in, out, join(nb.path, prev.base().seg)))
+				b.segs = b.segs[:len(b.segs)-1]
+			}
 		}
-		prevOut, prevPath = outType(c.def), join(nb.path, c.def.name)
+		prev = child
 		s.children = append(s.children, child)
 		a, _ := child.(*agentNode)
 		if a != nil && !a.bare {
@@ -261,20 +262,10 @@ func (b *builder) compileSeq(nb nodeBase, d *stepDef, pl place) node {
 		}
 		s.bare = append(s.bare, a)
 	}
-	return s
-}
-
-// outType returns the output type a typed step declares, or nil.
-func outType(d *stepDef) reflect.Type {
-	switch {
-	case d.outType != nil:
-		return d.outType
-	case d.kind == kindCache && d.wrapped != nil:
-		return outType(d.wrapped.def)
-	case d.kind == kindSeq && len(d.children) > 0 && d.children[len(d.children)-1].def != nil:
-		return outType(d.children[len(d.children)-1].def)
+	if len(s.children) > 0 {
+		s.in, s.out = s.children[0].base().in, s.children[len(s.children)-1].base().out
 	}
-	return nil
+	return s
 }
 
 // compileParallel compiles a parallel or router step.
@@ -345,6 +336,7 @@ func (b *builder) compileCache(nb nodeBase, d *stepDef, pl place, seg string) no
 	b.segs = append(b.segs, seg)
 	// The cache step is the instance: it merges the output for both.
 	c.updatesState = d.updatesState || d.wrapped.def.updatesState
+	c.in, c.out = c.inner.base().in, c.inner.base().out
 	id := c.inner.base().digest
 	c.fingerprint = hex.EncodeToString(id[:])
 	return c

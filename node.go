@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,10 @@ type nodeBase struct {
 	path  string
 	fixed bool
 	// id is the step's index in its graph (its per-step switch).
-	id           int
+	id int
+	// in and out are the types a typed step ([Func]), or a sequence or cache
+	// step around typed steps, declares; nil when unknown.
+	in, out      reflect.Type
 	updatesState bool
 	digest       [sha256.Size]byte // fingerprint of the step and everything in it
 	site         engine.Site
