@@ -123,7 +123,7 @@ func (l *processLayer) call(ctx context.Context, r *run, p string, in any, feedb
 	if g := r.strategy(&l.a.nodeBase).Guard; g == nil {
 		reply, err = l.a.run(ctx, r, in) // under this layer's panic guard
 	} else {
-		reply, err = l.a.guarded(ctx, r, g, p, in)
+		reply, err = guarded(ctx, r, g, l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
 	if err != nil {
 		return reply, err
@@ -146,19 +146,19 @@ type agentLayer struct{ a *agentNode }
 
 func (l agentLayer) call(ctx context.Context, r *run, p string, in any, _ string) (Reply, error) {
 	if g := r.strategy(&l.a.nodeBase).Guard; g != nil {
-		return l.a.guarded(ctx, r, g, p, in)
+		return guarded(ctx, r, g, l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
 	return invoke(ctx, r, l.a.agent, l.a.streamer, p, in)
 }
 
-// guarded calls the agent under guard g.
-func (a *agentNode) guarded(ctx context.Context, r *run, g engine.Guard, p string, in any) (Reply, error) {
-	if err := g.Allow(ctx, a.site); err != nil {
+// guarded calls agent under guard g, which knows the step as site.
+func guarded(ctx context.Context, r *run, g engine.Guard, site engine.Site, agent Agent, streamer StreamAgent, p string, in any) (Reply, error) {
+	if err := g.Allow(ctx, site); err != nil {
 		return Reply{}, err
 	}
 	start := r.clock.mono()
-	reply, err := invoke(ctx, r, a.agent, a.streamer, p, in)
-	g.Done(a.site, r.clock.mono()-start, err)
+	reply, err := invoke(ctx, r, agent, streamer, p, in)
+	g.Done(site, r.clock.mono()-start, err)
 	return reply, err
 }
 
@@ -311,19 +311,24 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		if r.rec != nil {
 			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err})
 		}
-		if attempt == a.attempts {
-			break // nothing left to decide
-		}
-		feedback = ""
-		if ve, ok := errors.AsType[*ValidationError](err); ok {
-			feedback = ve.Feedback
+		if _, baseline := strat.Classifier.(engine.RetryAll); baseline && attempt == a.attempts {
+			break // the baseline's verdict on the last attempt changes nothing
 		}
 		v := strat.Classifier.Classify(a.site, err)
-		if !v.Retry {
+		if attempt == a.attempts {
+			break
+		}
+		if !v.Retry || errors.Is(err, ErrCircuitOpen) {
+			// An open circuit is never retried, whatever a classifier says:
+			// the step fails fast or goes straight to its fallback.
 			gaveUp = true
 			break
 		}
 		delay = v.Delay
+		feedback = ""
+		if ve, ok := errors.AsType[*ValidationError](err); ok {
+			feedback = ve.Feedback
+		}
 	}
 	res.Feedback = lastErr.Error()
 	return &StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: !stopped && !gaveUp, gaveUp: gaveUp}, nil

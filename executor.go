@@ -252,7 +252,10 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 	if v, ok := ex.graphs.Load(g); ok {
 		return v.(*engine.Graph[StepResult]).Slots
 	}
-	eg := &engine.Graph[StepResult]{Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes))}
+	eg := &engine.Graph[StepResult]{
+		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
+		Base: &ex.seams.Strategy,
+	}
 	for i, n := range g.nodes {
 		eg.Steps[i] = n.base().site
 	}

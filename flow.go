@@ -325,7 +325,13 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 			return names, nil
 		}
 	}
-	reply, err := invoke(ctx, r, n.agent, nil, p, in)
+	var reply Reply
+	var err error
+	if g := r.strategy(&n.nodeBase).Guard; g != nil {
+		reply, err = guarded(ctx, r, g, n.site, n.agent, nil, p, in)
+	} else {
+		reply, err = invoke(ctx, r, n.agent, nil, p, in)
+	}
 	res.Usage = reply.Usage
 	if r.quota != nil {
 		if used, ok := r.quota.reconcile(Usage{}, reply.Usage); !ok {

@@ -205,9 +205,11 @@ type Verdict struct {
 	Class string
 }
 
-// Classifier judges a failed attempt's error. The executor never asks it
-// about a pause, a budget breach or a cancelled context: those end the
-// step whatever a classifier says.
+// Classifier judges a failed attempt's error. The executor asks it about
+// every failed attempt but a pause, a budget breach, a refused checkpoint or
+// a cancelled context, which end the step whatever a classifier says; and
+// it never retries a refusal of an open circuit (ErrCircuitOpen), even when
+// a classifier would.
 type Classifier interface {
 	Classify(site Site, err error) Verdict
 }
@@ -249,11 +251,14 @@ type Slot[R any] struct {
 }
 
 // Graph describes a built step graph to a [Tuner]: the step at index i of
-// Steps has its switch at Slots[i].
+// Steps has its switch at Slots[i]. A Strategy stored in a slot must set
+// every seam a Strategy requires (all but Guard and Flight): start from a
+// copy of Base, the executor's own.
 type Graph[R any] struct {
 	Root  any    // the graph's identity: its root node
 	Steps []Site // every step of the graph, in build order
 	Slots []Slot[R]
+	Base  *Strategy[R]
 }
 
 // Tuner receives, once per executor, each graph the executor runs, with
