@@ -153,11 +153,13 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 	strat := r.strategy(&c.nodeBase)
 	start := r.clock.mono()
 	key, cacheErr := c.cacheKey(ctx, p, strat, in)
-	if r.replay != nil && r.replay.under(p) {
+	if r.replay != nil && r.replay.inside(p) {
 		// The run was inside this step when it paused or stopped: go back in,
-		// whatever the cache holds now, and store the result under the key of
-		// the run's input (a resumed run starts from the snapshot's).
-		return c.miss(ctx, r, p, in, res, strat, key, cacheErr)
+		// whatever the cache holds now — alone, not through a flight group,
+		// for another resumed run carries another answer — and store the
+		// result under the key of the run's input (a resumed run starts from
+		// the snapshot's).
+		return c.miss(ctx, r, p, in, res, strat, key, cacheErr, false)
 	}
 	if cacheErr == nil {
 		v, ok, err := c.cache.Get(ctx, key)
@@ -179,14 +181,15 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 			return nil
 		}
 	}
-	return c.miss(ctx, r, p, in, res, strat, key, cacheErr)
+	return c.miss(ctx, r, p, in, res, strat, key, cacheErr, true)
 }
 
 // miss runs the wrapped step — once for concurrent misses on one key when
-// the strategy has a flight group — and stores a success under key.
-func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *StepResult, strat *engine.Strategy[StepResult], key string, cacheErr error) error {
+// share is set and the strategy has a flight group — and stores a success
+// under key.
+func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *StepResult, strat *engine.Strategy[StepResult], key string, cacheErr error, share bool) error {
 	var err error
-	if fg := strat.Flight; fg != nil && cacheErr == nil {
+	if fg := strat.Flight; fg != nil && cacheErr == nil && share {
 		var v any
 		var shared bool
 		v, err, shared = fg.Do(ctx, c.site, key, func() (any, error) {

@@ -350,6 +350,16 @@ func (rp *replay) under(p string) bool {
 	return false
 }
 
+// inside reports whether the resumed run was inside the instance at p when
+// it paused or stopped: the journal has records in it, or the paused step
+// is in it.
+func (rp *replay) inside(p string) bool {
+	if t := rp.target; strings.HasPrefix(t, p) && (len(t) == len(p) || strings.ContainsRune("/#[", rune(t[len(p)]))) {
+		return true
+	}
+	return rp.under(p)
+}
+
 // inOrder checks, for the children of a sequential construct taken in
 // order, that the journal is consistent: once a child did not complete
 // (*live then true), no later child may have records. It reports false for
