@@ -429,4 +429,3 @@ type replayedError struct {
 func (e *replayedError) Error() string {
 	return fmt.Sprintf("caudal: step %q failed (replayed from the journal): %s", e.path, e.text)
 }
-
