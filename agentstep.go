@@ -84,7 +84,7 @@ type timeoutLayer struct {
 }
 
 func (l *timeoutLayer) call(parent context.Context, r *run, p string, in any, feedback string) (reply Reply, err error) {
-	ctx, cancel := r.rt.WithTimeout(parent, l.d, l.cause)
+	ctx, cancel := r.rt.withTimeout(parent, l.d, l.cause)
 	defer cancel()
 	reply, err = l.next.call(ctx, r, p, in, feedback)
 	if ctx.Err() != nil && parent.Err() == nil {
@@ -156,9 +156,9 @@ func guarded(ctx context.Context, r *run, g engine.Guard, site engine.Site, agen
 	if err := g.Allow(ctx, site); err != nil {
 		return Reply{}, err
 	}
-	start := r.clock.mono()
+	start := r.rt.mono()
 	reply, err := invoke(ctx, r, agent, streamer, p, in)
-	g.Done(site, r.clock.mono()-start, err)
+	g.Done(site, r.rt.mono()-start, err)
 	return reply, err
 }
 
@@ -189,10 +189,10 @@ func invoke(ctx context.Context, r *run, agent Agent, streamer StreamAgent, p st
 // failed.
 func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	if a.bare && r.bareOK {
-		_, err := execBareFrom(ctx, r.clock, a, p, in, r.runID, res, r.clock.mono())
+		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono())
 		return err
 	}
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID = p, r.runID
 	if a.fallback != nil && r.replay != nil {
 		if d := r.replay.decisions[p]; d != nil {
@@ -209,14 +209,14 @@ func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 		return err
 	}
 	if !stepErr.exhausted && !stepErr.gaveUp || a.fallback == nil {
-		res.Latency = r.clock.mono() - start
+		res.Latency = r.rt.mono() - start
 		return stepErr
 	}
 	if r.journal != nil {
 		// The primary's failure is a decision the run goes on from: a
 		// resumed run goes straight to the fallback.
 		if err := r.journal.add(ctx, p, StatusDecided, res, st.writesSince(mark)); err != nil {
-			res.Latency = r.clock.mono() - start
+			res.Latency = r.rt.mono() - start
 			return r.failStep(res, err)
 		}
 	}
@@ -228,7 +228,7 @@ func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 func (a *agentNode) resumeFallback(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration, d *Record) error {
 	res.Output, res.Attempts, res.Usage, res.Feedback = copyValue(d.Output), d.Attempts, d.Usage, d.Feedback
 	if err := r.applyRecorded(ctx, p, d); err != nil {
-		res.Latency = r.clock.mono() - start
+		res.Latency = r.rt.mono() - start
 		return r.failStep(res, err)
 	}
 	primary := &StepError{Step: p, Attempt: d.Attempts, Err: &replayedError{path: p, text: d.Feedback}, exhausted: true}
@@ -254,12 +254,12 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 	for attempt := 1; attempt <= a.attempts; attempt++ {
 		if attempt > 1 {
 			if delay <= 0 {
-				delay = a.backoff.delay(attempt-1, r.rt.Float64())
+				delay = a.backoff.delay(attempt-1, r.rt.float64())
 			}
 			if r.rec != nil {
 				r.emit(ctx, Event{Kind: EventRetry, Path: p, Attempt: attempt, Delay: delay})
 			}
-			if err := r.rt.Sleep(ctx, delay); err != nil {
+			if err := r.rt.sleep(ctx, delay); err != nil {
 				lastErr, stopped = err, true
 				break
 			}
@@ -289,12 +289,12 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		}
 		if err == nil {
 			res.Success = true
-			res.Latency = r.clock.mono() - start
+			res.Latency = r.rt.mono() - start
 			return nil, nil
 		}
 		lastErr = err
 		if isControlFlow(err) {
-			res.Latency = r.clock.mono() - start
+			res.Latency = r.rt.mono() - start
 			res.Feedback = err.Error()
 			if ue, ok := err.(*UsageLimitError); ok && ue.Step == p {
 				r.finishBreach(ctx, ue, res)
@@ -356,7 +356,7 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 	res.Metadata = make(map[string]any, 2)
 	res.Metadata[MetaFallbackTriggered] = true
 	res.Metadata[MetaOriginalError] = primary.Err.Error()
-	res.Latency = r.clock.mono() - start
+	res.Latency = r.rt.mono() - start
 	switch {
 	case ferr == nil:
 		res.Success, res.Output, res.Feedback = true, fres.Output, ""
@@ -376,7 +376,7 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 // general path does. start is the clock's reading when the step began (a
 // sequence passes the end of one step as the start of the next, so a chain
 // of bare steps reads the clock once per step); it returns the end.
-func execBareFrom(ctx context.Context, c *clock, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
+func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
 	res.Path, res.RunID = p, runID
 	if ctx.Err() != nil {
 		end = c.mono()

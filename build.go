@@ -20,6 +20,7 @@ const maxFallbackChain = 10
 // graph is a built step graph: what [Executor.Execute] runs.
 type graph struct {
 	root        node
+	rootPath    string // the root's instance path
 	nodes       []node // every step, by id
 	fingerprint string // hex of the root's digest
 	pausable    bool   // some step is a human-input step
@@ -48,7 +49,7 @@ func Build(s Step) (Step, error) {
 	if err := errors.Join(b.errs...); err != nil {
 		return Step{def: s.def}, err
 	}
-	g := &graph{root: root, nodes: b.nodes, pausable: b.pausable, needsState: b.needsState}
+	g := &graph{root: root, rootPath: childPath("", root.base()), nodes: b.nodes, pausable: b.pausable, needsState: b.needsState}
 	d := root.base().digest
 	g.fingerprint = hex.EncodeToString(d[:])
 	switch n := root.(type) {

@@ -151,7 +151,7 @@ func (c *cacheNode) kids() []node { return c.inner.kids() }
 // stores its result when it succeeds.
 func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	strat := r.strategy(&c.nodeBase)
-	start := r.clock.mono()
+	start := r.rt.mono()
 	key, cacheErr := c.cacheKey(ctx, p, strat, in)
 	if r.replay != nil && r.replay.inside(p) {
 		// The run was inside this step when it paused or stopped: go back in,
@@ -173,7 +173,7 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 			*res = strat.Sharer.Load(cached)
 			res.Path, res.RunID = p, r.runID
 			res.Usage = Usage{}
-			res.Latency = r.clock.mono() - start
+			res.Latency = r.rt.mono() - start
 			res.setMeta(MetaCacheHit, true)
 			if r.rec != nil {
 				r.emit(ctx, Event{Kind: EventCacheHit, Path: p})

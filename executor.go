@@ -17,8 +17,7 @@ import (
 // by BenchmarkExecute/bare (no policies) and BenchmarkExecute/policies.
 type Executor struct {
 	seams        engine.Seams[Event, StepResult] // chosen once in New
-	rt           Runtime
-	clock        clock
+	rt           rtime
 	limits       Limits       // default limits of every execution
 	checkpointer Checkpointer // default checkpointer of every execution
 	// quiet: no sink, limits, checkpointer, guard or per-step switch, so a
@@ -51,7 +50,7 @@ func New(opts ...Option) (*Executor, error) {
 	if err := s.apply(opts, scopeNew, "New"); err != nil {
 		return nil, err
 	}
-	ex := &Executor{limits: s.limits, checkpointer: s.checkpointer, rt: processRuntime{}}
+	ex := &Executor{limits: s.limits, checkpointer: s.checkpointer}
 	ex.seams = engine.Seams[Event, StepResult]{
 		Alloc: engine.Fresh{},
 		Strategy: engine.Strategy[StepResult]{
@@ -76,8 +75,7 @@ func New(opts ...Option) (*Executor, error) {
 		return nil, err
 	}
 	if s.runtime != nil {
-		ex.rt = s.runtime
-		ex.clock = clock{rt: s.runtime, epoch: s.runtime.Now()}
+		ex.rt = rtime{rt: s.runtime, epoch: s.runtime.Now()}
 	}
 	ex.quiet = ex.seams.Recorder == nil && ex.limits.isZero() && ex.checkpointer == nil &&
 		ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
@@ -124,12 +122,21 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		return StepResult{Path: step.Name()}, fmt.Errorf("caudal: step %q: %w", step.Name(), ErrNotBuilt)
 	}
 	if ex.closed.Load() {
-		return StepResult{Path: childPath("", g.root.base())}, ErrClosed
+		return StepResult{Path: g.rootPath}, ErrClosed
+	}
+	if len(opts) == 0 && ex.quiet {
+		if a := g.bare; a != nil {
+			// The fast path Build chose for a bare root step, before anything
+			// else is set up.
+			var res StepResult
+			_, err := execBareFrom(ctx, &ex.rt, a, g.rootPath, in, "", &res, ex.rt.mono())
+			return res, err
+		}
 	}
 	var s settings
 	if len(opts) > 0 {
 		if err := s.apply(opts, scopeExecute, "Execute"); err != nil {
-			return StepResult{Path: childPath("", g.root.base()), Feedback: err.Error()}, err
+			return StepResult{Path: g.rootPath, Feedback: err.Error()}, err
 		}
 	}
 	if ex.quiet && s.quiet() && (g.bare != nil || g.bareSeq != nil) {
@@ -144,22 +151,22 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, s *settin
 		ctx = withState(ctx, s.state)
 	}
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.clock, a, childPath("", &a.nodeBase), in, s.runID, &res, ex.clock.mono())
+		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, s.runID, &res, ex.rt.mono())
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.clock, g.bareSeq, childPath("", &g.bareSeq.nodeBase), in, s.runID, &res)
+	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, s.runID, &res)
 	return res, err
 }
 
 // execute is Execute's general path.
 func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) (StepResult, error) {
-	rootPath := childPath("", g.root.base())
+	rootPath := g.rootPath
 	// A recycled frame is overwritten whole here; what it still holds of an
 	// earlier execution lives at most until the pool drops it at a GC.
 	r := runPool.Get().(*run)
 	defer runPool.Put(r)
 	*r = run{
-		clock: &ex.clock, rt: ex.rt, rec: ex.seams.Recorder, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy,
+		rt: &ex.rt, rec: ex.seams.Recorder, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy,
 		runID: s.runID, stream: s.stream,
 	}
 	if ex.seams.Tuner != nil {

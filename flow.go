@@ -119,7 +119,7 @@ func (s *seqNode) kids() []node { return s.children }
 
 // exec runs a sequence.
 func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	res.Children = make([]StepResult, 0, len(s.children))
 	cur := in
@@ -135,14 +135,14 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 			child.Path, child.RunID = cp, r.runID
 			err = r.replay.outOfOrder(cp)
 			child.Feedback = err.Error()
-			now = r.clock.mono()
+			now = r.rt.mono()
 		case s.bare[i] != nil && r.plain && r.bareOK:
-			now, err = execBareFrom(ctx, r.clock, s.bare[i], cp, cur, r.runID, child, now)
+			now, err = execBareFrom(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now)
 		case s.bare[i] != nil && r.bareOK:
 			now, err = r.bareStep(ctx, s.bare[i], cp, cur, child, now)
 		default:
 			err = r.step(ctx, c, cp, cur, child)
-			now = r.clock.mono()
+			now = r.rt.mono()
 		}
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {
@@ -158,7 +158,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 // execBareSeq runs a sequence of bare agent steps when nothing observes,
 // meters or journals the execution: the fast path of such a sequence, which
 // behaves exactly as exec does.
-func execBareSeq(ctx context.Context, c *clock, s *seqNode, p string, in any, runID string, res *StepResult) error {
+func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, runID string, res *StepResult) error {
 	start := c.mono()
 	res.Path, res.RunID, res.Attempts = p, runID, 1
 	res.Children = make([]StepResult, len(s.bare))
@@ -206,9 +206,9 @@ func (c *condNode) kids() []node {
 // exec runs a conditional step. The key it computes is a decision of the
 // journal: a resumed run takes the branch the key chose then.
 func (c *condNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
-	defer func() { res.Latency = r.clock.mono() - start }()
+	defer func() { res.Latency = r.rt.mono() - start }()
 	key, err := c.decide(ctx, r, p, in, res)
 	if err != nil {
 		return r.failStep(res, err)
@@ -285,18 +285,18 @@ type routerNode struct {
 // journal: a resumed run takes the branches it chose then, and pays for
 // the choice once.
 func (n *routerNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	names, err := n.choose(ctx, r, p, in, res)
 	if err != nil {
-		res.Latency = r.clock.mono() - start
+		res.Latency = r.rt.mono() - start
 		return r.failStep(res, err)
 	}
 	selected := make([]int, 0, len(names))
 	for _, name := range names {
 		i := slices.Index(n.names, name)
 		if i < 0 {
-			res.Latency = r.clock.mono() - start
+			res.Latency = r.rt.mono() - start
 			return r.failStep(res, fmt.Errorf("caudal: step %q: router chose unknown branch %q (branches: %s)", p, name, strings.Join(n.names, ", ")))
 		}
 		if !slices.Contains(selected, i) {

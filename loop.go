@@ -86,10 +86,10 @@ func (l *loopNode) kids() []node { return []node{l.body} }
 
 // exec runs a loop. Iteration i's body runs at instance path p#i/body.
 func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID = p, r.runID
 	defer func() {
-		res.Latency = r.clock.mono() - start
+		res.Latency = r.rt.mono() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
@@ -251,10 +251,10 @@ func (m *mapNode) items(ctx context.Context, in any) ([]any, error) {
 
 // exec runs a map step. Item i's body runs at instance path p[i]/body.
 func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) (err error) {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	defer func() {
-		res.Latency = r.clock.mono() - start
+		res.Latency = r.rt.mono() - start
 		if err != nil {
 			res.Success = false
 			res.Feedback = err.Error()
@@ -437,9 +437,9 @@ func (n *roundNode) kids() []node { return []node{n.generator, n.critic} }
 
 // exec runs generator then critic.
 func (n *roundNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
-	defer func() { res.Latency = r.clock.mono() - start }()
+	defer func() { res.Latency = r.rt.mono() - start }()
 	m, _ := in.(map[string]any)
 	res.Children = make([]StepResult, 2)
 	gin := in

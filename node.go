@@ -127,8 +127,7 @@ func indexPath(p string, sep byte, i int, seg string) string {
 // run is the frame of one Execute, shared by every step it runs; a parallel
 // branch or map item gets a copy with its own share of the budget.
 type run struct {
-	clock  *clock
-	rt     Runtime
+	rt     *rtime
 	rec    engine.Recorder[Event] // nil: no sink
 	alloc  engine.Allocator
 	strat  *engine.Strategy[StepResult]
@@ -216,11 +215,11 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 	if r.replay != nil {
 		if rec := r.replay.steps[p]; rec != nil {
 			err := r.restore(ctx, p, rec, res)
-			return r.clock.mono(), err
+			return r.rt.mono(), err
 		}
 	}
 	mark, st := r.mark(ctx)
-	end, err := execBareFrom(ctx, r.clock, a, p, in, r.runID, res, start)
+	end, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start)
 	if err == nil && r.journal != nil {
 		if err = r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark)); err != nil {
 			res.Success, res.Feedback = false, err.Error()
@@ -263,7 +262,7 @@ var eventClass = engine.Class{Name: "event", New: func() any { return new(Event)
 func (r *run) emit(ctx context.Context, e Event) {
 	ev := r.alloc.Get(&eventClass).(*Event)
 	*ev = e
-	ev.RunID, ev.Time = r.runID, r.clock.now()
+	ev.RunID, ev.Time = r.runID, r.rt.now()
 	r.rec.Record(ctx, ev)
 	*ev = Event{}
 	r.alloc.Put(&eventClass, ev)

@@ -208,7 +208,7 @@ func (n *parallelNode) kids() []node { return n.branches }
 
 // exec runs a parallel step.
 func (n *parallelNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
-	start := r.clock.mono()
+	start := r.rt.mono()
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	return n.runBranches(ctx, r, p, in, res, n.all, start)
 }
@@ -308,7 +308,7 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		}
 	}
 	res.Output = output
-	res.Latency = r.clock.mono() - start
+	res.Latency = r.rt.mono() - start
 	switch {
 	case breach != nil:
 		if ue, ok := errors.AsType[*UsageLimitError](breach); ok {
@@ -349,7 +349,7 @@ func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *
 			fanOne(wctx, r, lim, b, limit, i, run, fail)
 		}
 	}
-	r.rt.Go(ctx, min(limit, count), work)
+	r.rt.fork(ctx, min(limit, count), work)
 }
 
 // fanOne runs one branch or item of fanOut.
@@ -369,9 +369,9 @@ func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit,
 		_ = run(ctx, i, err)
 		return
 	}
-	start := r.clock.mono()
+	start := r.rt.mono()
 	err := run(ctx, i, nil)
-	lim.Release(b.site, r.clock.mono()-start, err)
+	lim.Release(b.site, r.rt.mono()-start, err)
 }
 
 // mergeBranches merges the successful branches' state changes into parent.

@@ -102,26 +102,61 @@ var monoEpoch = time.Now()
 // time.Now.
 func monoNow() time.Duration { return time.Since(monoEpoch) }
 
-// clock reads time for one executor: the process's monotonic clock when the
-// runtime is the process, the runtime's Now otherwise.
-type clock struct {
+// rtime is an executor's view of its Runtime: with the process runtime (rt
+// nil) it calls the standard library directly, without an interface call
+// on the hot path.
+type rtime struct {
 	rt    Runtime // nil for the process runtime
 	epoch time.Time
 }
 
 // mono returns the time elapsed since an arbitrary fixed point: step
 // latencies are differences of its readings.
-func (c *clock) mono() time.Duration {
-	if c.rt == nil {
+func (t *rtime) mono() time.Duration {
+	if t.rt == nil {
 		return monoNow()
 	}
-	return c.rt.Now().Sub(c.epoch)
+	return t.rt.Now().Sub(t.epoch)
 }
 
 // now returns the wall time, for event timestamps.
-func (c *clock) now() time.Time {
-	if c.rt == nil {
+func (t *rtime) now() time.Time {
+	if t.rt == nil {
 		return time.Now()
 	}
-	return c.rt.Now()
+	return t.rt.Now()
+}
+
+// sleep waits d or until ctx is done (see [Runtime.Sleep]).
+func (t *rtime) sleep(ctx context.Context, d time.Duration) error {
+	if t.rt == nil {
+		return processRuntime{}.Sleep(ctx, d)
+	}
+	return t.rt.Sleep(ctx, d)
+}
+
+// withTimeout returns a child of ctx cancelled with cause after d.
+func (t *rtime) withTimeout(ctx context.Context, d time.Duration, cause error) (context.Context, context.CancelFunc) {
+	if t.rt == nil {
+		return context.WithTimeoutCause(ctx, d, cause)
+	}
+	return t.rt.WithTimeout(ctx, d, cause)
+}
+
+// fork calls fn on n concurrent workers and waits for them (see
+// [Runtime.Go]).
+func (t *rtime) fork(ctx context.Context, n int, fn func(context.Context, int)) {
+	if t.rt == nil {
+		processRuntime{}.Go(ctx, n, fn)
+		return
+	}
+	t.rt.Go(ctx, n, fn)
+}
+
+// float64 returns a pseudo-random number in [0, 1).
+func (t *rtime) float64() float64 {
+	if t.rt == nil {
+		return rand.Float64()
+	}
+	return t.rt.Float64()
 }
