@@ -52,7 +52,16 @@ func (b backoffPolicy) delay(n int, u float64) time.Duration {
 // on input in, with the feedback of the previous attempt's rejection.
 // Layers are composed at Build and know their step.
 type layer interface {
-	call(ctx context.Context, r *run, p string, in any, feedback string) (Reply, error)
+	call(ctx context.Context, e env, p string, in any, feedback string) (Reply, error)
+}
+
+// env is what an attempt's layers need of their execution, passed by value
+// so that the execution's frame does not escape through them.
+type env struct {
+	quota  *quota // nil: no limits
+	rt     *rtime
+	strat  *engine.Strategy[StepResult]
+	stream func(chunk any) error
 }
 
 // usageLayer reserves the step's estimate before the attempt and
@@ -62,16 +71,16 @@ type usageLayer struct {
 	estimate Usage
 }
 
-func (l *usageLayer) call(ctx context.Context, r *run, p string, in any, feedback string) (Reply, error) {
-	if r.quota == nil {
-		return l.next.call(ctx, r, p, in, feedback)
+func (l *usageLayer) call(ctx context.Context, e env, p string, in any, feedback string) (Reply, error) {
+	if e.quota == nil {
+		return l.next.call(ctx, e, p, in, feedback)
 	}
-	if used, ok := r.quota.reserve(l.estimate); !ok {
-		return Reply{}, r.quota.breach(p, used)
+	if used, ok := e.quota.reserve(l.estimate); !ok {
+		return Reply{}, e.quota.breach(p, used)
 	}
-	reply, err := l.next.call(ctx, r, p, in, feedback)
-	if used, ok := r.quota.reconcile(l.estimate, reply.Usage); !ok {
-		return reply, r.quota.breach(p, used)
+	reply, err := l.next.call(ctx, e, p, in, feedback)
+	if used, ok := e.quota.reconcile(l.estimate, reply.Usage); !ok {
+		return reply, e.quota.breach(p, used)
 	}
 	return reply, err
 }
@@ -83,10 +92,10 @@ type timeoutLayer struct {
 	cause *timeoutError
 }
 
-func (l *timeoutLayer) call(parent context.Context, r *run, p string, in any, feedback string) (reply Reply, err error) {
-	ctx, cancel := r.rt.withTimeout(parent, l.d, l.cause)
+func (l *timeoutLayer) call(parent context.Context, e env, p string, in any, feedback string) (reply Reply, err error) {
+	ctx, cancel := e.rt.withTimeout(parent, l.d, l.cause)
 	defer cancel()
-	reply, err = l.next.call(ctx, r, p, in, feedback)
+	reply, err = l.next.call(ctx, e, p, in, feedback)
 	if ctx.Err() != nil && parent.Err() == nil {
 		// The deadline fired while the caller's context is alive: whatever
 		// the agent returned, the attempt timed out.
@@ -105,7 +114,7 @@ type processLayer struct {
 	validators []Validator
 }
 
-func (l *processLayer) call(ctx context.Context, r *run, p string, in any, feedback string) (reply Reply, err error) {
+func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedback string) (reply Reply, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
@@ -120,10 +129,10 @@ func (l *processLayer) call(ctx context.Context, r *run, p string, in any, feedb
 			return reply, fmt.Errorf("prompt processor: %w", err)
 		}
 	}
-	if g := r.strategy(&l.a.nodeBase).Guard; g == nil {
-		reply, err = l.a.run(ctx, r, in) // under this layer's panic guard
+	if g := e.strat.Guard; g == nil {
+		reply, err = l.a.run(ctx, e.stream, in) // under this layer's panic guard
 	} else {
-		reply, err = guarded(ctx, r, g, l.a.site, l.a.agent, l.a.streamer, p, in)
+		reply, err = guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
 	if err != nil {
 		return reply, err
@@ -144,43 +153,43 @@ func (l *processLayer) call(ctx context.Context, r *run, p string, in any, feedb
 // agentLayer is the attempt of a plain step: the agent call alone.
 type agentLayer struct{ a *agentNode }
 
-func (l agentLayer) call(ctx context.Context, r *run, p string, in any, _ string) (Reply, error) {
-	if g := r.strategy(&l.a.nodeBase).Guard; g != nil {
-		return guarded(ctx, r, g, l.a.site, l.a.agent, l.a.streamer, p, in)
+func (l agentLayer) call(ctx context.Context, e env, p string, in any, _ string) (Reply, error) {
+	if g := e.strat.Guard; g != nil {
+		return guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
-	return invoke(ctx, r, l.a.agent, l.a.streamer, p, in)
+	return invoke(ctx, e.stream, l.a.agent, l.a.streamer, p, in)
 }
 
 // guarded calls agent under guard g, which knows the step as site.
-func guarded(ctx context.Context, r *run, g engine.Guard, site engine.Site, agent Agent, streamer StreamAgent, p string, in any) (Reply, error) {
+func guarded(ctx context.Context, e env, g engine.Guard, site engine.Site, agent Agent, streamer StreamAgent, p string, in any) (Reply, error) {
 	if err := g.Allow(ctx, site); err != nil {
 		return Reply{}, err
 	}
-	start := r.rt.mono()
-	reply, err := invoke(ctx, r, agent, streamer, p, in)
-	g.Done(site, r.rt.mono()-start, err)
+	start := e.rt.mono()
+	reply, err := invoke(ctx, e.stream, agent, streamer, p, in)
+	g.Done(site, e.rt.mono()-start, err)
 	return reply, err
 }
 
 // run calls the agent — its Stream when the execution streams — with no
 // panic guard of its own.
-func (a *agentNode) run(ctx context.Context, r *run, in any) (Reply, error) {
-	if r.stream != nil && a.streamer != nil {
-		return streamAgent(ctx, a.streamer, in, r.stream)
+func (a *agentNode) run(ctx context.Context, stream func(any) error, in any) (Reply, error) {
+	if stream != nil && a.streamer != nil {
+		return streamAgent(ctx, a.streamer, in, stream)
 	}
 	return a.agent.Run(ctx, in)
 }
 
 // invoke calls agent — streamer's Stream when the execution streams and
 // streamer is not nil — under a panic guard.
-func invoke(ctx context.Context, r *run, agent Agent, streamer StreamAgent, p string, in any) (reply Reply, err error) {
+func invoke(ctx context.Context, stream func(any) error, agent Agent, streamer StreamAgent, p string, in any) (reply Reply, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 	}()
-	if r.stream != nil && streamer != nil {
-		return streamAgent(ctx, streamer, in, r.stream)
+	if stream != nil && streamer != nil {
+		return streamAgent(ctx, streamer, in, stream)
 	}
 	return agent.Run(ctx, in)
 }
@@ -279,7 +288,7 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		if r.quota == nil {
 			next = a.attempt.next // nothing to meter
 		}
-		reply, err := next.call(actx, r, p, in, feedback)
+		reply, err := next.call(actx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, p, in, feedback)
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || err == nil {
 			res.Output = reply.Output

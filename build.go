@@ -30,6 +30,7 @@ type graph struct {
 	// journals, chosen here so that Execute does not look at kinds.
 	bare    *agentNode // the root is a bare agent step
 	bareSeq *seqNode   // the root is a sequence of bare agent steps
+	agent   *agentNode // the root is an agent step without fallback or UpdatesContext
 }
 
 // Build validates the whole graph under s once and compiles it for
@@ -54,8 +55,11 @@ func Build(s Step) (Step, error) {
 	g.fingerprint = hex.EncodeToString(d[:])
 	switch n := root.(type) {
 	case *agentNode:
-		if n.bare {
+		switch {
+		case n.bare:
 			g.bare = n
+		case n.fallback == nil && !n.updatesState:
+			g.agent = n
 		}
 	case *seqNode:
 		if !n.updatesState && !slices.Contains(n.bare, nil) {

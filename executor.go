@@ -22,8 +22,9 @@ type Executor struct {
 	checkpointer Checkpointer // default checkpointer of every execution
 	// quiet: no sink, limits, checkpointer, guard or per-step switch, so a
 	// root step with a fast path may take it.
-	quiet  bool
-	closed atomic.Bool
+	quiet    bool
+	quietRun run // the frame of a quiet execution (executeQuiet)
+	closed   atomic.Bool
 	graphs sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
 }
 
@@ -79,6 +80,7 @@ func New(opts ...Option) (*Executor, error) {
 	}
 	ex.quiet = ex.seams.Recorder == nil && ex.limits.isZero() && ex.checkpointer == nil &&
 		ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
+	ex.quietRun = run{rt: &ex.rt, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy, plain: true, bareOK: true}
 	return ex, nil
 }
 
@@ -132,6 +134,12 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 			_, err := execBareFrom(ctx, &ex.rt, a, g.rootPath, in, "", &res, ex.rt.mono())
 			return res, err
 		}
+		if a := g.agent; a != nil {
+			return ex.executeAgent(ctx, g, a, in)
+		}
+		if !g.pausable && !g.needsState {
+			return ex.executeQuiet(ctx, g, in)
+		}
 	}
 	var s settings
 	if len(opts) > 0 {
@@ -155,6 +163,32 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, s *settin
 		return res, err
 	}
 	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, s.runID, &res)
+	return res, err
+}
+
+// executeAgent is executeQuiet for a root agent step without fallback or
+// UpdatesContext: its attempts run on a frame that stays on the stack.
+func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in any) (res StepResult, err error) {
+	r := ex.quietRun
+	start := r.rt.mono()
+	res.Path = g.rootPath
+	stepErr, err := a.retry(ctx, &r, g.rootPath, in, &res, start)
+	if stepErr != nil {
+		res.Latency = r.rt.mono() - start
+		return res, stepErr
+	}
+	return res, err
+}
+
+// executeQuiet runs g when nothing observes, meters, journals or guards
+// the execution and it needs no state: its frame is the executor's quiet
+// template.
+func (ex *Executor) executeQuiet(ctx context.Context, g *graph, in any) (StepResult, error) {
+	r := runPool.Get().(*run)
+	*r = ex.quietRun
+	err := r.step(ctx, g.root, g.rootPath, in, &r.res)
+	res := r.res
+	runPool.Put(r)
 	return res, err
 }
 

@@ -327,10 +327,10 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 	}
 	var reply Reply
 	var err error
-	if g := r.strategy(&n.nodeBase).Guard; g != nil {
-		reply, err = guarded(ctx, r, g, n.site, n.agent, nil, p, in)
+	if strat := r.strategy(&n.nodeBase); strat.Guard != nil {
+		reply, err = guarded(ctx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, strat.Guard, n.site, n.agent, nil, p, in)
 	} else {
-		reply, err = invoke(ctx, r, n.agent, nil, p, in)
+		reply, err = invoke(ctx, r.stream, n.agent, nil, p, in)
 	}
 	res.Usage = reply.Usage
 	if r.quota != nil {
