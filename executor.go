@@ -25,7 +25,7 @@ type Executor struct {
 	quiet    bool
 	quietRun run // the frame of a quiet execution (executeQuiet)
 	closed   atomic.Bool
-	graphs sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
+	graphs   sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
 }
 
 func init() {
@@ -136,6 +136,11 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		}
 		if a := g.agent; a != nil {
 			return ex.executeAgent(ctx, g, a, in)
+		}
+		if g.bareSeq != nil {
+			var res StepResult
+			err := execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, "", &res)
+			return res, err
 		}
 		if !g.pausable && !g.needsState {
 			return ex.executeQuiet(ctx, g, in)
