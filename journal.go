@@ -168,8 +168,8 @@ func (j *journal) add(ctx context.Context, p string, status RecordStatus, res *S
 	if j.keep {
 		kept := rec
 		// Later steps may change these values in place: keep them as they
-		// are now.
-		kept.Output, kept.Writes, kept.Metadata = copyValue(rec.Output), copyWrites(rec.Writes), deepcopy.CopyMap(rec.Metadata)
+		// are now. (Writes are the state log's own copies already.)
+		kept.Output, kept.Metadata = copyValue(rec.Output), deepcopy.CopyMap(rec.Metadata)
 		j.mu.Lock()
 		j.records = append(j.records, kept)
 		j.mu.Unlock()
