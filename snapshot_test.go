@@ -14,35 +14,13 @@ import (
 	"github.com/caudal-go/caudal"
 )
 
-// snapLog counts agent calls by agent name. It is safe for concurrent use.
-type snapLog struct {
-	mu sync.Mutex // protects n
-	n  map[string]int
-}
+// snapLog counts agent calls by agent name (fzCalls, of the fuzz test) and
+// makes the agents that count. It is safe for concurrent use.
+type snapLog struct{ fzCalls }
 
-// count counts a call of name and returns its number, from 1.
-func (c *snapLog) count(name string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[name]++
-	return c.n[name]
-}
-
-// counts returns a copy of the counts.
-func (c *snapLog) counts() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return maps.Clone(c.n)
-}
-
-// agent makes a step named name whose agent counts its calls and returns
-// fn's output.
 func (c *snapLog) agent(name string, fn func(ctx context.Context, in any, call int) (any, error), opts ...caudal.StepOption) caudal.Step {
 	return caudal.AgentStep(name, caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
-		out, err := fn(ctx, in, c.count(name))
+		out, err := fn(ctx, in, c.add(name))
 		return caudal.Reply{Output: out, Usage: caudal.Usage{PromptTokens: 1}}, err
 	}), opts...)
 }
@@ -166,7 +144,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			name: "conditional branch",
 			give: func(c *snapLog, human func(string) caudal.Step) caudal.Step {
 				key := func(context.Context, any) (string, error) {
-					c.count("key")
+					c.add("key")
 					return "ask", nil
 				}
 				return caudal.Conditional("c", key,
@@ -200,7 +178,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			name: "router branch",
 			give: func(c *snapLog, human func(string) caudal.Step) caudal.Step {
 				pick := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
-					c.count("pick")
+					c.add("pick")
 					return caudal.Reply{Output: []string{"auto", "manual"}}, nil
 				})
 				return caudal.Router("r", pick,
@@ -248,7 +226,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			if got, want := snapJSON(t, stateMap(st)), snapJSON(t, stateMap(refState)); got != want {
 				t.Errorf("state = %s; want the reference's %s", got, want)
 			}
-			if got, want := fmt.Sprint(log.counts()), fmt.Sprint(refLog.counts()); got != want {
+			if got, want := fmt.Sprint(log.snapshot()), fmt.Sprint(refLog.snapshot()); got != want {
 				t.Errorf("agent calls = %s; want the reference's %s", got, want)
 			}
 		})
@@ -298,7 +276,7 @@ func TestSnapshotResumeDoesNotMutate(t *testing.T) {
 	}
 	snap := pe.Snapshot
 	before := snapJSON(t, snap)
-	paused := log.counts()
+	paused := log.snapshot()
 
 	// resume resumes snap on step, built with log, and returns its output
 	// and state, as JSON.
@@ -314,13 +292,13 @@ func TestSnapshotResumeDoesNotMutate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resumed Execute = %v", err)
 	}
-	calls := fmt.Sprint(log1.counts())
+	calls := fmt.Sprint(log1.snapshot())
 	if calls != "map[after:1 last:1]" {
 		t.Errorf("a resume called %s (before the pause: %v); want only the steps after the pause, once", calls, paused)
 	}
 	second, err := resume(mustBuild(t, snapNoMutationPipeline(&log2)))
-	if err != nil || second != first || fmt.Sprint(log2.counts()) != calls {
-		t.Errorf("second resume = %s, %v, calls %v; want the first's %s, calls %v", second, err, log2.counts(), first, calls)
+	if err != nil || second != first || fmt.Sprint(log2.snapshot()) != calls {
+		t.Errorf("second resume = %s, %v, calls %v; want the first's %s, calls %v", second, err, log2.snapshot(), first, calls)
 	}
 	if after := snapJSON(t, snap); after != before {
 		t.Errorf("snapshot after two resumes:\n%s\nwant it unchanged:\n%s", after, before)
@@ -340,8 +318,8 @@ func TestSnapshotResumeDoesNotMutate(t *testing.T) {
 	}
 	wg.Wait()
 	for i := range n {
-		if errs[i] != nil || results[i] != first || fmt.Sprint(logs[i].counts()) != calls {
-			t.Errorf("concurrent resume %d = %s, %v, calls %v; want %s, calls %v", i, results[i], errs[i], logs[i].counts(), first, calls)
+		if errs[i] != nil || results[i] != first || fmt.Sprint(logs[i].snapshot()) != calls {
+			t.Errorf("concurrent resume %d = %s, %v, calls %v; want %s, calls %v", i, results[i], errs[i], logs[i].snapshot(), first, calls)
 		}
 	}
 	if after := snapJSON(t, snap); after != before {
@@ -429,7 +407,7 @@ func TestSnapshotCheckpointCrashRecovery(t *testing.T) {
 			if !errors.Is(err, errSnapCrash) {
 				t.Fatalf("Execute = %v; want the crash", err)
 			}
-			completed := log.counts()
+			completed := log.snapshot()
 			delete(completed, "s3")
 
 			snap := &caudal.Snapshot{
@@ -441,7 +419,7 @@ func TestSnapshotCheckpointCrashRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Execute from the checkpoint = %v; want success", err)
 			}
-			calls := log.counts()
+			calls := log.snapshot()
 			for name, n := range completed {
 				if calls[name] != n {
 					t.Errorf("%s called %d times after the recovery, %d before; want no new call", name, calls[name], n)
@@ -470,12 +448,12 @@ func TestSnapshotCheckpointTakesNoAnswer(t *testing.T) {
 		t.Fatal("Execute succeeded; want s2's failure")
 	}
 	snap := &caudal.Snapshot{Version: caudal.SnapshotVersion, Fingerprint: step.Fingerprint(), Input: "in", Journal: cp.records}
-	before := fmt.Sprint(log.counts())
+	before := fmt.Sprint(log.snapshot())
 	_, err := mustNew(t).Execute(t.Context(), step, nil, caudal.WithResume(snap, "an answer"))
 	if !errors.Is(err, caudal.ErrSnapshotMismatch) {
 		t.Errorf("Execute(checkpoint, answer) = %v; want ErrSnapshotMismatch", err)
 	}
-	if after := fmt.Sprint(log.counts()); after != before {
+	if after := fmt.Sprint(log.snapshot()); after != before {
 		t.Errorf("calls %s after the refused resume, %s before; want none", after, before)
 	}
 }
@@ -505,7 +483,7 @@ func TestSnapshotSecondPause(t *testing.T) {
 	if err != nil || res.Output != "c(two)" {
 		t.Errorf("second resume = %v, %v; want c(two)", res.Output, err)
 	}
-	if got := fmt.Sprint(log.counts()); got != "map[a:1 b:1 c:1]" {
+	if got := fmt.Sprint(log.snapshot()); got != "map[a:1 b:1 c:1]" {
 		t.Errorf("calls = %s; want each step once", got)
 	}
 	if len(res.Children) != 5 || res.Children[2].Output != "b(one)" {

@@ -323,58 +323,31 @@ func targets(rep *Report) []TargetRow {
 			Met:      m <= limitUs*1000,
 		})
 	}
-	// perStep is the cost of one step beyond the first three of a sequence.
-	perStep := func(limitNs, limitAllocs float64) {
-		long, short := rep.Find(seqLong), rep.Find(seqShort)
-		if long == nil || short == nil {
+	// perUnit is the difference of two benchmarks' medians per unit of
+	// their difference in work: per extra sequential step, per journaled
+	// step.
+	perUnit := func(metric, more, less string, units, limitNs, limitAllocs float64) {
+		m, l := rep.Find(more), rep.Find(less)
+		if m == nil || l == nil {
 			return
 		}
-		const extra = seqLongSteps - seqShortSteps
-		lm, _ := median(long.NsOp)
-		sm, _ := median(short.NsOp)
-		d := (lm - sm) / extra
+		mm, _ := median(m.NsOp)
+		lm, _ := median(l.NsOp)
+		d := (mm - lm) / units
 		rows = append(rows, TargetRow{
-			Metric:   perStepMetric,
+			Metric:   metric,
 			Measured: fmtNs(d) + " ns",
 			Target:   "≤ " + fmtNum(limitNs) + " ns",
 			Met:      d <= limitNs,
 		})
-		la, lok := median(long.Allocs)
-		sa, sok := median(short.Allocs)
-		if !lok || !sok {
+		ma, mok := median(m.Allocs)
+		la, lok := median(l.Allocs)
+		if !mok || !lok {
 			return
 		}
-		a := (la - sa) / extra
+		a := (ma - la) / units
 		rows = append(rows, TargetRow{
-			Metric:   perStepMetric + " allocs",
-			Measured: fmtNum(math.Round(a*100) / 100),
-			Target:   "≤ " + fmtNum(limitAllocs),
-			Met:      a <= limitAllocs,
-		})
-	}
-	// journal is the cost a checkpointer adds to each step of a sequence.
-	journal := func(limitNs, limitAllocs float64) {
-		with, without := rep.Find(journalSeq), rep.Find(seqLong)
-		if with == nil || without == nil {
-			return
-		}
-		wm, _ := median(with.NsOp)
-		om, _ := median(without.NsOp)
-		d := (wm - om) / seqLongSteps
-		rows = append(rows, TargetRow{
-			Metric:   journalMetric,
-			Measured: fmtNs(d) + " ns",
-			Target:   "≤ " + fmtNum(limitNs) + " ns",
-			Met:      d <= limitNs,
-		})
-		wa, wok := median(with.Allocs)
-		oa, ook := median(without.Allocs)
-		if !wok || !ook {
-			return
-		}
-		a := (wa - oa) / seqLongSteps
-		rows = append(rows, TargetRow{
-			Metric:   journalMetric + " allocs",
+			Metric:   metric + " allocs",
 			Measured: fmtNum(math.Round(a*100) / 100),
 			Target:   "≤ " + fmtNum(limitAllocs),
 			Met:      a <= limitAllocs,
@@ -386,8 +359,8 @@ func targets(rep *Report) []TargetRow {
 	allocs("Execute/policies", 6)
 	latency(seqShort, 5)
 	latency("Parallel/branches=5", 10)
-	perStep(250, 2)
-	journal(100, 1)
+	perUnit(perStepMetric, seqLong, seqShort, seqLongSteps-seqShortSteps, 250, 2)
+	perUnit(journalMetric, journalSeq, seqLong, seqLongSteps, 100, 1)
 	return rows
 }
 
