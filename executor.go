@@ -22,8 +22,11 @@ type Executor struct {
 	checkpointer Checkpointer // default checkpointer of every execution
 	// quiet: no sink, limits, checkpointer, guard or per-step switch, so a
 	// root step with a fast path may take it.
-	quiet    bool
-	quietRun run // the frame of a quiet execution (executeQuiet)
+	quiet bool
+	// simple: no limits, checkpointer, guard or per-step switch (a sink
+	// allowed), so a root agent step may run on a stack frame.
+	simple   bool
+	quietRun run // the frame of a quiet execution (executeQuiet, executeAgent)
 	closed   atomic.Bool
 	graphs   sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
 }
@@ -78,8 +81,8 @@ func New(opts ...Option) (*Executor, error) {
 	if s.runtime != nil {
 		ex.rt = rtime{rt: s.runtime, epoch: s.runtime.Now()}
 	}
-	ex.quiet = ex.seams.Recorder == nil && ex.limits.isZero() && ex.checkpointer == nil &&
-		ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
+	ex.simple = ex.limits.isZero() && ex.checkpointer == nil && ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
+	ex.quiet = ex.simple && ex.seams.Recorder == nil
 	ex.quietRun = run{rt: &ex.rt, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy, plain: true, bareOK: true}
 	return ex, nil
 }
@@ -126,10 +129,10 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 	if ex.closed.Load() {
 		return StepResult{Path: g.rootPath}, ErrClosed
 	}
-	if len(opts) == 0 && ex.quiet {
-		if a := g.bare; a != nil {
-			// The fast path Build chose for a bare root step, before anything
-			// else is set up.
+	if len(opts) == 0 && ex.simple {
+		// The fast paths Build chose for the root step, before anything else
+		// is set up.
+		if a := g.bare; a != nil && ex.quiet {
 			var res StepResult
 			_, err := execBareFrom(ctx, &ex.rt, a, g.rootPath, in, "", &res, ex.rt.mono())
 			return res, err
@@ -137,6 +140,8 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		if a := g.agent; a != nil {
 			return ex.executeAgent(ctx, g, a, in)
 		}
+	}
+	if len(opts) == 0 && ex.quiet {
 		if g.bareSeq != nil {
 			var res StepResult
 			err := execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, "", &res)
@@ -175,12 +180,23 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, s *settin
 // UpdatesContext: its attempts run on a frame that stays on the stack.
 func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in any) (res StepResult, err error) {
 	r := ex.quietRun
+	r.rec = ex.seams.Recorder
+	if r.rec != nil {
+		r.plain, r.bareOK = false, false
+		r.emit(ctx, Event{Kind: EventStepStarted, Path: g.rootPath})
+	}
 	start := r.rt.mono()
 	res.Path = g.rootPath
 	stepErr, err := a.retry(ctx, &r, g.rootPath, in, &res, start)
 	if stepErr != nil {
 		res.Latency = r.rt.mono() - start
-		return res, stepErr
+		err = stepErr
+	}
+	if r.rec != nil {
+		r.emit(ctx, Event{
+			Kind: EventStepFinished, Path: g.rootPath, Attempt: res.Attempts, Latency: res.Latency,
+			Success: res.Success, Usage: res.Usage, Err: err,
+		})
 	}
 	return res, err
 }

@@ -260,6 +260,12 @@ var eventClass = engine.Class{Name: "event", New: func() any { return new(Event)
 // emit stamps e and hands it to the recorder. Callers check r.rec != nil
 // first, so no event is built without a sink.
 func (r *run) emit(ctx context.Context, e Event) {
+	if _, fresh := r.alloc.(engine.Fresh); fresh {
+		// The baseline allocator: the event itself is the fresh object.
+		e.RunID, e.Time = r.runID, r.rt.now()
+		r.rec.Record(ctx, &e)
+		return
+	}
 	ev := r.alloc.Get(&eventClass).(*Event)
 	*ev = e
 	ev.RunID, ev.Time = r.runID, r.rt.now()
