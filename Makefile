@@ -14,12 +14,12 @@ TOOLS_DEPS    := tools/go.mod tools/go.sum
 
 BENCH_REPORT := go run ./cmd/caudal bench --variant naive
 
-.PHONY: bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
+.PHONY: bench-compare bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Compile every package (go build ./...)
 	$(GO) build ./...
@@ -52,6 +52,9 @@ bench-table: ## Run the core and control-flow benchmarks (-count=10) and regener
 	$(GO) test -run='^$$' -bench='^Benchmark(Floor|Execute|Seq|Journal|Parallel|Loop|Map|Isolation)$$' -benchmem -count=10 . > bench-core.txt
 	$(GO) run ./internal/tools/benchtable -in bench-core.txt -readme README.md \
 		-cmd "go test -run='^\$$' -bench='^Benchmark(Floor|Execute|Seq|Journal|Parallel|Loop|Map|Isolation)\$$' -benchmem -count=10 ."
+
+bench-compare: $(BENCHSTAT) ## Compare the README table's benchmarks at BASE (a git revision) with the working tree, alternating (COUNT=15)
+	./internal/tools/benchcompare/benchcompare.sh $(BASE) $(or $(COUNT),15)
 
 bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
 	cd benchmarks && ./run.sh
