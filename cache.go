@@ -188,7 +188,10 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 // share is set and the strategy has a flight group — and stores a success
 // under key.
 func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *StepResult, strat *engine.Strategy[StepResult], key string, cacheErr error, share bool) error {
-	var err error
+	var (
+		err    error
+		stored any // the result as the cache keeps it, once made
+	)
 	if fg := strat.Flight; fg != nil && cacheErr == nil && share {
 		var v any
 		var shared bool
@@ -212,11 +215,15 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 			res.Feedback = err.Error()
 			return err
 		}
+		stored = v // the leader's result, already prepared for sharing
 	} else {
 		err = c.inner.exec(ctx, r, p, in, res)
 	}
 	if err == nil && cacheErr == nil {
-		if serr := c.cache.Set(ctx, key, strat.Sharer.Store(*res), c.ttl); serr != nil {
+		if stored == nil {
+			stored = strat.Sharer.Store(*res)
+		}
+		if serr := c.cache.Set(ctx, key, stored, c.ttl); serr != nil {
 			cacheErr = fmt.Errorf("cache set: %w", serr)
 		}
 	}

@@ -132,22 +132,12 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 	if len(opts) == 0 && ex.simple {
 		// The fast paths Build chose for the root step, before anything else
 		// is set up.
-		if a := g.bare; a != nil && ex.quiet {
-			var res StepResult
-			_, err := execBareFrom(ctx, &ex.rt, a, g.rootPath, in, "", &res, ex.rt.mono())
-			return res, err
-		}
-		if a := g.agent; a != nil {
-			return ex.executeAgent(ctx, g, a, in)
-		}
-	}
-	if len(opts) == 0 && ex.quiet {
-		if g.bareSeq != nil {
-			var res StepResult
-			err := execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, "", &res)
-			return res, err
-		}
-		if !g.pausable && !g.needsState {
+		switch {
+		case ex.quiet && (g.bare != nil || g.bareSeq != nil):
+			return ex.executeBare(ctx, g, in, "", nil)
+		case g.agent != nil:
+			return ex.executeAgent(ctx, g, g.agent, in)
+		case ex.quiet && !g.pausable && !g.needsState:
 			return ex.executeQuiet(ctx, g, in)
 		}
 	}
@@ -158,21 +148,22 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 		}
 	}
 	if ex.quiet && s.quiet() && (g.bare != nil || g.bareSeq != nil) {
-		return ex.executeBare(ctx, g, in, &s)
+		return ex.executeBare(ctx, g, in, s.runID, s.state)
 	}
 	return ex.execute(ctx, g, in, &s)
 }
 
-// executeBare runs the fast path Build chose for the root step.
-func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, s *settings) (res StepResult, err error) {
-	if s.state != nil {
-		ctx = withState(ctx, s.state)
+// executeBare runs the fast path Build chose for a bare root step or a
+// sequence of bare steps.
+func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
+	if st != nil {
+		ctx = withState(ctx, st)
 	}
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, s.runID, &res, ex.rt.mono())
+		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono())
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, s.runID, &res)
+	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res)
 	return res, err
 }
 

@@ -123,19 +123,13 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	res.Path, res.RunID, res.Attempts = p, r.runID, 1
 	res.Children = make([]StepResult, 0, len(s.children))
 	cur := in
-	now := start  // the clock's last reading
-	live := false // resuming: an earlier child did not complete
+	now := start // the clock's last reading
 	for i, c := range s.children {
 		cp := childPath(p, c.base())
 		res.Children = append(res.Children, StepResult{})
 		child := &res.Children[len(res.Children)-1]
 		var err error
 		switch {
-		case r.replay != nil && !r.replay.inOrder(cp, &live):
-			child.Path, child.RunID = cp, r.runID
-			err = r.replay.outOfOrder(cp)
-			child.Feedback = err.Error()
-			now = r.rt.mono()
 		case s.bare[i] != nil && r.plain && r.bareOK:
 			now, err = execBareFrom(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now)
 		case s.bare[i] != nil && r.bareOK:

@@ -204,9 +204,9 @@ func fzExecute(tb testing.TB, in any, opts ...caudal.Option) fzOutcome {
 	tb.Helper()
 	var (
 		calls   fzCalls
-		mu      sync.Mutex // protects started and records
+		mu      sync.Mutex // protects started
 		started []string
-		records []caudal.Record
+		cp      snapRecords
 	)
 	sink := caudal.SinkFunc(func(_ context.Context, e *caudal.Event) {
 		if e.Kind == caudal.EventStepStarted {
@@ -214,20 +214,6 @@ func fzExecute(tb testing.TB, in any, opts ...caudal.Option) fzOutcome {
 			started = append(started, e.Path)
 			mu.Unlock()
 		}
-	})
-	cp := caudal.CheckpointFunc(func(_ context.Context, rec caudal.Record) error {
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		var back caudal.Record
-		if err := json.Unmarshal(b, &back); err != nil {
-			return err
-		}
-		mu.Lock()
-		records = append(records, back)
-		mu.Unlock()
-		return nil
 	})
 	cache, err := caudal.NewMemoryCache(8)
 	if err != nil {
@@ -254,7 +240,7 @@ func fzExecute(tb testing.TB, in any, opts ...caudal.Option) fzOutcome {
 				out.panicked = fmt.Sprintf("%v\n%s", v, debug.Stack())
 			}
 		}()
-		out.res, out.err = ex.Execute(ctx, built, in, append([]caudal.Option{caudal.WithCheckpointer(cp)}, opts...)...)
+		out.res, out.err = ex.Execute(ctx, built, in, append([]caudal.Option{caudal.WithCheckpointer(&cp)}, opts...)...)
 	}()
 	watchdog := time.NewTimer(10 * time.Second)
 	defer watchdog.Stop()
@@ -266,8 +252,11 @@ func fzExecute(tb testing.TB, in any, opts ...caudal.Option) fzOutcome {
 	out.timedOut = ctx.Err() != nil
 	out.calls = calls.snapshot()
 	mu.Lock()
-	out.started, out.records = started, records
+	out.started = started
 	mu.Unlock()
+	cp.mu.Lock()
+	out.records = cp.records
+	cp.mu.Unlock()
 	return out
 }
 
@@ -281,11 +270,11 @@ func (o *fzOutcome) total() int {
 }
 
 // fzMidRun are the phrases of the ErrSnapshotMismatch errors a resumed run
-// raises after steps ran (journal.go, flow.go, executor.go): records out
-// of order, an unusable decision, writes that do not apply, a paused step
-// never reached. Every other mismatch comes from the checks made before
-// any step runs.
-var fzMidRun = []string{"never reached", "the journal has records of", "the decision of", "the record of"}
+// raises after steps ran (flow.go, journal.go, executor.go): an unusable
+// decision, writes that do not apply, a paused step never reached. Every
+// other mismatch, journal order included, comes from the checks made
+// before any step runs (snapshot.go).
+var fzMidRun = []string{"never reached", "the decision of", "the record of"}
 
 // fzPreRun reports whether err is a mismatch found before any step ran.
 func fzPreRun(err error) bool {

@@ -358,25 +358,6 @@ func (rp *replay) inside(p string) bool {
 	return rp.under(p)
 }
 
-// inOrder checks, for the children of a sequential construct taken in
-// order, that the journal is consistent: once a child did not complete
-// (*live then true), no later child may have records. It reports false for
-// a child that has records it cannot have.
-func (rp *replay) inOrder(p string, live *bool) bool {
-	if *live {
-		return !rp.under(p)
-	}
-	if rp.steps[p] == nil {
-		*live = true
-	}
-	return true
-}
-
-// outOfOrder is the error of a record inOrder rejects.
-func (rp *replay) outOfOrder(p string) error {
-	return fmt.Errorf("caudal: WithResume: %w: the journal has records of %q, but a step it comes after never completed", ErrSnapshotMismatch, p)
-}
-
 // restore fills res from the record of a completed instance and re-applies
 // its writes to the state.
 func (r *run) restore(ctx context.Context, p string, rec *Record, res *StepResult) error {

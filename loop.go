@@ -103,16 +103,12 @@ func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 			return fmt.Errorf("caudal: step %q: input mapper: %w", p, err)
 		}
 	}
-	live := false // resuming: an earlier iteration did not complete
 	for i := 1; i <= l.maxIterations; i++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, context.Cause(ctx))
 		}
 		res.Attempts = i
 		bp := l.paths.get(&l.nodeBase, p, '#', i, l.body.base())
-		if r.replay != nil && !r.replay.inOrder(bp, &live) {
-			return r.replay.outOfOrder(bp)
-		}
 		ictx, ist := ctx, (*State)(nil)
 		if parent != nil {
 			ist = parent.fork(strat.Isolation)
@@ -270,7 +266,6 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	sequential := m.concurrency == 1
 	runItem := func(ctx context.Context, i int) error {
 		br := &runs[i]
-		br.ran = true
 		ictx := ctx
 		if parent != nil {
 			br.state = parent.fork(strat.Isolation)
@@ -291,12 +286,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 		runs[i].path = m.paths.get(&m.nodeBase, p, '[', i, m.body.base())
 	}
 	if sequential {
-		live := false // resuming: an earlier item did not complete
 		for i := range runs {
-			if r.replay != nil && !r.replay.inOrder(runs[i].path, &live) {
-				runs[i].err = r.replay.outOfOrder(runs[i].path)
-				break
-			}
 			if runItem(ctx, i) != nil {
 				break
 			}
@@ -304,7 +294,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	} else {
 		fanOut(ctx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(wctx context.Context, i int, admit error) error {
 			if admit != nil {
-				runs[i].ran, runs[i].err = true, fmt.Errorf("caudal: step %q: %w", runs[i].path, admit)
+				runs[i].err = fmt.Errorf("caudal: step %q: %w", runs[i].path, admit)
 				return runs[i].err
 			}
 			return runItem(wctx, i)

@@ -199,10 +199,21 @@ func (r *run) instance(ctx context.Context, n node, p string, in any, res *StepR
 	if err == nil && b.updatesState {
 		err = r.updateState(ctx, p, res)
 	}
-	if err == nil && r.journal != nil {
-		if err = r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark)); err != nil {
-			res.Success, res.Feedback = false, err.Error()
-		}
+	if err == nil {
+		err = r.completed(ctx, p, res, st, mark)
+	}
+	return err
+}
+
+// completed journals the success of the instance at p, whose state writes
+// are st's since mark; a refused record fails it.
+func (r *run) completed(ctx context.Context, p string, res *StepResult, st *State, mark int) error {
+	if r.journal == nil {
+		return nil
+	}
+	err := r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark))
+	if err != nil {
+		res.Success, res.Feedback = false, err.Error()
 	}
 	return err
 }
@@ -220,10 +231,8 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 	}
 	mark, st := r.mark(ctx)
 	end, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start)
-	if err == nil && r.journal != nil {
-		if err = r.journal.add(ctx, p, StatusSucceeded, res, st.writesSince(mark)); err != nil {
-			res.Success, res.Feedback = false, err.Error()
-		}
+	if err == nil {
+		err = r.completed(ctx, p, res, st, mark)
 	}
 	return end, err
 }

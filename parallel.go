@@ -222,7 +222,6 @@ type branchRun struct {
 	err    error
 	state  *State
 	writes []Write
-	ran    bool // executed in this run (map items after a sequential failure are not)
 }
 
 // runBranches runs the branches selected (indexes into n.branches, in
@@ -253,7 +252,6 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	}
 	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(wctx context.Context, pos int, admit error) error {
 		br := &runs[pos]
-		br.ran = true
 		if admit != nil {
 			br.err = fmt.Errorf("caudal: step %q: %w", br.path, admit)
 			return br.err

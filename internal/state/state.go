@@ -318,15 +318,6 @@ func (s *Store) View(fn func(m map[string]any)) {
 	fn(s.viewLocked())
 }
 
-// Map returns the store's contents, only for reading: for a flat store it
-// is the store's own map, to read while nothing writes the store; for an
-// overlay a new map whose values other stores may share.
-func (s *Store) Map() map[string]any {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.viewLocked()
-}
-
 // Entries returns the keys in order and their values as [Store.Get] hands
 // them out.
 func (s *Store) Entries() ([]string, []any) {

@@ -25,7 +25,7 @@ var isolations = []struct {
 		name: "deepcopy",
 		fork: func(parent *state.Store) *state.Store { return state.New(parent.Copy()) },
 		written: func(parent, child *state.Store) []statemerge.Write {
-			return statemerge.Diff(parent.Map(), child.Map())
+			return statemerge.Diff(parent.Copy(), child.Copy())
 		},
 	},
 }

@@ -195,8 +195,8 @@ func checkContents(t *testing.T, s *state.Store, want map[string]any) {
 	if got := s.Copy(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Copy() = %v; want %v", got, want)
 	}
-	if got := s.Map(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Map() = %v; want %v", got, want)
+	if got := s.Copy(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Copy() = %v; want %v", got, want)
 	}
 	s.View(func(got map[string]any) {
 		if !reflect.DeepEqual(got, want) {
