@@ -11,7 +11,16 @@ import (
 // function. Run receives the step's input (after prompt processors) and the
 // attempt's context, which carries the attempt's deadline when the step has
 // a [WithTimeout] and the run's [State]. Run should return promptly once ctx
-// is done: timeouts are cooperative.
+// is done: timeouts are cooperative. ctx ends when the attempt does, so the
+// output must not read lazily from it afterwards (an unread response body,
+// a stream): read what the output needs before returning it. [Attempt],
+// [PreviousError] and [Feedback] tell a retried attempt, or a fallback,
+// what happened before it; [Permanent] and [RetryAfter] tell the step
+// whether, and when, to try again.
+//
+// The usage a Reply reports is checked: a cost that is not finite, a
+// negative count, or tokens whose sum overflows int64 fail the attempt
+// without retry, and book nothing.
 //
 // Implementations must be safe for concurrent use when a step runs on
 // several goroutines (parallel branches, concurrent Executes).

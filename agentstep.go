@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caudal-go/caudal/internal/backoff"
@@ -22,7 +23,11 @@ type agentNode struct {
 	streamer StreamAgent // agent as a StreamAgent, or nil
 	attempts int
 	backoff  backoffPolicy
-	fallback node // nil: none
+	// retryIf and maxRetryDuration narrow which failures are retried
+	// (WithRetryIf, WithMaxRetryDuration).
+	retryIf          func(error) bool
+	maxRetryDuration time.Duration
+	fallback         node // nil: none
 	// attempt is the layers of one attempt, usage outermost.
 	attempt *usageLayer
 	// bare: one plain attempt (no timeout, processors, validators), no
@@ -61,7 +66,7 @@ type env struct {
 	quota  *quota // nil: no limits
 	rt     *rtime
 	strat  *engine.Strategy[StepResult]
-	stream func(chunk any) error
+	stream streamFunc
 }
 
 // usageLayer reserves the step's estimate before the attempt and
@@ -75,12 +80,13 @@ func (l *usageLayer) call(ctx context.Context, e env, p string, in any, feedback
 	if e.quota == nil {
 		return l.next.call(ctx, e, p, in, feedback)
 	}
-	if used, ok := e.quota.reserve(l.estimate); !ok {
-		return Reply{}, e.quota.breach(p, used)
+	if at, used, ok := e.quota.reserve(l.estimate); !ok {
+		return Reply{}, e.quota.breach(p, at, used)
 	}
 	reply, err := l.next.call(ctx, e, p, in, feedback)
-	if used, ok := e.quota.reconcile(l.estimate, reply.Usage); !ok {
-		return reply, e.quota.breach(p, used)
+	// An invalid report was refused below and books nothing.
+	if at, used, ok := e.quota.reconcile(l.estimate, reply.Usage); !ok {
+		return reply, e.quota.breach(p, at, used)
 	}
 	return reply, err
 }
@@ -122,7 +128,6 @@ func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedba
 	}()
 	if feedback != "" {
 		in = withFeedback(in, feedback)
-		ctx = context.WithValue(ctx, feedbackKey{}, feedback)
 	}
 	for _, p := range l.prompt {
 		if in, err = p(ctx, in); err != nil {
@@ -130,7 +135,10 @@ func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedba
 		}
 	}
 	if g := e.strat.Guard; g == nil {
-		reply, err = l.a.run(ctx, e.stream, in) // under this layer's panic guard
+		reply, err = l.a.run(ctx, e.stream, p, in) // under this layer's panic guard
+		if uerr := checkReported(p, reply.Usage); uerr != nil {
+			reply.Usage, err = Usage{}, uerr
+		}
 	} else {
 		reply, err = guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
@@ -173,25 +181,30 @@ func guarded(ctx context.Context, e env, g engine.Guard, site engine.Site, agent
 
 // run calls the agent — its Stream when the execution streams — with no
 // panic guard of its own.
-func (a *agentNode) run(ctx context.Context, stream func(any) error, in any) (Reply, error) {
+func (a *agentNode) run(ctx context.Context, stream streamFunc, p string, in any) (Reply, error) {
 	if stream != nil && a.streamer != nil {
-		return streamAgent(ctx, a.streamer, in, stream)
+		return streamAgent(ctx, a.streamer, in, stream, p)
 	}
 	return a.agent.Run(ctx, in)
 }
 
 // invoke calls agent — streamer's Stream when the execution streams and
 // streamer is not nil — under a panic guard.
-func invoke(ctx context.Context, stream func(any) error, agent Agent, streamer StreamAgent, p string, in any) (reply Reply, err error) {
+func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer StreamAgent, p string, in any) (reply Reply, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 	}()
 	if stream != nil && streamer != nil {
-		return streamAgent(ctx, streamer, in, stream)
+		reply, err = streamAgent(ctx, streamer, in, stream, p)
+	} else {
+		reply, err = agent.Run(ctx, in)
 	}
-	return agent.Run(ctx, in)
+	if uerr := checkReported(p, reply.Usage); uerr != nil {
+		reply.Usage, err = Usage{}, uerr
+	}
+	return reply, err
 }
 
 // exec runs an agent step: its attempts, then its fallback if they all
@@ -247,59 +260,71 @@ func (a *agentNode) resumeFallback(ctx context.Context, r *run, p string, in any
 // retry makes the step's attempts. It returns a *StepError when they all
 // failed or were stopped, and otherwise the outcome: nil on success, the
 // error of a pause or a budget breach.
+//
+// A failed attempt's state writes are rolled back before the next attempt
+// or the fallback, whatever the retry count: a step's effect on the state
+// is that of its successful attempt, or nothing.
 func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration) (*StepError, error) {
 	strat := r.strategy(&a.nodeBase)
 	var (
 		lastErr  error
 		feedback string
-		stopped  bool          // the caller's context ended the step
-		gaveUp   bool          // the classifier said another attempt cannot succeed
+		reason   string        // why the attempts stopped, once they have
 		delay    time.Duration // the classifier's delay before the next attempt
-		state    *State        // the state, isolated per attempt when the step retries
+		deadline time.Duration // WithMaxRetryDuration's end on the clock, or 0
 	)
-	if a.attempts > 1 {
-		state = StateFrom(ctx)
+	st := StateFrom(ctx)
+	if a.maxRetryDuration > 0 {
+		deadline = start + a.maxRetryDuration
 	}
 	for attempt := 1; attempt <= a.attempts; attempt++ {
+		actx := ctx
 		if attempt > 1 {
 			if delay <= 0 {
 				delay = a.backoff.delay(attempt-1, r.rt.float64())
+			}
+			if deadline > 0 && r.rt.mono()+delay > deadline {
+				reason = stopMaxDuration
+				break
 			}
 			if r.rec != nil {
 				r.emit(ctx, Event{Kind: EventRetry, Path: p, Attempt: attempt, Delay: delay})
 			}
 			if err := r.rt.sleep(ctx, delay); err != nil {
-				lastErr, stopped = err, true
+				lastErr, reason = err, stopCancelled
 				break
 			}
+			actx = withAttempt(ctx, &attemptInfo{n: attempt, prev: lastErr, feedback: feedback})
 		}
 		if ctx.Err() != nil {
-			lastErr, stopped = context.Cause(ctx), true
+			lastErr, reason = context.Cause(ctx), stopCancelled
 			break
 		}
 		res.Attempts = attempt
 
-		actx, astate := ctx, state
-		if state != nil {
-			astate = state.fork(strat.Isolation)
-			actx = withState(ctx, astate)
-		}
 		var next layer = a.attempt
 		if r.quota == nil {
 			next = a.attempt.next // nothing to meter
+		}
+		var mark int
+		if st != nil {
+			mark = st.s.Savepoint()
 		}
 		reply, err := next.call(actx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, p, in, feedback)
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || err == nil {
 			res.Output = reply.Output
 		}
-		if err == nil && state != nil {
-			err = state.mergeFrom(strat.Isolation, astate)
-		}
 		if err == nil {
+			if st != nil {
+				st.s.Release(mark)
+			}
 			res.Success = true
 			res.Latency = r.rt.mono() - start
 			return nil, nil
+		}
+		if st != nil {
+			st.s.Rollback(mark)
 		}
 		lastErr = err
 		if isControlFlow(err) {
@@ -311,36 +336,60 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 			return nil, err
 		}
 		if ctx.Err() != nil {
-			stopped = true
+			reason = stopCancelled
 			if cause := context.Cause(ctx); !errors.Is(err, cause) {
 				lastErr = fmt.Errorf("%w (%w)", cause, err)
 			}
 			break
 		}
+		reason, delay = a.judge(ctx, r, strat, p, err, attempt, deadline)
 		if r.rec != nil {
-			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err})
+			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err, Reason: reason})
 		}
-		if _, baseline := strat.Classifier.(engine.RetryAll); baseline && attempt == a.attempts {
-			break // the baseline's verdict on the last attempt changes nothing
-		}
-		v := strat.Classifier.Classify(a.site, err)
-		if attempt == a.attempts {
+		if reason != "" {
 			break
 		}
-		if !v.Retry || errors.Is(err, ErrCircuitOpen) {
-			// An open circuit is never retried, whatever a classifier says:
-			// the step fails fast or goes straight to its fallback.
-			gaveUp = true
-			break
-		}
-		delay = v.Delay
 		feedback = ""
 		if ve, ok := errors.AsType[*ValidationError](err); ok {
 			feedback = ve.Feedback
 		}
 	}
 	res.Feedback = lastErr.Error()
-	return &StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: !stopped && !gaveUp, gaveUp: gaveUp}, nil
+	res.setMeta(MetaRetryStopped, reason)
+	return &StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: reason == stopExhausted, gaveUp: reason != stopCancelled}, nil
+}
+
+// judge decides, after failed attempt number attempt, whether another one
+// follows: it returns the reason the attempts stop ("" when they go on)
+// and the delay the classifier asks for before the next one.
+func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[StepResult], p string, err error, attempt int, deadline time.Duration) (string, time.Duration) {
+	if _, baseline := strat.Classifier.(engine.Rules); baseline && attempt == a.attempts {
+		return stopExhausted, 0 // the baseline's verdict on the last attempt changes nothing
+	}
+	v := strat.Classifier.Classify(a.site, err) // an installed classifier hears of every failure
+	switch {
+	case attempt == a.attempts:
+		return stopExhausted, 0
+	case errors.Is(err, ErrCircuitOpen):
+		// Never retried, whatever a classifier says: the step fails fast or
+		// goes straight to its fallback.
+		return stopCircuitOpen, 0
+	case !v.Retry && v.Class == "permanent":
+		return stopPermanent, 0
+	case !v.Retry:
+		return stopClassifier, 0
+	}
+	if a.retryIf != nil {
+		retry, perr := guard2(ctx, p, err, func(_ context.Context, err error) (bool, error) { return a.retryIf(err), nil })
+		if perr != nil || !retry {
+			return stopRetryIf, 0
+		}
+	}
+	delay := min(v.Delay, a.backoff.max)
+	if deadline > 0 && (r.rt.mono() >= deadline) {
+		return stopMaxDuration, 0
+	}
+	return "", delay
 }
 
 // finishBreach completes the breach error of step res: its partial result,
@@ -360,9 +409,22 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 	}
 	res.Children = make([]StepResult, 1)
 	fres := &res.Children[0]
-	ferr := r.step(ctx, a.fallback, childPath(p, a.fallback.base()), in, fres)
+	if ctx.Err() != nil {
+		// No fallback starts on an ended context.
+		cause := context.Cause(ctx)
+		res.Latency = r.rt.mono() - start
+		primary.Err, primary.exhausted = fmt.Errorf("%w (%w)", cause, primary.Err), false
+		res.Children = nil
+		return r.failStep(res, primary)
+	}
+	fctx := withAttempt(ctx, &attemptInfo{n: 1, prev: primary.Err})
+	ferr := r.step(fctx, a.fallback, childPath(p, a.fallback.base()), in, fres)
 	res.Usage = res.Usage.Add(fres.Usage)
-	res.Metadata = make(map[string]any, 2)
+	stopped := res.Metadata[MetaRetryStopped]
+	res.Metadata = make(map[string]any, 3)
+	if stopped != nil {
+		res.Metadata[MetaRetryStopped] = stopped
+	}
 	res.Metadata[MetaFallbackTriggered] = true
 	res.Metadata[MetaOriginalError] = primary.Err.Error()
 	res.Latency = r.rt.mono() - start
@@ -375,7 +437,7 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 		return ferr
 	}
 	res.Feedback = "Original error: " + primary.Err.Error() + "\nFallback error: " + ferr.Error()
-	primary.Err = fmt.Errorf("%w; fallback %q: %w", primary.Err, fres.Path, ferr)
+	primary.Err = fmt.Errorf("%w; fallback: %w", primary.Err, ferr)
 	return primary
 }
 
@@ -391,21 +453,36 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		end = c.mono()
 		res.Latency = end - start
 		res.Feedback = context.Cause(ctx).Error()
+		res.setMeta(MetaRetryStopped, stopCancelled)
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
+	st, mark := StateFrom(ctx), 0
+	if st != nil {
+		mark = st.s.Savepoint()
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 		end = c.mono()
 		res.Latency = end - start
+		if st != nil {
+			if err == nil {
+				st.s.Release(mark)
+			} else {
+				st.s.Rollback(mark) // a failed attempt leaves the state as it found it
+			}
+		}
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, p, res, err)
 		}
 	}()
 	reply, err := a.agent.Run(ctx, in)
+	if uerr := checkReported(p, reply.Usage); uerr != nil {
+		reply.Usage, err = Usage{}, uerr
+	}
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
 	return 0, err
 }
@@ -423,8 +500,10 @@ func failedAttempt(ctx context.Context, p string, res *StepResult, err error) er
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
 		res.Feedback = err.Error()
+		res.setMeta(MetaRetryStopped, stopCancelled)
 		return &StepError{Step: p, Attempt: 1, Err: err}
 	}
+	res.setMeta(MetaRetryStopped, stopExhausted)
 	return &StepError{Step: p, Attempt: 1, Err: err, exhausted: true}
 }
 
@@ -435,12 +514,26 @@ func (r *run) failStep(res *StepResult, err error) error {
 	return err
 }
 
-// streamAgent calls a's Stream, forwarding chunks to fn and joining them.
-func streamAgent(ctx context.Context, a StreamAgent, in any, fn func(any) error) (Reply, error) {
+// streamFunc is the callback of [WithStream], serialized.
+type streamFunc func(path string, chunk any) error
+
+// serialized returns fn behind a lock: branches stream concurrently.
+func serialized(fn func(path string, chunk any) error) streamFunc {
+	var mu sync.Mutex
+	return func(path string, chunk any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(path, chunk)
+	}
+}
+
+// streamAgent calls a's Stream for step instance p, forwarding chunks to
+// fn and joining them.
+func streamAgent(ctx context.Context, a StreamAgent, in any, fn streamFunc, p string) (Reply, error) {
 	var chunks []any
 	reply, err := a.Stream(ctx, in, func(c any) error {
 		chunks = append(chunks, c)
-		return fn(c)
+		return fn(p, c)
 	})
 	if err == nil && reply.Output == nil {
 		reply.Output = joinChunks(chunks)

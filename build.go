@@ -2,6 +2,7 @@ package caudal
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,6 +54,11 @@ func Build(s Step) (Step, error) {
 	g := &graph{root: root, rootPath: childPath("", root.base()), nodes: b.nodes, pausable: b.pausable, needsState: b.needsState}
 	d := root.base().digest
 	g.fingerprint = hex.EncodeToString(d[:])
+	for _, n := range b.nodes {
+		if c, ok := n.(*cacheNode); ok {
+			c.fingerprint = cacheFingerprint(d, c)
+		}
+	}
 	switch n := root.(type) {
 	case *agentNode:
 		switch {
@@ -197,9 +203,9 @@ func describe(n node, d *stepDef) string {
 	head := fmt.Sprintf("kind=%d name=%q seg=%q updates=%t\n", nb.kind, nb.name, nb.seg, nb.updatesState)
 	switch n := n.(type) {
 	case *agentNode:
-		return head + fmt.Sprintf("agent=%T stream=%t attempts=%d backoff=%v/%v timeout=%v prompt=%d output=%d validators=%d estimate=%+v fallback=%t\n",
+		return head + fmt.Sprintf("agent=%T stream=%t attempts=%d backoff=%v/%v timeout=%v prompt=%d output=%d validators=%d estimate=%+v fallback=%t retryif=%t maxretry=%v\n",
 			d.agent, n.streamer != nil, n.attempts, d.backoff.initial, d.backoff.max, d.timeout,
-			len(d.promptProcs), len(d.outputProcs), len(d.validators), d.estimate, n.fallback != nil)
+			len(d.promptProcs), len(d.outputProcs), len(d.validators), d.estimate, n.fallback != nil, d.retryIf != nil, d.maxRetryDuration)
 	case *cacheNode:
 		return head + fmt.Sprintf("cache=%T ttl=%v statekeys=%q keyfunc=%t\n", d.cache, d.cacheTTL, d.stateKeys, d.cacheKey != nil)
 	case *parallelNode:
@@ -281,7 +287,7 @@ func (b *builder) compileParallel(nb nodeBase, d *stepDef, pl place) node {
 		p.all = append(p.all, i)
 	}
 	if p.concurrency == 0 {
-		p.concurrency = defaultConcurrency()
+		p.concurrency = len(p.branches) // declared branches run together
 	}
 	if d.merge.strategy != NoMerge || d.merge.fn != nil || len(d.merge.reducers) > 0 {
 		b.needsState = true
@@ -301,6 +307,9 @@ func (b *builder) compileConditional(nb nodeBase, d *stepDef, pl place) node {
 	c := &condNode{nodeBase: nb, names: d.branchNames, key: d.branchKey, inMap: d.inputMapper, outMap: d.outputMapper}
 	c.branches = b.branches(d, pl)
 	if d.defaultStep != nil {
+		if slices.Contains(d.branchNames, "default") {
+			b.fail(errors.New(`a branch named "default" and WithDefault would share the path segment "default"`))
+		}
 		c.deflt = b.compile(d.defaultStep.def, pl, "default")
 	}
 	if len(c.branches) == 0 && c.deflt == nil {
@@ -342,9 +351,24 @@ func (b *builder) compileCache(nb nodeBase, d *stepDef, pl place, seg string) no
 	// The cache step is the instance: it merges the output for both.
 	c.updatesState = d.updatesState || d.wrapped.def.updatesState
 	c.in, c.out = c.inner.base().in, c.inner.base().out
-	id := c.inner.base().digest
-	c.fingerprint = hex.EncodeToString(id[:])
 	return c
+}
+
+// cacheFingerprint returns the fingerprint canonical cache keys of c are
+// made from: the structure of the step it wraps (every kind has one: its
+// digest covers its own options and all it contains), and where it stands
+// — its pipeline's fingerprint and its position in the pipeline — so that
+// two steps share entries only when they are the same step of the same
+// pipeline, wherever it is built.
+func cacheFingerprint(root [sha256.Size]byte, c *cacheNode) string {
+	h := sha256.New()
+	inner := c.inner.base().digest
+	h.Write(root[:])
+	h.Write(inner[:])
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], uint64(c.id))
+	h.Write(id[:])
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // checkAgent reports a missing agent.
@@ -367,7 +391,7 @@ func (b *builder) checkAgent(agent Agent) {
 // compileAgent compiles an agent step and composes its policies.
 func (b *builder) compileAgent(nb nodeBase, d *stepDef, pl place) node {
 	b.checkAgent(d.agent)
-	a := &agentNode{nodeBase: nb, agent: d.agent, attempts: 1 + d.retries, backoff: d.backoff}
+	a := &agentNode{nodeBase: nb, agent: d.agent, attempts: 1 + d.retries, backoff: d.backoff, retryIf: d.retryIf, maxRetryDuration: d.maxRetryDuration}
 	a.streamer, _ = d.agent.(StreamAgent)
 	plain := d.timeout == 0 && len(d.promptProcs) == 0 && len(d.outputProcs) == 0 && len(d.validators) == 0
 

@@ -119,7 +119,7 @@ func TestOptionsScope(t *testing.T) {
 		{"WithSink", caudal.WithSink(caudal.SlogSink(nil)), true, false},
 		{"WithLimits", caudal.WithLimits(caudal.Limits{MaxTokens: 1 << 20}), true, true},
 		{"WithRunID", caudal.WithRunID("r"), false, true},
-		{"WithStream", caudal.WithStream(func(any) error { return nil }), false, true},
+		{"WithStream", caudal.WithStream(func(string, any) error { return nil }), false, true},
 		{"WithState", caudal.WithState(caudal.NewState(nil)), false, true},
 		{"nil sink", caudal.WithSink(nil), false, false},
 		{"nil stream", caudal.WithStream(nil), false, false},

@@ -2,8 +2,10 @@ package caudal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
@@ -13,9 +15,10 @@ import (
 
 // Cache stores step results for cache steps ([Cached]). Values are
 // [StepResult]s; a backend that serializes them must round-trip them
-// through encoding/json. A Get or Set error is not fatal: the step runs
-// uncached and [MetaCacheError] records the error. Implementations must be
-// safe for concurrent use.
+// through encoding/json. A Get or Set error — or panic, which becomes a
+// [*PanicError] — is not fatal: the step runs uncached and
+// [MetaCacheError] records the error. Implementations must be safe for
+// concurrent use.
 type Cache interface {
 	// Get returns the value stored at key, reporting false when there is none
 	// or it has expired.
@@ -61,11 +64,26 @@ func (m *MemoryCache) Len() int { return m.c.Len() }
 const DefaultCacheTTL = time.Hour
 
 // Cached makes a step that serves the results of s from cache. The key is
-// the one [WithCacheKey] computes or, by default, the SHA-256 of the JSON
-// encoding of s's build-time fingerprint (its name, kind, agent type and
-// policies), the input and the state values named by [WithCacheStateKeys].
-// Only successful results are stored. A hit returns a copy of the stored
-// result with [MetaCacheHit] true and zero usage (it spent nothing); a miss
+// the one [WithCacheKey] computes or, by default, a SHA-256 over:
+//
+//   - which step it is: the structure of s and of everything in it (kinds,
+//     names, agent types, policies), the fingerprint of the pipeline it was
+//     built in ([Step.Fingerprint]) and its position there — so two
+//     different steps, or one step in two different pipelines, never share
+//     entries; the same pipeline built twice does (its agents are told
+//     apart by type, not by their configuration: a pipeline whose agents'
+//     configuration changes what they answer should say so in a step name
+//     or use [WithCacheKey]);
+//   - the input, and the state values named by [WithCacheStateKeys], read
+//     from the state the step sees (its branch's, iteration's or item's).
+//     Values equal in their JSON form key alike, so a run resumed from a
+//     snapshot finds its entries; a value JSON does not represent
+//     faithfully (unexported fields, say) is keyed by its whole Go value.
+//
+// Only successful results are stored, with the state writes the step made.
+// A hit returns a copy of the stored result with [MetaCacheHit] true, zero
+// usage and zero attempts (it spent and tried nothing), and re-applies
+// those writes, so the state after a hit is the state after a miss; a miss
 // runs s and sets [MetaCacheHit] false. The cache step takes s's name and
 // path.
 func Cached(s Step, cache Cache, opts ...StepOption) Step {
@@ -162,7 +180,7 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 		return c.miss(ctx, r, p, in, res, strat, key, cacheErr, false)
 	}
 	if cacheErr == nil {
-		v, ok, err := c.cache.Get(ctx, key)
+		v, ok, err := c.get(ctx, p, key)
 		cached, isResult := v.(StepResult)
 		switch {
 		case err != nil:
@@ -170,11 +188,15 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 		case ok && !isResult:
 			cacheErr = fmt.Errorf("cache get: value is a %T, not a StepResult", v)
 		case ok:
-			*res = strat.Sharer.Load(cached)
-			res.Path, res.RunID = p, r.runID
-			res.Usage = Usage{}
+			writes, werr := storedWrites(cached)
+			if werr != nil {
+				cacheErr = fmt.Errorf("cache get: %w", werr)
+				break
+			}
+			if err := c.hit(ctx, r, p, strat, cached, writes, res); err != nil {
+				return err
+			}
 			res.Latency = r.rt.mono() - start
-			res.setMeta(MetaCacheHit, true)
 			if r.rec != nil {
 				r.emit(ctx, Event{Kind: EventCacheHit, Path: p})
 			}
@@ -184,46 +206,134 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 	return c.miss(ctx, r, p, in, res, strat, key, cacheErr, true)
 }
 
+// hit fills res from a stored result and re-applies the state writes the
+// step made when it ran: a hit has the effects of a miss, but spends
+// nothing and makes no attempt.
+func (c *cacheNode) hit(ctx context.Context, r *run, p string, strat *engine.Strategy[StepResult], cached StepResult, writes []Write, res *StepResult) error {
+	*res = strat.Sharer.Load(cached)
+	delete(res.Metadata, metaStateWrites)
+	res.Path, res.RunID, res.Usage, res.Attempts = p, r.runID, Usage{}, 0
+	res.setMeta(MetaCacheHit, true)
+	if st := StateFrom(ctx); st != nil && len(writes) > 0 {
+		if err := st.apply(copyWrites(writes)); err != nil {
+			return r.failStep(res, stepError(p, "cache hit: state writes", err))
+		}
+	}
+	return nil
+}
+
+// get calls the cache's Get; a panic in it is an error like any other of
+// the backend's.
+func (c *cacheNode) get(ctx context.Context, p, key string) (v any, ok bool, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			v, ok, err = nil, false, newPanicError(p, x)
+		}
+	}()
+	return c.cache.Get(ctx, key)
+}
+
+// set calls the cache's Set; a panic in it is an error like any other of
+// the backend's.
+func (c *cacheNode) set(ctx context.Context, p, key string, v any) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = newPanicError(p, x)
+		}
+	}()
+	return c.cache.Set(ctx, key, v, c.ttl)
+}
+
+// metaStateWrites is the metadata key under which a stored result keeps
+// the state writes the step made ([]Write), which a hit re-applies. It
+// never reaches a caller's result.
+const metaStateWrites = "caudal.state_writes"
+
+// storedWrites returns the state writes kept with a stored result, also in
+// the form a backend that serializes through encoding/json gives back.
+func storedWrites(cached StepResult) ([]Write, error) {
+	v, ok := cached.Metadata[metaStateWrites]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	if ws, ok := v.([]Write); ok {
+		return ws, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("stored state writes: %w", err)
+	}
+	var ws []Write
+	if err := json.Unmarshal(b, &ws); err != nil {
+		return nil, fmt.Errorf("stored state writes: %w", err)
+	}
+	for _, w := range ws {
+		if len(w.Path) == 0 {
+			return nil, errors.New("stored state writes: a write without a path")
+		}
+	}
+	return ws, nil
+}
+
 // miss runs the wrapped step — once for concurrent misses on one key when
 // share is set and the strategy has a flight group — and stores a success
-// under key.
+// under key, with the state writes it made.
 func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *StepResult, strat *engine.Strategy[StepResult], key string, cacheErr error, share bool) error {
 	var (
 		err    error
 		stored any // the result as the cache keeps it, once made
 	)
+	st := StateFrom(ctx)
+	run := func() (StepResult, error) {
+		// The writes the step makes are kept with its result, for hits.
+		var mark int
+		if st != nil {
+			st.s.StartLog()
+			defer st.s.StopLog()
+			mark = st.s.LogLen()
+		}
+		if err := c.inner.exec(ctx, r, p, in, res); err != nil {
+			return StepResult{}, err
+		}
+		keep := strat.Sharer.Store(*res)
+		if st != nil {
+			if ws := st.s.LogSince(mark); len(ws) > 0 {
+				meta := make(map[string]any, len(keep.Metadata)+1)
+				maps.Copy(meta, keep.Metadata)
+				meta[metaStateWrites] = ws
+				keep.Metadata = meta
+			}
+		}
+		return keep, nil
+	}
 	if fg := strat.Flight; fg != nil && cacheErr == nil && share {
 		var v any
 		var shared bool
-		v, err, shared = fg.Do(ctx, c.site, key, func() (any, error) {
-			if err := c.inner.exec(ctx, r, p, in, res); err != nil {
-				return nil, err
-			}
-			return strat.Sharer.Store(*res), nil
-		})
+		v, err, shared = fg.Do(ctx, c.site, key, func() (any, error) { return run() })
 		if shared {
 			if got, ok := v.(StepResult); ok && err == nil {
-				*res = strat.Sharer.Load(got)
-				res.Path, res.RunID, res.Usage = p, r.runID, Usage{}
-				res.setMeta(MetaCacheHit, true)
-				return nil
+				writes, werr := storedWrites(got)
+				if werr == nil {
+					return c.hit(ctx, r, p, strat, got, writes, res)
+				}
+				err = werr
 			}
 			res.Path, res.RunID, res.Success = p, r.runID, false
 			if err == nil {
-				err = fmt.Errorf("caudal: step %q: flight group shared a %T, not a StepResult", p, v)
+				err = stepError(p, "", fmt.Errorf("flight group shared a %T, not a StepResult", v))
 			}
 			res.Feedback = err.Error()
 			return err
 		}
 		stored = v // the leader's result, already prepared for sharing
 	} else {
-		err = c.inner.exec(ctx, r, p, in, res)
+		var keep StepResult
+		if keep, err = run(); err == nil {
+			stored = keep
+		}
 	}
 	if err == nil && cacheErr == nil {
-		if stored == nil {
-			stored = strat.Sharer.Store(*res)
-		}
-		if serr := c.cache.Set(ctx, key, stored, c.ttl); serr != nil {
+		if serr := c.set(ctx, p, key, stored); serr != nil {
 			cacheErr = fmt.Errorf("cache set: %w", serr)
 		}
 	}

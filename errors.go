@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -66,10 +68,54 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
+	// The attempt's error names the step too, more often than not: once is
+	// enough.
+	inner := strings.TrimPrefix(e.Err.Error(), stepPrefix(e.Step))
 	if e.exhausted {
-		return fmt.Sprintf("caudal: step %q failed after %d attempt(s): %v", e.Step, e.Attempt, e.Err)
+		return fmt.Sprintf("caudal: step %q failed after %d attempt(s): %s", e.Step, e.Attempt, inner)
 	}
-	return fmt.Sprintf("caudal: step %q stopped at attempt %d: %v", e.Step, e.Attempt, e.Err)
+	return fmt.Sprintf("caudal: step %q stopped at attempt %d: %s", e.Step, e.Attempt, inner)
+}
+
+func (e *StepError) instancePath() string { return e.Step }
+
+// stepPrefix is how the error of step instance p begins.
+func stepPrefix(p string) string { return "caudal: step " + strconv.Quote(p) + ": " }
+
+// pathed is implemented by the errors that name their step instance.
+type pathed interface {
+	error
+	instancePath() string
+}
+
+// pathError is an error of step instance path that says what failed there.
+type pathError struct {
+	path string
+	what string // what failed, e.g. "input mapper"; "" when err says it
+	err  error
+}
+
+func (e *pathError) Error() string {
+	inner := strings.TrimPrefix(e.err.Error(), stepPrefix(e.path))
+	if e.what == "" {
+		return stepPrefix(e.path) + inner
+	}
+	return stepPrefix(e.path) + e.what + ": " + inner
+}
+
+func (e *pathError) Unwrap() error        { return e.err }
+func (e *pathError) instancePath() string { return e.path }
+
+// stepError returns err as an error of step instance p, where what failed.
+// An error that names a deeper instance already says where it happened
+// (its path says which branch, iteration or item) and is returned as it
+// is; one that names p itself gets what added, and no second p: every
+// error names its instance once.
+func stepError(p, what string, err error) error {
+	if pe, ok := errors.AsType[pathed](err); ok && pe.instancePath() != p && strings.HasPrefix(pe.instancePath(), p) {
+		return err
+	}
+	return &pathError{path: p, what: what, err: err}
 }
 
 // Unwrap returns the last attempt's error.
@@ -95,6 +141,8 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("caudal: step %q: panic: %v", e.Step, e.Value)
 }
 
+func (e *PanicError) instancePath() string { return e.Step }
+
 // Unwrap returns the panic value when it is an error, or nil.
 func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
@@ -112,6 +160,8 @@ type ValidationError struct {
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("caudal: step %q: validation failed: %s", e.Step, e.Feedback)
 }
+
+func (e *ValidationError) instancePath() string { return e.Step }
 
 // Unwrap returns the validator's error.
 func (e *ValidationError) Unwrap() error { return e.Err }
@@ -133,6 +183,8 @@ func (e *UsageLimitError) Error() string {
 	return fmt.Sprintf("caudal: step %q: usage limit exceeded: %s", e.Step, e.Limits.describeBreach(e.Used))
 }
 
+func (e *UsageLimitError) instancePath() string { return e.Step }
+
 // Is reports whether target is [ErrUsageLimitExceeded].
 func (e *UsageLimitError) Is(target error) bool { return target == ErrUsageLimitExceeded }
 
@@ -149,6 +201,9 @@ func (e *TypeError) Error() string {
 
 // Is reports whether target is [ErrTypeMismatch].
 func (e *TypeError) Is(target error) bool { return target == ErrTypeMismatch }
+
+// Permanent reports true: another attempt on the same input cannot fit.
+func (e *TypeError) Permanent() bool { return true }
 
 // timeoutError is the cause installed on an attempt's context by
 // [WithTimeout]. One is built per step at [Build], so a timeout allocates

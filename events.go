@@ -55,6 +55,9 @@ type Event struct {
 	Success bool          // for EventStepFinished
 	Usage   Usage         // for EventStepFinished: the step's usage; for EventUsageBreach: the run's
 	Err     error         // the error reported, if any
+	// Reason is, for the EventAttemptFailed of a step's last attempt, why
+	// no further attempt follows (see [MetaRetryStopped]); "" otherwise.
+	Reason string
 }
 
 // Sink receives events synchronously, on the goroutine running the step, in
@@ -117,6 +120,10 @@ func (s slogSink) Record(ctx context.Context, e *Event) {
 		attrs = append(attrs, slog.Duration("delay", e.Delay))
 	case EventUsageBreach:
 		attrs = append(attrs, slog.Int64("tokens", e.Usage.Tokens()), slog.Float64("cost_usd", e.Usage.CostUSD))
+	case EventAttemptFailed:
+		if e.Reason != "" {
+			attrs = append(attrs, slog.String("retry_stopped", e.Reason))
+		}
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

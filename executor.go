@@ -60,7 +60,7 @@ func New(opts ...Option) (*Executor, error) {
 		Strategy: engine.Strategy[StepResult]{
 			Isolation:  engine.DeepCopy{},
 			Limiter:    engine.Fixed{},
-			Classifier: engine.RetryAll{},
+			Classifier: engine.Rules{},
 			Keyer:      engine.CanonicalKeyer{},
 			Sharer:     copySharer{},
 		},
@@ -176,6 +176,11 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID str
 // executeAgent is executeQuiet for a root agent step without fallback or
 // UpdatesContext: its attempts run on a frame that stays on the stack.
 func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in any) (res StepResult, err error) {
+	defer func() {
+		if v := recover(); v != nil { // in a sink: the agent's are contained closer
+			err = contained(g.rootPath, &res, v)
+		}
+	}()
 	r := ex.quietRun
 	r.rec = ex.seams.Recorder
 	if r.rec != nil {

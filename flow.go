@@ -215,7 +215,7 @@ func (c *condNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 	bin := in
 	if c.inMap != nil {
 		if bin, err = guard2(ctx, p, in, c.inMap); err != nil {
-			return r.failStep(res, fmt.Errorf("caudal: step %q: input mapper: %w", p, err))
+			return r.failStep(res, stepError(p, "input mapper", err))
 		}
 	}
 	res.Children = make([]StepResult, 1)
@@ -229,7 +229,7 @@ func (c *condNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 	out := child.Output
 	if c.outMap != nil {
 		if out, err = guard2(ctx, p, out, c.outMap); err != nil {
-			return r.failStep(res, fmt.Errorf("caudal: step %q: output mapper: %w", p, err))
+			return r.failStep(res, stepError(p, "output mapper", err))
 		}
 	}
 	res.Output, res.Success = out, true
@@ -250,7 +250,7 @@ func (c *condNode) decide(ctx context.Context, r *run, p string, in any, res *St
 	}
 	key, err := guard2(ctx, p, in, c.key)
 	if err != nil {
-		return "", fmt.Errorf("caudal: step %q: branch key: %w", p, err)
+		return "", stepError(p, "branch key", err)
 	}
 	if r.journal != nil {
 		if err := r.journal.add(ctx, p, StatusDecided, &StepResult{Output: key, Attempts: 1}, nil); err != nil {
@@ -319,6 +319,11 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 			return names, nil
 		}
 	}
+	if ctx.Err() != nil {
+		// No picker starts on an ended context: it would be charged for
+		// a choice nothing can act on.
+		return nil, stepError(p, "router", context.Cause(ctx))
+	}
 	var reply Reply
 	var err error
 	if strat := r.strategy(&n.nodeBase); strat.Guard != nil {
@@ -328,8 +333,8 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 	}
 	res.Usage = reply.Usage
 	if r.quota != nil {
-		if used, ok := r.quota.reconcile(Usage{}, reply.Usage); !ok {
-			ue := r.quota.breach(p, used)
+		if at, used, ok := r.quota.reconcile(Usage{}, reply.Usage); !ok {
+			ue := r.quota.breach(p, at, used)
 			res.Feedback = ue.Error()
 			r.finishBreach(ctx, ue, res)
 			return nil, ue
@@ -340,7 +345,7 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 		names, err = branchNames(reply.Output)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("caudal: step %q: router: %w", p, err)
+		return nil, stepError(p, "router", err)
 	}
 	if r.journal != nil {
 		if err := r.journal.add(ctx, p, StatusDecided, &StepResult{Output: names, Usage: reply.Usage, Attempts: 1}, nil); err != nil {

@@ -23,6 +23,8 @@ func (e *PausedError) Error() string {
 // Is reports whether target is [ErrPaused].
 func (e *PausedError) Is(target error) bool { return target == ErrPaused }
 
+func (e *PausedError) instancePath() string { return e.Path }
+
 func asPaused(err error) *PausedError {
 	pe, _ := errors.AsType[*PausedError](err)
 	return pe

@@ -199,6 +199,8 @@ func (e *checkpointError) Error() string {
 
 func (e *checkpointError) Unwrap() error { return e.err }
 
+func (e *checkpointError) instancePath() string { return e.path }
+
 func (e *checkpointError) Is(target error) bool { return target == errCheckpoint }
 
 // checkpoint calls cp under a panic guard.
@@ -310,8 +312,14 @@ func checkPersistable(snap *Snapshot) error {
 	return fmt.Errorf("snapshot: %w", roundTrips(snap))
 }
 
-// roundTrips encodes v and decodes it again.
-func roundTrips(v any) error {
+// roundTrips encodes v and decodes it again. A MarshalJSON that panics is
+// an error.
+func roundTrips(v any) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("encoding panicked: %v", x)
+		}
+	}()
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -408,5 +416,7 @@ type replayedError struct {
 }
 
 func (e *replayedError) Error() string {
-	return fmt.Sprintf("caudal: step %q failed (replayed from the journal): %s", e.path, e.text)
+	return fmt.Sprintf("caudal: step %q failed (replayed from the journal): %s", e.path, strings.TrimPrefix(e.text, stepPrefix(e.path)))
 }
+
+func (e *replayedError) instancePath() string { return e.path }

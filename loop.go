@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 )
 
 // DefaultMaxIterations is a [Loop]'s iteration cap without
@@ -100,12 +101,12 @@ func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 	cur := in
 	if l.inMap != nil {
 		if cur, err = guard2(ctx, p, in, l.inMap); err != nil {
-			return fmt.Errorf("caudal: step %q: input mapper: %w", p, err)
+			return stepError(p, "input mapper", err)
 		}
 	}
 	for i := 1; i <= l.maxIterations; i++ {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, context.Cause(ctx))
+			return stepError(p, fmt.Sprintf("iteration %d", i), context.Cause(ctx))
 		}
 		res.Attempts = i
 		bp := l.paths.get(&l.nodeBase, p, '#', i, l.body.base())
@@ -127,23 +128,23 @@ func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 			if isControlFlow(berr) {
 				return berr
 			}
-			return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, berr)
+			return stepError(p, fmt.Sprintf("iteration %d", i), berr)
 		}
 		if ist != nil {
 			if err := parent.mergeFrom(strat.Isolation, ist); err != nil {
-				return fmt.Errorf("caudal: step %q: iteration %d: %w", p, i, err)
+				return stepError(p, fmt.Sprintf("iteration %d", i), err)
 			}
 		}
 		if l.exitCond != nil {
 			done, cerr := guard2(ctx, p, child.Output, l.exitCond)
 			if cerr != nil {
-				return fmt.Errorf("caudal: step %q: exit condition: %w", p, cerr)
+				return stepError(p, "exit condition", cerr)
 			}
 			if done {
 				out := child.Output
 				if l.outMap != nil {
 					if out, err = guard2(ctx, p, out, l.outMap); err != nil {
-						return fmt.Errorf("caudal: step %q: output mapper: %w", p, err)
+						return stepError(p, "output mapper", err)
 					}
 				}
 				res.Output, res.Success = out, true
@@ -154,7 +155,7 @@ func (l *loopNode) exec(ctx context.Context, r *run, p string, in any, res *Step
 		cur = child.Output
 		if l.iterMap != nil && i < l.maxIterations {
 			if cur, err = guard3(ctx, p, child.Output, i, l.iterMap); err != nil {
-				return fmt.Errorf("caudal: step %q: iteration mapper: %w", p, err)
+				return stepError(p, "iteration mapper", err)
 			}
 		}
 	}
@@ -264,6 +265,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	strat := r.strategy(&m.nodeBase)
 	runs := make([]branchRun, len(items))
 	sequential := m.concurrency == 1
+	firstFailed := -1
 	runItem := func(ctx context.Context, i int) error {
 		br := &runs[i]
 		ictx := ctx
@@ -287,26 +289,55 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	}
 	if sequential {
 		for i := range runs {
+			if ctx.Err() != nil {
+				runs[i].err = stepError(runs[i].path, "", context.Cause(ctx))
+				runs[i].res.Path, runs[i].res.Feedback = runs[i].path, runs[i].err.Error()
+				break
+			}
 			if runItem(ctx, i) != nil {
 				break
 			}
 		}
 	} else {
-		fanOut(ctx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(wctx context.Context, i int, admit error) error {
+		// The first failed item fails the step: the items not yet started
+		// are not started, the running ones are cancelled.
+		ictx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		var first atomic.Int64 // 1 + the index of the item whose failure cancelled the others
+		stop := func(i int, err error) {
+			if !errors.Is(err, ErrPaused) && first.CompareAndSwap(0, int64(i)+1) {
+				cancel(err)
+			}
+		}
+		fanOut(ictx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(wctx context.Context, i int, admit error) error {
 			if admit != nil {
-				runs[i].err = fmt.Errorf("caudal: step %q: %w", runs[i].path, admit)
+				runs[i].res.Path, runs[i].res.RunID = runs[i].path, r.runID
+				runs[i].err = stepError(runs[i].path, "", admit)
+				runs[i].res.Feedback = runs[i].err.Error()
 				return runs[i].err
 			}
-			return runItem(wctx, i)
+			if err := runItem(wctx, i); err != nil {
+				stop(i, err)
+			}
+			return runs[i].err
 		}, func(i int, err error) {
 			runs[i].err = err
+			stop(i, err)
 		})
+		if f := int(first.Load()) - 1; f >= 0 && ctx.Err() == nil {
+			firstFailed = f
+		}
 	}
 
 	outputs := make([]any, len(items))
 	res.Children = make([]StepResult, 0, len(items))
 	var firstErr error
 	var pause error
+	if firstFailed >= 0 {
+		// The failure that stopped the others, not a cancellation it
+		// caused in an earlier item.
+		firstErr = runs[firstFailed].err
+	}
 	for i := range runs {
 		br := &runs[i]
 		res.Children = append(res.Children, br.res)
@@ -327,7 +358,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 		if isControlFlow(firstErr) {
 			return firstErr
 		}
-		return fmt.Errorf("caudal: step %q: %w", p, firstErr)
+		return stepError(p, "", firstErr)
 	}
 	if pause != nil {
 		return pause
@@ -335,7 +366,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	if !sequential && parent != nil {
 		for i := range runs {
 			if err := parent.apply(runs[i].writes); err != nil {
-				return fmt.Errorf("caudal: step %q: item %d: %w", p, i, err)
+				return stepError(p, fmt.Sprintf("item %d", i), err)
 			}
 		}
 	}
@@ -449,7 +480,7 @@ func (n *roundNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 	}
 	c, err := asCritique(res.Children[1].Output)
 	if err != nil {
-		return r.failStep(res, fmt.Errorf("caudal: step %q: %w", p, err))
+		return r.failStep(res, stepError(p, "", err))
 	}
 	res.Output = refinement{Input: m["input"], Artifact: artifact, Critique: c}
 	res.Success = true

@@ -85,7 +85,7 @@ func TestLoopFailedIterationDoesNotMerge(t *testing.T) {
 	}))
 	st := caudal.NewState(nil)
 	_, err := execute(t, mustNew(t), caudal.Loop("l", body, caudal.WithMaxIterations(5)), nil, caudal.WithState(st))
-	if err == nil || !strings.Contains(err.Error(), "iteration 2") {
+	if err == nil || !strings.Contains(err.Error(), `"l#2/b"`) {
 		t.Fatalf("err = %v; want iteration 2's failure", err)
 	}
 	if _, ok := caudal.Get[bool](st, "k1"); !ok {

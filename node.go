@@ -3,7 +3,6 @@ package caudal
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"reflect"
 	"strconv"
 	"sync"
@@ -134,7 +133,7 @@ type run struct {
 	slots  []engine.Slot[StepResult] // nil: no tuner
 	runID  string
 	quota  *quota // nil: no limits
-	stream func(chunk any) error
+	stream streamFunc // nil: no streaming
 
 	journal *journal // nil: nothing journals
 	replay  *replay  // nil: not resuming
@@ -165,8 +164,15 @@ func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
 
 // step runs one instance of n at path p: the instance's bookkeeping —
 // replay from the journal, events, the UpdatesContext merge, the journal
-// record — around n.exec.
-func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResult) error {
+// record — around n.exec. A panic that nothing closer to it contained — in
+// a sink, a state value's Clone, a value's MarshalJSON — fails the
+// instance with a *PanicError.
+func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResult) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = contained(p, res, v)
+		}
+	}()
 	if r.plain {
 		err := n.exec(ctx, r, p, in, res)
 		if err == nil && n.base().updatesState {
@@ -175,6 +181,17 @@ func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResul
 		return err
 	}
 	return r.instance(ctx, n, p, in, res)
+}
+
+// contained turns panic value v, raised while step instance p ran, into
+// its *PanicError, and res into a failed result.
+func contained(p string, res *StepResult, v any) error {
+	pe := newPanicError(p, v)
+	if res.Path == "" {
+		res.Path = p
+	}
+	res.Success, res.Feedback = false, pe.Error()
+	return pe
 }
 
 // instance is step when something observes, journals or replays the run.
@@ -257,7 +274,7 @@ func (r *run) updateState(ctx context.Context, p string, res *StepResult) error 
 	}
 	if err := st.mergeOutput(res.Output); err != nil {
 		res.Success = false
-		err = fmt.Errorf("caudal: step %q: %w", p, err)
+		err = stepError(p, "", err)
 		res.Feedback = err.Error()
 		return err
 	}

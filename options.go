@@ -53,7 +53,7 @@ type settings struct {
 	limits    Limits
 	hasLimits bool
 	runID     string
-	stream    func(chunk any) error
+	stream    streamFunc
 	state     *State
 
 	resume      *Snapshot
@@ -137,14 +137,23 @@ func WithRunID(id string) Option {
 }
 
 // WithStream asks for streaming: agents that implement [StreamAgent] send
-// their chunks to fn as they produce them. fn runs on the step's goroutine;
-// its error stops the stream and fails the attempt. Chunks of a failed
-// attempt that were already delivered are not taken back. It applies to
-// [Executor.Execute].
-func WithStream(fn func(chunk any) error) Option {
-	o := &option{name: "WithStream", scope: scopeExecute, kind: optStream, val: settings{stream: fn}}
+// their chunks to fn as they produce them, with the instance path of the
+// step that produced each (branches of a [Parallel] step stream at the
+// same time; the path tells their chunks apart). Calls to fn are
+// serialized: it never runs twice at once. Its error stops the stream and
+// fails the attempt. Chunks of a failed attempt that were already
+// delivered are not taken back. It applies to [Executor.Execute].
+//
+// A streamed output, like any output, must not read lazily from the
+// attempt's context — a response body, an open stream — once the step has
+// returned: that context ends with the attempt (and with [WithTimeout]'s
+// deadline), so read what the output needs before returning it.
+func WithStream(fn func(path string, chunk any) error) Option {
+	o := &option{name: "WithStream", scope: scopeExecute, kind: optStream}
 	if fn == nil {
 		o.err = errors.New("nil stream callback")
+	} else {
+		o.val.stream = serialized(fn)
 	}
 	return o
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +100,8 @@ func (e *MergeConflictError) Error() string {
 	return fmt.Sprintf("caudal: step %q: branches %s wrote state key %q", e.Step, strings.Join(e.Branches, ", "), e.Key)
 }
 
+func (e *MergeConflictError) instancePath() string { return e.Step }
+
 type mergeConfig struct {
 	strategy MergeStrategy
 	failure  FailurePolicy
@@ -178,9 +179,10 @@ func WithOnBranchFailure(p FailurePolicy) StepOption {
 	})
 }
 
-// WithConcurrency caps how many branches (or map items) run at once. For
-// [Parallel] and [Router] the default is min(10, 2×CPUs); for [Map] it is 1
-// (sequential). n must be >= 1.
+// WithConcurrency caps how many branches (or map items) run at once. By
+// default a [Parallel] or [Router] step runs all its (chosen) branches at
+// once, as declared branches are few and usually wait on I/O; a [Map] runs
+// one item at a time, as a collection can be huge. n must be >= 1.
 func WithConcurrency(n int) StepOption {
 	return kindsOption("WithConcurrency", []stepKind{kindParallel, kindRouter, kindMap}, func(d *stepDef) error {
 		if n < 1 {
@@ -190,9 +192,6 @@ func WithConcurrency(n int) StepOption {
 		return nil
 	})
 }
-
-// defaultConcurrency is the fixed fan-out limit of the baseline.
-func defaultConcurrency() int { return min(10, 2*runtime.NumCPU()) }
 
 // parallelNode is a compiled parallel step (and the fan-out of a router).
 type parallelNode struct {
@@ -237,6 +236,12 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	quotas := r.quota.split(len(selected))
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var first atomic.Int64 // 1 + the position of the branch whose failure cancelled the others
+	stopOthers := func(pos int, err error) {
+		if first.CompareAndSwap(0, int64(pos)+1) {
+			cancel(err)
+		}
+	}
 	for pos, b := range selected {
 		br := &runs[pos]
 		br.r = r
@@ -253,7 +258,9 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(wctx context.Context, pos int, admit error) error {
 		br := &runs[pos]
 		if admit != nil {
-			br.err = fmt.Errorf("caudal: step %q: %w", br.path, admit)
+			br.res.Path, br.res.RunID = br.path, r.runID
+			br.err = stepError(br.path, "", admit)
+			br.res.Feedback = br.err.Error()
 			return br.err
 		}
 		cctx := wctx
@@ -265,7 +272,10 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		switch {
 		case br.err == nil:
 		case errors.Is(br.err, ErrUsageLimitExceeded) || errors.Is(br.err, errCheckpoint):
-			cancel(br.err)
+			stopOthers(pos, br.err)
+		case n.merge.failure == Propagate && !errors.Is(br.err, ErrPaused):
+			// The step fails: what its other branches would do is wasted.
+			stopOthers(pos, br.err)
 		case n.merge.failure == Ignore && br.r.journal != nil && !isControlFlow(br.err) && !replayed && ctx.Err() == nil:
 			// The run goes on without the branch: a resumed run must not
 			// run it again.
@@ -276,6 +286,9 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		return br.err
 	}, func(pos int, err error) {
 		runs[pos].err = err
+		if n.merge.failure == Propagate {
+			stopOthers(pos, err)
+		}
 	})
 
 	res.Children = make([]StepResult, 0, len(runs))
@@ -301,12 +314,17 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		default:
 			failed++
 			if firstFail == nil {
-				firstFail = fmt.Errorf("caudal: step %q: branch %q: %w", p, n.names[selected[pos]], br.err)
+				firstFail = stepError(p, "branch "+strconv.Quote(n.names[selected[pos]]), br.err)
 			}
 		}
 	}
 	res.Output = output
 	res.Latency = r.rt.mono() - start
+	if f := int(first.Load()) - 1; f >= 0 && breach == nil && runs[f].err != nil && !isControlFlow(runs[f].err) {
+		// The failure that cancelled the other branches is the step's,
+		// not a cancellation it caused in a branch declared earlier.
+		firstFail = stepError(p, "branch "+strconv.Quote(n.names[selected[f]]), runs[f].err)
+	}
 	switch {
 	case breach != nil:
 		if ue, ok := errors.AsType[*UsageLimitError](breach); ok {
@@ -329,7 +347,10 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 // fanOut calls run(ctx, i, admit) for every i in [0, count) on up to limit
 // workers of the runtime, each branch or item admitted by the step's
 // limiter first (admit is its refusal, nil when admitted), and returns when
-// all calls have. A panic in run becomes a *PanicError passed to fail.
+// all calls have. Once ctx ends, the branches or items not yet started are
+// refused at once with its cause, so that a cancelled step returns without
+// starting (or forking state for) any more. A panic in run becomes a
+// *PanicError passed to fail.
 func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit, count int,
 	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
 ) {
@@ -343,6 +364,10 @@ func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *
 			i := int(next.Add(1)) - 1
 			if i >= count {
 				return
+			}
+			if wctx.Err() != nil {
+				_ = run(wctx, i, context.Cause(wctx))
+				continue
 			}
 			fanOne(wctx, r, lim, b, limit, i, run, fail)
 		}
@@ -386,7 +411,7 @@ func (n *parallelNode) mergeBranches(ctx context.Context, r *run, p string, pare
 		if _, err := guard2(ctx, p, branches, func(ctx context.Context, b []BranchState) (struct{}, error) {
 			return struct{}{}, n.merge.fn(ctx, parent, b)
 		}); err != nil {
-			return fmt.Errorf("caudal: step %q: merge func: %w", p, err)
+			return stepError(p, "merge func", err)
 		}
 		return nil
 	}
@@ -429,7 +454,7 @@ func (n *parallelNode) mergeBranches(ctx context.Context, r *run, p string, pare
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("caudal: step %q: merge: %w", p, err)
+		return stepError(p, "merge", err)
 	}
 	for k, v := range reduced {
 		parent.Set(k, v)
@@ -475,7 +500,7 @@ func (n *parallelNode) reduce(p string, parent *State, ok []statemerge.BranchWri
 		}
 		v, err := reducer(pv, pok, vals)
 		if err != nil {
-			return nil, fmt.Errorf("caudal: step %q: reducer for key %q: %w", p, key, err)
+			return nil, stepError(p, "reducer for key "+strconv.Quote(key), err)
 		}
 		out[key] = v
 	}

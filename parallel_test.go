@@ -132,7 +132,7 @@ func TestParallelFailurePolicy(t *testing.T) {
 		{
 			"propagate",
 			[]caudal.StepOption{caudal.Branch("ok", constant("OK")), caudal.Branch("bad", failing("bad")), caudal.WithMerge(caudal.ContextUpdate)},
-			`branch "bad"`, "map[ok:OK]", "map[]",
+			`"p/bad"`, "map[ok:OK]", "map[]",
 		},
 		{"ignore one failure", []caudal.StepOption{
 			caudal.Branch("ok", writer("ok", 0, "OK", map[string]any{"k": "v"})), caudal.Branch("bad", failing("bad")),
@@ -141,7 +141,7 @@ func TestParallelFailurePolicy(t *testing.T) {
 		{"ignore fails when all fail", []caudal.StepOption{
 			caudal.Branch("b1", failing("b1")), caudal.Branch("b2", failing("b2")),
 			caudal.WithOnBranchFailure(caudal.Ignore),
-		}, `branch "b1"`, "map[]", "map[]"},
+		}, `"p/b1"`, "map[]", "map[]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -375,7 +375,7 @@ func TestStreaming(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var chunks []any
-			onChunk := func(c any) error {
+			onChunk := func(_ string, c any) error {
 				chunks = append(chunks, c)
 				if len(chunks) == tt.stopAfter {
 					return errEnough

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -230,7 +229,9 @@ func TestSeamIsolationCalls(t *testing.T) {
 		{"loop: a failed iteration is not merged", caudal.Loop("loop", secondFails, caudal.WithMaxIterations(3)), "x", 2, 1, true},
 		{"sequential map: per item", caudal.Map("m", setKey("item", "item")), []any{1, 2, 3, 4}, 4, 4, false},
 		{"concurrent map: per item", caudal.Map("m", setKey("item", "item"), caudal.WithConcurrency(2)), []any{1, 2, 3, 4}, 4, 4, false},
-		{"retries: per attempt, writes of the successful one", caudal.AgentStep("r", &failN{n: 2, err: errFlaky}, caudal.WithRetries(3), caudal.WithBackoff(time.Millisecond, time.Millisecond)), "x", 3, 1, false},
+		// Attempts never fork: a failed attempt's writes are undone on the
+		// step's own state, whatever the retry count (issue 8).
+		{"retries: no fork per attempt", caudal.AgentStep("r", &failN{n: 2, err: errFlaky}, caudal.WithRetries(3), caudal.WithBackoff(time.Millisecond, time.Millisecond)), "x", 0, 0, false},
 		{"a step that does not retry runs on its parent's state", caudal.AgentStep("once", echoAgent{}), "x", 0, 0, false},
 	}
 	for _, tt := range tests {
@@ -426,9 +427,9 @@ func TestSeamLimiter(t *testing.T) {
 			nil, slices.Repeat([]string{"par cap=2"}, 3), 1,
 		},
 		{
-			"parallel: the default cap",
-			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b"))),
-			nil, slices.Repeat([]string{fmt.Sprintf("par cap=%d", min(10, 2*runtime.NumCPU()))}, 2), 0,
+			"parallel: the default cap is every branch",
+			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.Branch("c", ok("c"))),
+			nil, slices.Repeat([]string{"par cap=3"}, 3), 0,
 		},
 		{
 			"router: each chosen branch",
@@ -492,7 +493,7 @@ func TestSeamLimiterRefusal(t *testing.T) {
 		{
 			"parallel: the second branch refused",
 			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.Branch("c", ok("c")), caudal.WithConcurrency(1)),
-			nil, second, 2, `branch "b"`,
+			nil, second, 2, `"par/b"`,
 		},
 		{"concurrent map: every item refused", caudal.Map("m", ok("item"), caudal.WithConcurrency(2)), []any{1, 2, 3}, all, 0, "denied"},
 	}
@@ -717,8 +718,8 @@ func TestSeamGuardCircuitOpen(t *testing.T) {
 		wantOut    any
 		wantOpen   bool // the step's error matches ErrCircuitOpen
 	}{
-		{"no fallback", nil, engine.RetryAll{}, nil, true},
-		{"fallback", []caudal.StepOption{fallback}, engine.RetryAll{}, "F", false},
+		{"no fallback", nil, engine.Rules{}, nil, true},
+		{"fallback", []caudal.StepOption{fallback}, engine.Rules{}, "F", false},
 		{"no fallback, a classifier that retries everything", nil, &classifierSpy{verdict: engine.Verdict{Retry: true}}, nil, true},
 		{"fallback, a classifier that retries everything", []caudal.StepOption{fallback}, &classifierSpy{verdict: engine.Verdict{Retry: true}}, "F", false},
 	}

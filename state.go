@@ -50,8 +50,13 @@ func NewState(initial map[string]any) *State {
 }
 
 // Get returns the value at key as a T. It reports false when the key is
-// absent or holds a value of another type.
+// absent or holds a value of another type, or s is nil (an execution
+// without a state: [StateFrom] returns nil then).
 func Get[T any](s *State, key string) (T, bool) {
+	if s == nil || s.s == nil {
+		var zero T
+		return zero, false
+	}
 	v, ok := s.s.Get(key)
 	t, isT := v.(T)
 	return t, ok && isT
@@ -185,18 +190,6 @@ type stateKey struct{}
 // the execution has none ([WithState]).
 func StateFrom(ctx context.Context) *State {
 	s, _ := ctx.Value(stateKey{}).(*State)
-	return s
-}
-
-type feedbackKey struct{}
-
-// Feedback returns, inside an agent, processor or validator, the feedback
-// of the previous attempt's failed validation, or "" on a first attempt or
-// after a failure of another kind. The attempt's input carries it too: a
-// map[string]any input is copied with the text at key "feedback", a string
-// input gets it appended on a new line; the caller's value is never changed.
-func Feedback(ctx context.Context) string {
-	s, _ := ctx.Value(feedbackKey{}).(string)
 	return s
 }
 

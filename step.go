@@ -88,6 +88,9 @@ type stepDef struct {
 	validators  []Validator
 	fallback    *Step
 	estimate    Usage
+	// retryIf and maxRetryDuration narrow which failures are retried.
+	retryIf          func(error) bool
+	maxRetryDuration time.Duration
 
 	// Every kind.
 	updatesState bool

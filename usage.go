@@ -13,16 +13,30 @@ type Usage struct {
 	CostUSD          float64 `json:"cost_usd"`
 }
 
-// Tokens returns PromptTokens + CompletionTokens.
-func (u Usage) Tokens() int64 { return u.PromptTokens + u.CompletionTokens }
+// Tokens returns PromptTokens + CompletionTokens, saturating at
+// math.MaxInt64.
+func (u Usage) Tokens() int64 { return addTokens(u.PromptTokens, u.CompletionTokens) }
 
-// Add returns the sum of u and v.
+// Add returns the sum of u and v. Token counts saturate at math.MaxInt64
+// rather than wrap around, so a sum never falls back under a limit.
 func (u Usage) Add(v Usage) Usage {
 	return Usage{
-		PromptTokens:     u.PromptTokens + v.PromptTokens,
-		CompletionTokens: u.CompletionTokens + v.CompletionTokens,
+		PromptTokens:     addTokens(u.PromptTokens, v.PromptTokens),
+		CompletionTokens: addTokens(u.CompletionTokens, v.CompletionTokens),
 		CostUSD:          u.CostUSD + v.CostUSD,
 	}
+}
+
+// addTokens adds two token counts, saturating at the int64 bounds.
+func addTokens(a, b int64) int64 {
+	s := a + b
+	switch {
+	case a > 0 && b > 0 && s < 0:
+		return math.MaxInt64
+	case a < 0 && b < 0 && s >= 0:
+		return math.MinInt64
+	}
+	return s
 }
 
 func (u Usage) sub(v Usage) Usage {
@@ -37,7 +51,21 @@ func (u Usage) validate() error {
 	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) {
 		return fmt.Errorf("usage must be finite and non-negative, got %+v", u)
 	}
+	if u.PromptTokens > math.MaxInt64-u.CompletionTokens {
+		return fmt.Errorf("usage tokens overflow int64, got %+v", u)
+	}
 	return nil
+}
+
+// checkReported validates the usage an agent reported for step instance p:
+// a report that is not finite and non-negative, or whose tokens overflow,
+// is an error — a permanent one: asking again cannot mend a broken meter.
+func checkReported(p string, u Usage) error {
+	if u.PromptTokens >= 0 && u.CompletionTokens >= 0 && u.CostUSD >= 0 && u.CostUSD <= math.MaxFloat64 &&
+		u.PromptTokens <= math.MaxInt64-u.CompletionTokens {
+		return nil // the common case, without a call; NaN fails the comparisons
+	}
+	return Permanent(fmt.Errorf("caudal: step %q: agent reported invalid usage: %w", p, u.validate()))
 }
 
 // Limits caps what one run may spend. A zero field means no limit on that
@@ -82,34 +110,45 @@ func (l Limits) describeBreach(u Usage) string {
 
 // quota is the one place usage limits are enforced. Before an agent call the
 // step reserves its estimate ([WithUsageEstimate]); after it, the estimate
-// is replaced by the actual usage. It is safe for concurrent use: parallel
-// branches share their run's quota.
+// is replaced by the actual usage. It is safe for concurrent use.
+//
+// The quotas of one run form a tree: the run's at the root, and a share
+// for each parallel branch, split from what its parent had left at the
+// fork. Every reservation and every actual usage is booked at every level
+// from the share up to the root, under the run's one lock, and must fit
+// each: a share never spends past its own cap nor past the run's limits,
+// however many shares were split concurrently (the items of a concurrent
+// map that each fork a parallel step, say).
 type quota struct {
 	limits Limits
-	parent *quota // a parallel branch's share reports its usage up
+	parent *quota // nil for the run's quota
+	mu     *sync.Mutex
 	// Caps of a branch's share: the split of what remained at the fork.
 	capCost   float64
 	capTokens int64
 	capped    bool
 
-	mu       sync.Mutex // protects used and reserved
-	used     Usage
-	reserved Usage
+	used     Usage // protected by mu
+	reserved Usage // protected by mu
 }
 
-func newQuota(l Limits) *quota { return &quota{limits: l} }
+func newQuota(l Limits) *quota { return &quota{limits: l, mu: new(sync.Mutex)} }
 
-// reserve books est against the remaining budget. It reports false, with
-// the usage the booking would have reached, when the budget cannot cover it.
-func (q *quota) reserve(est Usage) (Usage, bool) {
+// reserve books est against the remaining budget of q and each of its
+// ancestors. It reports false, with the breached quota and the usage the
+// booking would have reached there, when one of them cannot cover it.
+func (q *quota) reserve(est Usage) (*quota, Usage, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	wouldBe := q.used.Add(q.reserved).Add(est)
-	if q.over(wouldBe) {
-		return wouldBe, false
+	for l := q; l != nil; l = l.parent {
+		if wouldBe := l.used.Add(l.reserved).Add(est); l.over(wouldBe) {
+			return l, wouldBe, false
+		}
 	}
-	q.reserved = q.reserved.Add(est)
-	return wouldBe, true
+	for l := q; l != nil; l = l.parent {
+		l.reserved = l.reserved.Add(est)
+	}
+	return q, Usage{}, true
 }
 
 // over reports whether u breaches q: the run's limits, or a branch's share.
@@ -123,30 +162,30 @@ func (q *quota) over(u Usage) bool {
 
 // split divides what remains of q evenly among n parallel branches: tokens
 // with the remainder to the first branches, cost in equal parts. Each share
-// reports its usage up to q. A nil quota splits into nil shares.
+// books its usage up to q and q's ancestors. A nil quota splits into nil
+// shares.
 func (q *quota) split(n int) []*quota {
 	shares := make([]*quota, n)
 	if q == nil || n == 0 {
 		return shares
 	}
 	q.mu.Lock()
-	used := q.used.Add(q.reserved)
-	cost, tokens := q.remaining(used)
+	cost, tokens := q.remaining(q.used.Add(q.reserved))
 	q.mu.Unlock()
 	for i := range shares {
 		t := tokens / int64(n)
 		if int64(i) < tokens%int64(n) {
 			t++
 		}
-		shares[i] = &quota{limits: q.limits, parent: q, capped: true, capCost: cost / float64(n), capTokens: t}
+		shares[i] = &quota{limits: q.limits, parent: q, mu: q.mu, capped: true, capCost: cost / float64(n), capTokens: t}
 	}
 	return shares
 }
 
-// breach returns the error of step p breaching q with usage used; the step
-// completes it with its result (run.finishBreach).
-func (q *quota) breach(p string, used Usage) *UsageLimitError {
-	return &UsageLimitError{Step: p, Limits: q.effectiveLimits(), Used: used}
+// breach returns the error of step p breaching quota at with usage used;
+// the step completes it with its result (run.finishBreach).
+func (q *quota) breach(p string, at *quota, used Usage) *UsageLimitError {
+	return &UsageLimitError{Step: p, Limits: at.effectiveLimits(), Used: used}
 }
 
 // effectiveLimits returns the limits q enforces: the run's, or a parallel
@@ -174,24 +213,23 @@ func (q *quota) remaining(used Usage) (float64, int64) {
 	return max(cost, 0), max(tokens, 0)
 }
 
-// reconcile releases the reservation est and records the actual usage. It
-// reports false, with the run's usage, when the actual usage breaches.
-func (q *quota) reconcile(est, actual Usage) (Usage, bool) {
-	if q.parent != nil {
-		q.parent.record(actual)
-	}
+// reconcile releases the reservation est and books the actual usage at q
+// and each of its ancestors. It reports false, with the first quota
+// breached (from q up) and its usage, when the actual usage breaches one.
+func (q *quota) reconcile(est, actual Usage) (*quota, Usage, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.reserved = q.reserved.sub(est)
-	q.used = q.used.Add(actual)
-	return q.used, !q.over(q.used)
-}
-
-// record adds usage spent by a branch's share to q and its ancestors.
-func (q *quota) record(u Usage) {
-	for ; q != nil; q = q.parent {
-		q.mu.Lock()
-		q.used = q.used.Add(u)
-		q.mu.Unlock()
+	var at *quota
+	var atUsed Usage
+	for l := q; l != nil; l = l.parent {
+		l.reserved = l.reserved.sub(est)
+		l.used = l.used.Add(actual)
+		if at == nil && l.over(l.used) {
+			at, atUsed = l, l.used
+		}
 	}
+	if at != nil {
+		return at, atUsed, false
+	}
+	return q, q.used, true
 }

@@ -273,16 +273,35 @@ type Classifier interface {
 // the baseline classifier does not retry.
 var ErrCircuitOpen error
 
-// RetryAll is the baseline [Classifier]: every error may succeed on
-// another attempt except a refusal by an open circuit.
-type RetryAll struct{}
+// Rules is the baseline [Classifier], the core's documented default:
+//
+//   - an error that matches ErrCircuitOpen is not retried (class
+//     "circuit_open");
+//   - an error with a method Permanent() bool that returns true, anywhere
+//     in its chain, is not retried (class "permanent");
+//   - an error with a method RetryAfter() time.Duration, anywhere in its
+//     chain, is retried after that delay (class "rate_limited");
+//   - every other error is retried (class "transient").
+type Rules struct{}
 
-// Classify returns Retry true unless err matches [ErrCircuitOpen].
-func (RetryAll) Classify(_ Site, err error) Verdict {
+// Classify implements [Classifier].
+func (Rules) Classify(_ Site, err error) Verdict {
 	if ErrCircuitOpen != nil && errors.Is(err, ErrCircuitOpen) {
 		return Verdict{Class: "circuit_open"}
 	}
-	return Verdict{Retry: true}
+	if p, ok := errors.AsType[interface {
+		error
+		Permanent() bool
+	}](err); ok && p.Permanent() {
+		return Verdict{Class: "permanent"}
+	}
+	if ra, ok := errors.AsType[interface {
+		error
+		RetryAfter() time.Duration
+	}](err); ok {
+		return Verdict{Retry: true, Delay: max(ra.RetryAfter(), 0), Class: "rate_limited"}
+	}
+	return Verdict{Retry: true, Class: "transient"}
 }
 
 // Strategy is the set of seams that may differ per step: a tuner switches

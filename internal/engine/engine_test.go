@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/caudal-go/caudal/internal/engine"
 )
@@ -81,13 +82,27 @@ func TestCanonicalKeyerTellsApart(t *testing.T) {
 	}
 }
 
-func TestRetryAll(t *testing.T) {
+type permanentErr struct{ error }
+
+func (permanentErr) Permanent() bool { return true }
+
+type retryAfterErr struct{ error }
+
+func (retryAfterErr) RetryAfter() time.Duration { return 3 * time.Second }
+
+func TestRules(t *testing.T) {
 	open := errors.New("circuit open")
 	engine.ErrCircuitOpen = open
 	t.Cleanup(func() { engine.ErrCircuitOpen = nil })
-	var c engine.RetryAll
-	if v := c.Classify(engine.Site{}, errors.New("flaky")); !v.Retry {
-		t.Errorf("Classify(flaky) = %+v; want Retry", v)
+	var c engine.Rules
+	if v := c.Classify(engine.Site{}, errors.New("flaky")); !v.Retry || v.Class != "transient" {
+		t.Errorf("Classify(flaky) = %+v; want Retry, class transient", v)
+	}
+	if v := c.Classify(engine.Site{}, fmt.Errorf("call: %w", permanentErr{errors.New("bad request")})); v.Retry || v.Class != "permanent" {
+		t.Errorf("Classify(permanent) = %+v; want no retry, class permanent", v)
+	}
+	if v := c.Classify(engine.Site{}, fmt.Errorf("call: %w", retryAfterErr{errors.New("429")})); !v.Retry || v.Delay != 3*time.Second || v.Class != "rate_limited" {
+		t.Errorf("Classify(retry after) = %+v; want Retry after 3s, class rate_limited", v)
 	}
 	if v := c.Classify(engine.Site{}, fmt.Errorf("call: %w", open)); v.Retry || v.Class != "circuit_open" {
 		t.Errorf("Classify(circuit open) = %+v; want no retry, class circuit_open", v)
