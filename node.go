@@ -132,7 +132,7 @@ type run struct {
 	strat  *engine.Strategy[StepResult]
 	slots  []engine.Slot[StepResult] // nil: no tuner
 	runID  string
-	quota  *quota // nil: no limits
+	quota  *quota     // nil: no limits
 	stream streamFunc // nil: no streaming
 
 	journal *journal // nil: nothing journals
