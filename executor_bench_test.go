@@ -3,6 +3,7 @@ package caudal_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -113,10 +114,15 @@ func BenchmarkExecute(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	in := any("input")
+	var runWith func(b *testing.B, ex *caudal.Executor, step caudal.Step, opts []caudal.Option, inputs ...any)
 	policies := []caudal.StepOption{
 		caudal.WithRetries(3), caudal.WithTimeout(time.Second), caudal.WithValidators(acceptAll),
 	}
 	run := func(b *testing.B, ex *caudal.Executor, step caudal.Step, inputs ...any) {
+		b.Helper()
+		runWith(b, ex, step, nil, inputs...)
+	}
+	runWith = func(b *testing.B, ex *caudal.Executor, step caudal.Step, opts []caudal.Option, inputs ...any) {
 		b.Helper()
 		if len(inputs) == 0 {
 			inputs = []any{in}
@@ -124,7 +130,7 @@ func BenchmarkExecute(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			res, err := ex.Execute(ctx, step, inputs[i%len(inputs)])
+			res, err := ex.Execute(ctx, step, inputs[i%len(inputs)], opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -161,6 +167,26 @@ func BenchmarkExecute(b *testing.B) {
 		step := mustBuild(b, caudal.Cached(caudal.AgentStep("cached", echoAgent{}), cache))
 		run(b, mustNew(b), step, map[string]any{"q": "a"}, map[string]any{"q": "b"})
 	})
+	// A step run on a state of n keys, each a small nested value: what
+	// keeping a failed attempt's writes out of the state costs when the
+	// first attempt succeeds (the undo log costs what the attempt reads
+	// and writes, never the state's size).
+	withState := func(b *testing.B, step caudal.Step, n int) {
+		seed := make(map[string]any, n)
+		for k := range n {
+			seed[fmt.Sprintf("key%04d", k)] = map[string]any{"n": k, "tags": []any{"a", "b"}}
+		}
+		st := caudal.NewState(seed)
+		runWith(b, mustNew(b), step, []caudal.Option{caudal.WithState(st)})
+	}
+	b.Run("bare+state=64", func(b *testing.B) {
+		withState(b, mustBuild(b, caudal.AgentStep("bare", echoAgent{})), 64)
+	})
+	for _, n := range []int{8, 64, 1024} {
+		b.Run(fmt.Sprintf("retries+state=%d", n), func(b *testing.B) {
+			withState(b, mustBuild(b, caudal.AgentStep("retried", echoAgent{}, caudal.WithRetries(3))), n)
+		})
+	}
 	b.Run("fallback", func(b *testing.B) {
 		failing := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errDown })
 		step := mustBuild(b, caudal.AgentStep("primary", failing,

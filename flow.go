@@ -324,6 +324,16 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 		// a choice nothing can act on.
 		return nil, stepError(p, "router", context.Cause(ctx))
 	}
+	if r.quota != nil {
+		// The picker is admitted as any agent call is: not once the budget
+		// is spent. It has no estimate: it reserves nothing.
+		if at, used, ok := r.quota.reserve(Usage{}); !ok {
+			ue := r.quota.breach(p, at, used)
+			res.Feedback = ue.Error()
+			r.finishBreach(ctx, ue, res)
+			return nil, ue
+		}
+	}
 	var reply Reply
 	var err error
 	if strat := r.strategy(&n.nodeBase); strat.Guard != nil {
