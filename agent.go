@@ -64,7 +64,7 @@ func (a funcAgent[I, O]) Run(ctx context.Context, in any) (Reply, error) {
 	v, ok := in.(I)
 	if !ok && in != nil {
 		if v, ok = fromJSONValue[I](in); !ok {
-			return Reply{}, &TypeError{Step: a.name, Want: reflect.TypeFor[I]().String(), Got: reflect.TypeOf(in).String()}
+			return Reply{}, &typeError{Step: a.name, Want: reflect.TypeFor[I]().String(), Got: reflect.TypeOf(in).String()}
 		}
 	}
 	out, err := a.fn(ctx, v)
@@ -97,7 +97,7 @@ func fromJSONValue[I any](in any) (I, bool) {
 // zero I; a decoded JSON value (a map[string]any, []any, float64, string or
 // bool, as inputs become after a [Snapshot] went through encoding/json) is
 // converted to I through its JSON form when it fits exactly; any other input
-// of another type fails the attempt with a [*TypeError] (matching
+// of another type fails the attempt with a [*typeError] (matching
 // [ErrTypeMismatch]). The types I and O are recorded so that
 // sequences of typed steps are checked by [Build].
 //

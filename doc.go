@@ -32,7 +32,14 @@
 //     never triggers it.
 //  3. Retry ([WithRetries], [WithBackoff]): up to 1+retries attempts, with
 //     an exponential, jittered, capped delay between them. Any error is
-//     retried except a pause, a budget breach and a cancelled context.
+//     retried except a [Permanent] one (a type mismatch, an invalid usage
+//     report), an open circuit ([ErrCircuitOpen]), a pause, a budget breach
+//     and a cancelled context; [WithRetryIf] narrows that,
+//     [WithMaxRetryDuration] bounds the time spent trying, and [RetryAfter]
+//     sets the next delay. [MetaRetryStopped] says why the attempts
+//     stopped; [Attempt] and [PreviousError] tell an attempt, or a
+//     fallback, what came before it. A failed attempt's state writes are
+//     rolled back, whatever the retry count.
 //  4. Usage ([WithLimits], [WithUsageEstimate]): before each agent call the
 //     estimate is reserved against the run's budget; after it, the actual
 //     usage replaces the estimate. A breach ends the step with
@@ -42,8 +49,15 @@
 //     honour its context.
 //  6. The attempt: prompt processors, the agent ([StreamAgent.Stream] under
 //     [WithStream], else [Agent.Run]), output processors, validators. A
-//     validator's rejection becomes the next attempt's [Feedback]. A panic
-//     anywhere becomes a [*PanicError].
+//     validator's rejection becomes the next attempt's [Feedback].
+//
+// A panic anywhere a step runs user code or a user's backend — agents,
+// processors, validators, mappers, conditions, key functions, caches,
+// sinks, merge functions, reducers, a state value's Clone, a MarshalJSON,
+// checkpointers, on any goroutine the executor starts — becomes a
+// [*PanicError] naming the step instance; sibling branches are cancelled
+// and waited for, and the executor stays usable. An error names its step
+// instance once: caudal: step "report/refine#3/critic": ….
 //
 // These are layers composed once, at [Build]; a step without a policy has
 // no layer for it.
@@ -53,10 +67,17 @@
 // A run may carry a [State] ([WithState]): a JSON-encodable value store the
 // steps share, read in agents with [StateFrom] and [Get]. A step marked
 // [UpdatesContext] merges its output into it. Parallel branches, loop
-// iterations, map items and the attempts of a retrying step each run on an
-// isolated deep copy ([Cloner] lets a type copy itself); successful ones are
-// merged back — parallel branches by [MergeStrategy], in declaration order,
-// never completion order.
+// iterations and map items each run on an isolated deep copy (a value with a
+// Clone method copies itself); successful ones are merged back — parallel branches
+// by [MergeStrategy], in declaration order, never completion order. An
+// attempt runs on its step's state, and a failed one's writes are undone
+// (in-place changes to values it read included): a step leaves the state
+// as its successful attempt made it, or as it found it.
+//
+// A [Parallel] or [Router] step runs all its branches at once (cap them
+// with [WithConcurrency]); a [Map] runs one item at a time unless given a
+// concurrency. A failed branch (under [Propagate]) or map item cancels the
+// others, and once the context ends no branch or item starts.
 //
 // A [HumanInput] step stops the run with a [*PausedError] whose [Snapshot]
 // records where the run stands; [WithResume] continues from there without
@@ -100,8 +121,11 @@
 //
 // Every attempt's usage is counted, failed ones included, and a fallback's
 // usage is added to its step's: money spent is money spent. A parallel step
-// splits what remains of the budget evenly across its branches; a breach in
-// one branch cancels its siblings.
+// splits what remains of the budget evenly across its branches, and every
+// share also books against the run's limits ([Limits] says by how much a
+// run can go past one); a breach in one branch cancels its siblings. An
+// agent's reported usage is checked: a cost that is not finite, a negative
+// count or an overflowing one fails the attempt.
 //
 // # Events
 //

@@ -188,22 +188,23 @@ func (e *UsageLimitError) instancePath() string { return e.Step }
 // Is reports whether target is [ErrUsageLimitExceeded].
 func (e *UsageLimitError) Is(target error) bool { return target == ErrUsageLimitExceeded }
 
-// TypeError reports an input whose dynamic type does not fit a typed step.
-type TypeError struct {
+// typeError reports an input whose dynamic type does not fit a typed step;
+// it matches [ErrTypeMismatch].
+type typeError struct {
 	Step string // name of the typed step
 	Want string // the type the step accepts
 	Got  string // the type it was given
 }
 
-func (e *TypeError) Error() string {
+func (e *typeError) Error() string {
 	return fmt.Sprintf("caudal: step %q: input of type %s, want %s", e.Step, e.Got, e.Want)
 }
 
 // Is reports whether target is [ErrTypeMismatch].
-func (e *TypeError) Is(target error) bool { return target == ErrTypeMismatch }
+func (e *typeError) Is(target error) bool { return target == ErrTypeMismatch }
 
 // Permanent reports true: another attempt on the same input cannot fit.
-func (e *TypeError) Permanent() bool { return true }
+func (e *typeError) Permanent() bool { return true }
 
 // timeoutError is the cause installed on an attempt's context by
 // [WithTimeout]. One is built per step at [Build], so a timeout allocates

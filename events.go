@@ -68,13 +68,6 @@ type Sink interface {
 	Record(ctx context.Context, e *Event)
 }
 
-// SinkFunc adapts a function to the [Sink] interface.
-type SinkFunc func(ctx context.Context, e *Event)
-
-// Record calls f(ctx, e).
-func (f SinkFunc) Record(ctx context.Context, e *Event) { f(ctx, e) }
-
-var _ Sink = SinkFunc(nil)
 
 // SlogSink returns a [Sink] that writes each event to l: failures and
 // breaches at Warn, finished steps at Info, the rest at Debug. Records the

@@ -208,7 +208,7 @@ func fzExecute(tb testing.TB, in any, opts ...caudal.Option) fzOutcome {
 		started []string
 		cp      snapRecords
 	)
-	sink := caudal.SinkFunc(func(_ context.Context, e *caudal.Event) {
+	sink := sinkFunc(func(_ context.Context, e *caudal.Event) {
 		if e.Kind == caudal.EventStepStarted {
 			mu.Lock()
 			started = append(started, e.Path)

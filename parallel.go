@@ -63,22 +63,19 @@ const (
 // MetaMergeConflicts lists the state keys sibling branches both wrote.
 const MetaMergeConflicts = "merge_conflicts"
 
-// Reducer combines the values parallel branches left at one state key: the
-// parent's value at the fork (parentOK false when absent) and each
-// successful branch's value, in declaration order (branches that removed the
-// key are left out).
-type Reducer func(parent any, parentOK bool, branches []any) (any, error)
-
 // The built-in reducers, for [WithReducer].
 var (
 	// ReduceAppend concatenates lists: the parent's, then what each branch
 	// appended to it.
-	ReduceAppend Reducer = statemerge.Append
+	ReduceAppend = statemerge.Append
 	// ReduceSum adds what each branch added to the parent's number.
-	ReduceSum Reducer = statemerge.Sum
+	ReduceSum = statemerge.Sum
 	// ReduceMax keeps the largest number.
-	ReduceMax Reducer = statemerge.Max
+	ReduceMax = statemerge.Max
 )
+
+// reducer is a [WithReducer] function.
+type reducer = func(parent any, parentOK bool, branches []any) (any, error)
 
 // BranchState is one branch of a [Parallel] step as a [WithMergeFunc]
 // function sees it: its result and its isolated state at the end.
@@ -105,7 +102,7 @@ func (e *MergeConflictError) instancePath() string { return e.Step }
 type mergeConfig struct {
 	strategy MergeStrategy
 	failure  FailurePolicy
-	reducers map[string]Reducer
+	reducers map[string]reducer
 	fn       func(ctx context.Context, parent *State, branches []BranchState) error
 }
 
@@ -141,14 +138,18 @@ func WithMerge(m MergeStrategy) StepOption {
 }
 
 // WithReducer merges the top-level state key with r instead of the
-// strategy; sibling writes to that key are then not conflicts.
-func WithReducer(key string, r Reducer) StepOption {
+// strategy; sibling writes to that key are then not conflicts. r gets the
+// parent's value at the fork (parentOK false when absent) and each
+// successful branch's value, in declaration order (branches that removed
+// the key are left out), and returns the merged value; an error or a panic
+// fails the step. See [ReduceAppend], [ReduceSum], [ReduceMax].
+func WithReducer(key string, r func(parent any, parentOK bool, branches []any) (any, error)) StepOption {
 	return kindsOption("WithReducer", parallelKinds, func(d *stepDef) error {
 		if r == nil {
 			return fmt.Errorf("nil reducer for key %q", key)
 		}
 		if d.merge.reducers == nil {
-			d.merge.reducers = make(map[string]Reducer)
+			d.merge.reducers = make(map[string]reducer)
 		}
 		d.merge.reducers[key] = r
 		return nil
@@ -469,7 +470,7 @@ func (n *parallelNode) reduce(p string, parent *State, ok []statemerge.BranchWri
 	}
 	out := make(map[string]any, len(n.merge.reducers))
 	for _, key := range slices.Sorted(maps.Keys(n.merge.reducers)) {
-		reducer := n.merge.reducers[key]
+		fn := n.merge.reducers[key]
 		pv, pok := parent.lookup(key)
 		var vals []any
 		for i := range ok {
@@ -498,7 +499,7 @@ func (n *parallelNode) reduce(p string, parent *State, ok []statemerge.BranchWri
 		if vals == nil {
 			continue
 		}
-		v, err := reducer(pv, pok, vals)
+		v, err := guard2(context.Background(), p, vals, func(_ context.Context, vals []any) (any, error) { return fn(pv, pok, vals) })
 		if err != nil {
 			return nil, stepError(p, "reducer for key "+strconv.Quote(key), err)
 		}

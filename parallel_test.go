@@ -160,7 +160,7 @@ func TestParallelFailurePolicy(t *testing.T) {
 func TestParallelReducers(t *testing.T) {
 	tests := []struct {
 		name string
-		give caudal.Reducer
+		give func(parent any, parentOK bool, branches []any) (any, error)
 		key  string
 		base any
 		vals []any

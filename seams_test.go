@@ -117,7 +117,7 @@ func testAllocatorEvents(t *testing.T) {
 	spy := newAllocSpy()
 	var events atomic.Int32
 	var notLent atomic.Int32
-	sink := caudal.SinkFunc(func(_ context.Context, e *caudal.Event) {
+	sink := sinkFunc(func(_ context.Context, e *caudal.Event) {
 		events.Add(1)
 		if !spy.isLent(e) {
 			notLent.Add(1)

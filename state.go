@@ -14,16 +14,6 @@ import (
 	"github.com/caudal-go/caudal/internal/state"
 )
 
-// Cloner is implemented by state values that copy themselves. When a state
-// is isolated for a parallel branch, a loop iteration or a retry, values are
-// deep-copied — a Cloner by its Clone method, immutable values (numbers,
-// strings, bools, times) not at all, other values by reflection (exported
-// struct fields deeply, unexported ones shallowly).
-type Cloner interface {
-	Clone() any
-}
-
-var _ deepcopy.Cloner = Cloner(nil)
 
 // State is the value store of one run — the study's "context": what steps
 // share besides their inputs and outputs. Keys are strings; values must
@@ -34,6 +24,13 @@ var _ deepcopy.Cloner = Cloner(nil)
 // on its own State, isolated from its parent's: nothing it does, nor any
 // change to a value it got from [Get], reaches the parent until it is
 // merged back.
+//
+// When a state is isolated for a parallel branch, a loop iteration or a map
+// item, its values are deep-copied: a value with a method Clone() any by
+// that method (a panic in it fails the step with a [*PanicError]),
+// immutable values (numbers, strings, bools, times) not at all, other
+// values by reflection (exported struct fields deeply, unexported ones
+// shallowly).
 //
 // A State is safe for concurrent use. The zero State is not valid: use
 // [NewState].

@@ -71,6 +71,18 @@ func checkReported(p string, u Usage) error {
 // Limits caps what one run may spend. A zero field means no limit on that
 // dimension; a negative one is an error from [New] or [Executor.Execute].
 // A limit is breached when usage goes strictly past it.
+//
+// How far a run can go past a limit: each agent call (a router's picker
+// included) reserves its estimate ([WithUsageEstimate]; none reserves
+// nothing) before it starts and is refused when the budget cannot cover
+// it; its actual usage replaces the estimate when it returns. A parallel
+// branch spends from its share of what remained at the fork, and every
+// share also books against the run's limits, however the branches and the
+// items of concurrent maps nest. So a run whose calls never spend more than
+// their estimates never goes past a limit; otherwise it goes past by at
+// most the sum, over the calls already running when the budget ran out, of
+// what each spent beyond its estimate. Once a breach is seen, no further
+// call starts and the run fails with a [*UsageLimitError].
 type Limits struct {
 	MaxCostUSD float64 `json:"max_cost_usd,omitempty"`
 	MaxTokens  int64   `json:"max_tokens,omitempty"`
