@@ -68,7 +68,6 @@ type Sink interface {
 	Record(ctx context.Context, e *Event)
 }
 
-
 // SlogSink returns a [Sink] that writes each event to l: failures and
 // breaches at Warn, finished steps at Info, the rest at Debug. Records the
 // logger's handler does not enable are skipped before any attribute is

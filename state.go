@@ -14,7 +14,6 @@ import (
 	"github.com/caudal-go/caudal/internal/state"
 )
 
-
 // State is the value store of one run — the study's "context": what steps
 // share besides their inputs and outputs. Keys are strings; values must
 // round-trip through encoding/json so the run can be checkpointed
