@@ -344,6 +344,17 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 	return err
 }
 
+// keyOf calls keyer; a panic in it (a value's MarshalJSON, say) is an
+// error, which makes the execution run uncached.
+func (c *cacheNode) keyOf(keyer engine.Keyer, p string, in any, values map[string]any) (key string, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = newPanicError(p, x)
+		}
+	}()
+	return keyer.Key(c.fingerprint, in, values)
+}
+
 // cacheKey computes the execution's key: the key func's, or the strategy's
 // keyer's over the fingerprint, the input and the selected state values.
 func (c *cacheNode) cacheKey(ctx context.Context, p string, strat *engine.Strategy[StepResult], in any) (key string, err error) {
@@ -356,7 +367,7 @@ func (c *cacheNode) cacheKey(ctx context.Context, p string, strat *engine.Strate
 				values = st.s.Values(c.stateKeys)
 			}
 		}
-		key, err = strat.Keyer.Key(c.fingerprint, in, values)
+		key, err = c.keyOf(strat.Keyer, p, in, values)
 	}
 	if err != nil {
 		return "", fmt.Errorf("cache key: %w", err)

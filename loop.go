@@ -309,7 +309,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 				cancel(err)
 			}
 		}
-		fanOut(ictx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(wctx context.Context, i int, admit error) error {
+		fanOut(ictx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(i int) string { return runs[i].path }, func(wctx context.Context, i int, admit error) error {
 			if admit != nil {
 				runs[i].res.Path, runs[i].res.RunID = runs[i].path, r.runID
 				runs[i].err = stepError(runs[i].path, "", admit)

@@ -256,7 +256,7 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			br.state = parent.fork(strat.Isolation)
 		}
 	}
-	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(wctx context.Context, pos int, admit error) error {
+	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(pos int) string { return runs[pos].path }, func(wctx context.Context, pos int, admit error) error {
 		br := &runs[pos]
 		if admit != nil {
 			br.res.Path, br.res.RunID = br.path, r.runID
@@ -352,7 +352,7 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 // refused at once with its cause, so that a cancelled step returns without
 // starting (or forking state for) any more. A panic in run becomes a
 // *PanicError passed to fail.
-func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit, count int,
+func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit, count int, path func(i int) string,
 	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
 ) {
 	lim := strat.Limiter
@@ -370,19 +370,19 @@ func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *
 				_ = run(wctx, i, context.Cause(wctx))
 				continue
 			}
-			fanOne(wctx, r, lim, b, limit, i, run, fail)
+			fanOne(wctx, r, lim, b, limit, i, path, run, fail)
 		}
 	}
 	r.rt.fork(ctx, min(limit, count), work)
 }
 
 // fanOne runs one branch or item of fanOut.
-func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit, i int,
+func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit, i int, path func(i int) string,
 	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
 ) {
 	defer func() {
 		if v := recover(); v != nil {
-			fail(i, newPanicError(b.path, v))
+			fail(i, newPanicError(path(i), v))
 		}
 	}()
 	if lim == nil {

@@ -202,7 +202,7 @@ func TestRouterPickerNotRunOnCancelledContext(t *testing.T) {
 	}{
 		{"root", router(), nil},
 		{"in a sequence", caudal.Seq("s", router()), nil},
-		{"with a sink", router(), []caudal.Option{caudal.WithSink(caudal.SinkFunc(func(context.Context, *caudal.Event) {}))}},
+		{"with a sink", router(), []caudal.Option{caudal.WithSink(sinkFunc(func(context.Context, *caudal.Event) {}))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,7 +272,7 @@ func TestAgentNotRunOnCancelledContext(t *testing.T) {
 		{"retries", agent("a", caudal.WithRetries(2), caudal.WithBackoff(0, 0)), "x", nil},
 		{"processors", agent("a", caudal.WithPromptProcessors(proc), caudal.WithOutputProcessors(proc)), "x", nil},
 		{"timeout", agent("a", caudal.WithTimeout(time.Second)), "x", nil},
-		{"sink", agent("a"), "x", []caudal.Option{caudal.WithSink(caudal.SinkFunc(func(context.Context, *caudal.Event) {}))}},
+		{"sink", agent("a"), "x", []caudal.Option{caudal.WithSink(sinkFunc(func(context.Context, *caudal.Event) {}))}},
 		{"limits", agent("a", caudal.WithUsageEstimate(caudal.Usage{PromptTokens: 1})), "x", []caudal.Option{caudal.WithLimits(caudal.Limits{MaxTokens: 100})}},
 		{"sequence", caudal.Seq("s", agent("a"), agent("b")), "x", nil},
 		{"parallel", caudal.Parallel("p", caudal.Branch("a", agent("a")), caudal.Branch("b", agent("b"))), "x", nil},
