@@ -104,3 +104,72 @@ func BenchmarkDiffDeep(b *testing.B) {
 		})
 	}
 }
+
+// TestCyclicValues runs the functions of this package that look inside
+// values (Diff, Conflicts, the reducers) on values that contain
+// themselves: each must return, with a deadline so that a loop fails
+// rather than hangs. They compare with reflect.DeepEqual, which notices
+// cycles, and recurse only through maps Diff tracks: they returned
+// already; the test verifies, as the issue asked, and guards that.
+func TestCyclicValues(t *testing.T) {
+	list := func() []any { l := []any{1.0, nil}; l[1] = l; return l }
+	self := func() map[string]any { m := map[string]any{"x": 1.0}; m["self"] = m; return m }
+	tests := []struct {
+		name string
+		run  func() error
+	}{
+		{"Diff", func() error {
+			got := Diff(map[string]any{"m": self(), "l": list()}, map[string]any{"m": self(), "l": list()})
+			if len(got) != 0 {
+				return fmt.Errorf("Diff(equal cyclic values) = %v; want none", got)
+			}
+			return nil
+		}},
+		{"Conflicts", func() error {
+			got := Conflicts([]BranchWrites{
+				{Branch: "a", Writes: []Write{{Path: []string{"k"}, Value: list()}}},
+				{Branch: "b", Writes: []Write{{Path: []string{"k"}, Value: list()}}},
+				{Branch: "c", Writes: []Write{{Path: []string{"m"}, Value: self()}}},
+				{Branch: "d", Writes: []Write{{Path: []string{"m"}, Value: self()}}},
+			})
+			if len(got) != 0 {
+				return fmt.Errorf("Conflicts(equal cyclic values) = %v; want none", got)
+			}
+			return nil
+		}},
+		{"Append", func() error {
+			parent := list()
+			got, err := Append(parent, true, []any{append(list(), "new"), list()})
+			if err != nil || len(got.([]any)) != 3 {
+				return fmt.Errorf("Append(cyclic lists) = %v, %v; want the parent and one new element", got, err)
+			}
+			return nil
+		}},
+		{"Sum", func() error {
+			if _, err := Sum(self(), true, []any{self()}); err == nil {
+				return fmt.Errorf("Sum(cyclic maps) = nil error; want one (not numbers)")
+			}
+			return nil
+		}},
+		{"Max", func() error {
+			if _, err := Max(list(), true, nil); err == nil {
+				return fmt.Errorf("Max(cyclic list) = nil error; want one (not a number)")
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { done <- tt.run() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Error(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s on cyclic values did not return within 10s", tt.name)
+			}
+		})
+	}
+}

@@ -30,6 +30,8 @@ type Write struct {
 // absent in after is a Deleted write; a key present with a nil value is not
 // absent. A map that contains itself (directly or deeper) is compared whole
 // where the cycle closes, so cyclic state does not make Diff loop forever.
+// The cost is linear in the size of the maps Diff descends into, however
+// deep they nest (BenchmarkDiffDeep).
 //
 // before and after are not modified. Every Write has a Path of its own;
 // Values are those of after (not copied), so the writes share memory with
