@@ -21,7 +21,9 @@ import (
 //     a store hands out can change what another store sees.
 //
 // A store may also log every change it makes ([Store.StartLog]), including
-// in-place changes to values it handed out, for a run's journal.
+// in-place changes to values it handed out, for a run's journal, and undo
+// every change made since a savepoint ([Store.Savepoint]), for a failed
+// attempt.
 //
 // A caller may change a mutable value [Store.Get] or [Store.Entries] handed
 // out in place until the store is next forked or its log read
@@ -30,11 +32,15 @@ import (
 // or no longer watched, and must only be read. The values a store is given
 // (by [New], [Store.Set], [Store.Apply], [Store.Merge], [Store.Replace])
 // belong to it from then on, and one mutable value must not be stored at two
-// keys: a fork or the log may then treat them as two values.
+// keys: a fork or the log may then treat them as two values. A change in
+// place is undone by a rollback only if the value was handed out after the
+// savepoint started ([Store.Savepoint]).
 //
-// A Store is safe for concurrent use. The zero Store is not valid: use
-// [New]. BenchmarkFork and BenchmarkLoopIteration measure a fork, and a
-// loop iteration's fork and merge, against a deep copy's.
+// A Store is safe for concurrent use, and releases its lock when user code
+// it runs panics (a value's Clone, View's callback). The zero Store is not
+// valid: use [New]. BenchmarkFork and BenchmarkLoopIteration measure a
+// fork, and a loop iteration's fork and merge, against a deep copy's;
+// BenchmarkSavepoint measures an attempt's savepoint and rollback.
 type Store struct {
 	mu    sync.RWMutex        // protects every field below
 	top   map[string]any      // the store's own layer
@@ -52,10 +58,17 @@ type Store struct {
 	// flush, the value the log gives it: its value when handed out, with
 	// the writes logged since applied. A flush logs the diff from it to
 	// the value now, that is, what changed in place.
-	logging   bool
-	logStarts int // StartLog calls not yet undone by StopLog
+	logging bool
+	// logStarts counts the StartLog calls not yet undone by StopLog (an
+	// int32, next to logging, keeps a Store, which Fork allocates, the size
+	// it was before sp).
+	logStarts int32
 	log       []statemerge.Write
 	before    map[string]before
+
+	// sp holds the active savepoints ([Store.Savepoint]); nil when none is
+	// active: the store then neither copies nor records anything for them.
+	sp *savepoints
 }
 
 // before is a noted value as the log gives it.
@@ -116,7 +129,7 @@ func New(m map[string]any) *Store {
 // [Store] for how long).
 func (s *Store) Get(key string) (any, bool) {
 	s.mu.RLock()
-	if s.below == nil && !s.logging { // the common case: nothing to copy or note
+	if s.below == nil && !s.logging && s.sp == nil { // the common case: nothing to copy or note
 		v, ok := s.top[key]
 		s.mu.RUnlock()
 		return v, ok
@@ -132,14 +145,15 @@ func (s *Store) Get(key string) (any, bool) {
 }
 
 // peek returns the value at key, and done, when handing it out needs
-// neither a copy nor a note: the value is immutable, or s's own and s does
-// not log. s.mu is held.
+// neither a copy nor a note: the value is immutable, or s's own, s does
+// not log, and the active savepoint, if any, saved it already. s.mu is
+// held.
 func (s *Store) peek(key string) (v any, ok, done bool) {
 	v, ok = s.lookup(key)
 	if !ok || deepcopy.Immutable(v) {
 		return v, ok, true
 	}
-	if s.logging {
+	if s.logging || (s.sp != nil && !s.sp.savedNow(key)) {
 		return nil, false, false
 	}
 	_, own := s.top[key]
@@ -148,11 +162,17 @@ func (s *Store) peek(key string) (v any, ok, done bool) {
 
 // handOut returns the value at key for a caller who may change it in place:
 // an overlay copies it from a shared layer, a logging store notes its value
-// so that a later flush sees what changed. s.mu is held for writing.
+// so that a later flush sees what changed, an active savepoint saves it.
+// s.mu is held for writing.
 func (s *Store) handOut(key string) (any, bool) {
 	if v, ok := s.top[key]; ok {
-		if s.logging && !deepcopy.Immutable(v) {
-			s.noteBefore(key, v, true)
+		if !deepcopy.Immutable(v) {
+			if s.logging {
+				s.noteBefore(key, v, true)
+			}
+			if s.sp != nil {
+				s.save(key, true)
+			}
 		}
 		return v, true
 	}
@@ -168,6 +188,9 @@ func (s *Store) handOut(key string) (any, bool) {
 	}
 	if s.logging {
 		s.noteBefore(key, v, false) // a frozen value cannot change: no copy needed
+	}
+	if s.sp != nil {
+		s.save(key, true) // nor here
 	}
 	c := deepcopy.Copy(v)
 	s.top[key] = c
@@ -247,6 +270,9 @@ func (s *Store) touch(key string) {
 func (s *Store) Set(key string, v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sp != nil {
+		s.save(key, false)
+	}
 	s.set(key, v)
 	if s.logging {
 		s.record(statemerge.Write{Path: []string{key}, Value: v})
@@ -265,6 +291,9 @@ func (s *Store) set(key string, v any) {
 func (s *Store) Delete(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sp != nil {
+		s.save(key, false)
+	}
 	s.remove(key)
 	if s.logging {
 		s.record(statemerge.Write{Path: []string{key}, Deleted: true})
@@ -362,6 +391,13 @@ func (s *Store) Replace(m map[string]any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.logging {
+		s.flush()
+		s.log = append(s.log, replaceWrites(s.viewLocked(), m)...)
+	}
+	if s.sp != nil {
+		s.sp.undo = append(s.sp.undo, undoEntry{replaced: &replaced{top: s.top, gone: s.gone, below: s.below, touched: maps.Clone(s.touched)}})
+	}
 	if s.origin != nil {
 		was := make(map[string]any)
 		s.origin.view(was)
@@ -372,19 +408,24 @@ func (s *Store) Replace(m map[string]any) {
 			s.touch(k)
 		}
 	}
-	if s.logging {
-		s.flush()
-		old := s.viewLocked()
-		for _, k := range slices.Sorted(maps.Keys(old)) {
-			if _, kept := m[k]; !kept {
-				s.log = append(s.log, statemerge.Write{Path: []string{k}, Deleted: true})
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			s.log = append(s.log, statemerge.Write{Path: []string{k}, Value: deepcopy.Copy(m[k])})
+	s.top, s.gone, s.below = m, nil, nil
+}
+
+// replaceWrites returns the writes that turn old into m, key by key: every
+// key of old that m lacks is deleted, every key of m is set, to a copy.
+// Every copy is made before it returns, so a Clone that panics leaves the
+// log as it was.
+func replaceWrites(old, m map[string]any) []statemerge.Write {
+	var ws []statemerge.Write
+	for _, k := range slices.Sorted(maps.Keys(old)) {
+		if _, kept := m[k]; !kept {
+			ws = append(ws, statemerge.Write{Path: []string{k}, Deleted: true})
 		}
 	}
-	s.top, s.gone, s.below = m, nil, nil
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		ws = append(ws, statemerge.Write{Path: []string{k}, Value: deepcopy.Copy(m[k])})
+	}
+	return ws
 }
 
 // Fork returns an overlay of s in O(1): a store that starts with s's
@@ -441,7 +482,9 @@ func merged(lower, upper *layer) *layer {
 // out, diffed against their values at the fork), sorted by path; nil for a
 // store that was not forked. It is what a full diff of the two contents
 // would return, at the cost of the keys s touched. The writes share their
-// values with s. Call it once s is no longer written.
+// values with s. Call it once s is no longer written. A key that a
+// rolled-back savepoint changed counts as touched only if it was at the
+// savepoint ([Store.Rollback]).
 func (s *Store) Written() []statemerge.Write {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -481,6 +524,11 @@ func (s *Store) Apply(writes []statemerge.Write) error {
 
 // apply applies checked writes. s.mu is held.
 func (s *Store) apply(writes []statemerge.Write) {
+	if s.sp != nil {
+		for _, w := range writes {
+			s.save(w.Path[0], len(w.Path) > 1) // a nested write changes the value in place
+		}
+	}
 	if s.below == nil && s.origin == nil {
 		statemerge.Apply(s.top, writes)
 	} else {
@@ -522,8 +570,13 @@ func (s *Store) handOutQuiet(key string) (any, bool) {
 }
 
 // Merge deep-merges m into the store: nested maps are merged key by key,
-// other values replaced. m's values are stored as they are.
-func (s *Store) Merge(m map[string]any) {
+// other values replaced. m's values are stored as they are. When m, or a
+// map[string]any or []any in it at any depth, contains itself, Merge
+// returns an error wrapping [ErrCycle] naming where, and changes nothing.
+func (s *Store) Merge(m map[string]any) error {
+	if err := checkAcyclic(m); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var writes []statemerge.Write
@@ -532,6 +585,7 @@ func (s *Store) Merge(m map[string]any) {
 		writes = mergeWrites(writes, []string{k}, cur, m[k])
 	}
 	s.apply(writes)
+	return nil
 }
 
 // mergeWrites appends the leaf writes that deep-merge src into dst, both
@@ -597,11 +651,12 @@ func (s *Store) flush() {
 			now[k] = v
 		}
 	}
-	s.before = nil
-	for _, w := range statemerge.Diff(was, now) {
-		w.Value = deepcopy.Copy(w.Value)
-		s.log = append(s.log, w)
+	ws := statemerge.Diff(was, now)
+	for i := range ws {
+		ws[i].Value = deepcopy.Copy(ws[i].Value) // before any change: a Clone may panic
 	}
+	s.log = append(s.log, ws...)
+	s.before = nil
 }
 
 // StopLog undoes one [Store.StartLog]: once every StartLog is undone, the

@@ -69,3 +69,42 @@ func BenchmarkLoopIteration(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSavepoint measures an attempt's savepoint and rollback: with
+// no writes, two writes, or a value read and changed in place, on stores of
+// 16 and 1024 keys. The cost is that of what the attempt reads and writes,
+// not of the store's size.
+func BenchmarkSavepoint(b *testing.B) {
+	attempts := []struct {
+		name string
+		do   func(s *state.Store)
+	}{
+		{"writes=0", func(*state.Store) {}},
+		{"writes=2", func(s *state.Store) { s.Set("k1", 1.0); s.Set("new", 2.0) }},
+		{"getchange=1", func(s *state.Store) {
+			v, _ := s.Get("k1")
+			v.(map[string]any)["n"] = -1.0
+		}},
+	}
+	for _, kind := range []struct {
+		name string
+		new  func(m map[string]any) *state.Store
+	}{
+		{"flat", state.New},
+		{"overlay", func(m map[string]any) *state.Store { return state.New(m).Fork() }},
+	} {
+		for _, a := range attempts {
+			for _, n := range []int{16, 1024} {
+				b.Run(fmt.Sprintf("store=%s/%s/keys=%d", kind.name, a.name, n), func(b *testing.B) {
+					s := kind.new(numbered(n))
+					b.ReportAllocs()
+					for b.Loop() {
+						mark := s.Savepoint()
+						a.do(s)
+						s.Rollback(mark)
+					}
+				})
+			}
+		}
+	}
+}

@@ -151,13 +151,12 @@ func TestStoreOperations(t *testing.T) {
 		{
 			name: "merge",
 			give: func(s *state.Store) error {
-				s.Merge(map[string]any{
+				return s.Merge(map[string]any{
 					"m": map[string]any{"y": map[string]any{"w": 1.0}, "x": []any{}},
 					"a": map[string]any{"k": 1.0},
 					"s": map[string]any{},
 					"c": map[string]any{},
 				})
-				return nil
 			},
 			want: with(with(with(with(sample(),
 				"m", map[string]any{"x": []any{}, "y": map[string]any{"z": true, "w": 1.0}}),
@@ -167,12 +166,12 @@ func TestStoreOperations(t *testing.T) {
 		},
 		{
 			name: "merge empty map into map changes nothing",
-			give: func(s *state.Store) error { s.Merge(map[string]any{"m": map[string]any{}}); return nil },
+			give: func(s *state.Store) error { return s.Merge(map[string]any{"m": map[string]any{}}) },
 			want: sample(),
 		},
 		{
 			name: "merge nil",
-			give: func(s *state.Store) error { s.Merge(nil); return nil },
+			give: func(s *state.Store) error { return s.Merge(nil) },
 			want: sample(),
 		},
 	}
@@ -228,6 +227,13 @@ func checkContents(t *testing.T, s *state.Store, want map[string]any) {
 }
 
 func with(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
+
+func mustMerge(t *testing.T, s *state.Store, m map[string]any) {
+	t.Helper()
+	if err := s.Merge(m); err != nil {
+		t.Fatalf("Merge(%v): %v", m, err)
+	}
+}
 
 func without(m map[string]any, k string) map[string]any { delete(m, k); return m }
 
@@ -505,7 +511,7 @@ func TestLogNestedWriteThenUndo(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "merge", write: func(s *state.Store) { s.Merge(map[string]any{"m": map[string]any{"x": 5.0}}) }},
+		{name: "merge", write: func(s *state.Store) { mustMerge(t, s, map[string]any{"m": map[string]any{"x": 5.0}}) }},
 		{name: "apply delete", write: func(s *state.Store) {
 			if err := s.Apply([]statemerge.Write{{Path: []string{"m", "x"}, Deleted: true}}); err != nil {
 				t.Fatal(err)
@@ -558,8 +564,8 @@ func TestLogValueChangedThenDetached(t *testing.T) {
 			}
 		}},
 		{name: "merge after get", get: true, write: func(s *state.Store) {
-			s.Merge(map[string]any{"m": map[string]any{"y": []any{}}})
-			s.Merge(map[string]any{"m": map[string]any{"y": map[string]any{}}})
+			mustMerge(t, s, map[string]any{"m": map[string]any{"y": []any{}}})
+			mustMerge(t, s, map[string]any{"m": map[string]any{"y": map[string]any{}}})
 		}},
 		{name: "set", write: func(s *state.Store) { s.Set("m", map[string]any{"y": map[string]any{}}) }},
 	}
@@ -615,7 +621,7 @@ func TestLogOperations(t *testing.T) {
 			if err := s.Apply([]statemerge.Write{{Path: []string{"n", "o"}, Value: 1.0}}); err != nil {
 				t.Fatal(err)
 			}
-			s.Merge(map[string]any{"m": map[string]any{"x": 3.0}})
+			mustMerge(t, s, map[string]any{"m": map[string]any{"x": 3.0}})
 			mid := s.Copy()
 			checkReplay(t, s, start, s.LogSince(mark))
 			logged := copyWrites(s.LogSince(0))
@@ -886,6 +892,10 @@ type replica struct {
 	held []held
 
 	overLog, flatLog *logCheck // nil when the world does not log
+
+	// saves are the model's contents at each active savepoint of over and
+	// flat, outermost first.
+	saves []map[string]any
 }
 
 type held struct{ over, flat, model any }
@@ -914,6 +924,7 @@ type world struct {
 	replicas []*replica
 	logging  bool
 	noMarks  bool     // the log is read only at the end
+	saving   bool     // the operations include savepoints
 	trace    []string // the operations so far, for failure messages
 }
 
@@ -1125,7 +1136,11 @@ func (w *world) run(n int) {
 
 func (w *world) op(x *replica, id int) {
 	r := w.r
-	switch r.IntN(16) {
+	n := 16
+	if w.saving {
+		n = 20
+	}
+	switch r.IntN(n) {
 	case 0, 1, 2:
 		k, v := randKey(r), randValue(r, 2)
 		w.logf("#%d Set(%q, %v)", id, k, v)
@@ -1163,8 +1178,12 @@ func (w *world) op(x *replica, id int) {
 	case 10:
 		m := randMap(r, 2)
 		w.logf("#%d Merge(%v)", id, m)
-		x.over.Merge(m)
-		x.flat.Merge(deepcopy.CopyMap(m))
+		if err := x.over.Merge(m); err != nil {
+			w.fatalf("Merge: %v", err)
+		}
+		if err := x.flat.Merge(deepcopy.CopyMap(m)); err != nil {
+			w.fatalf("Merge: %v", err)
+		}
 		mergeModel(x.model, deepcopy.CopyMap(m))
 	case 11:
 		w.logf("#%d Entries and hold", id)
@@ -1196,7 +1215,49 @@ func (w *world) op(x *replica, id int) {
 		}
 		w.logf("#%d mark the log", id)
 		w.checkLog(x)
+	case 16, 17:
+		w.savepoint(x, id)
+	case 18:
+		w.endSavepoint(x, id, true)
+	case 19:
+		w.endSavepoint(x, id, false)
 	}
+}
+
+// savepoint starts a savepoint in x's stores.
+func (w *world) savepoint(x *replica, id int) {
+	if len(x.saves) >= 4 {
+		return
+	}
+	mo, mf := x.over.Savepoint(), x.flat.Savepoint()
+	w.logf("#%d Savepoint() = %d", id, mo)
+	if mo != len(x.saves) || mf != len(x.saves) {
+		w.fatalf("Savepoint() = %d (flat: %d); want %d", mo, mf, len(x.saves))
+	}
+	x.saves = append(x.saves, deepcopy.CopyMap(x.model))
+	x.held = nil // values handed out before a savepoint must not change while it is active
+}
+
+// endSavepoint rolls back or releases a random active savepoint of x's
+// stores.
+func (w *world) endSavepoint(x *replica, id int, rollback bool) {
+	if len(x.saves) == 0 {
+		return
+	}
+	mark := w.r.IntN(len(x.saves))
+	if rollback {
+		w.logf("#%d Rollback(%d)", id, mark)
+		x.over.Rollback(mark)
+		x.flat.Rollback(mark)
+		// The values handed out since are no longer the stores': they stay
+		// held, and changing them must change nothing.
+		x.model = x.saves[mark]
+	} else {
+		w.logf("#%d Release(%d)", id, mark)
+		x.over.Release(mark)
+		x.flat.Release(mark)
+	}
+	x.saves = x.saves[:mark]
 }
 
 // get reads k from x's store and references and checks they agree.
@@ -1315,6 +1376,28 @@ func TestLogReplays(t *testing.T) {
 	t.Parallel()
 	forSeeds(t, 1_000_000, 120, func(seed uint64) {
 		newWorld(t, seed, true).run(200)
+	})
+}
+
+// TestSavepointsMatchReference adds savepoints, rolled back or released,
+// nested or not, to the operations of TestOverlayMatchesReference.
+func TestSavepointsMatchReference(t *testing.T) {
+	t.Parallel()
+	forSeeds(t, 3_000_000, 160, func(seed uint64) {
+		w := newWorld(t, seed, false)
+		w.saving = true
+		w.run(200)
+	})
+}
+
+// TestSavepointsLogReplays adds savepoints to the operations of
+// TestLogReplays: a rollback's restoring writes must be logged.
+func TestSavepointsLogReplays(t *testing.T) {
+	t.Parallel()
+	forSeeds(t, 4_000_000, 120, func(seed uint64) {
+		w := newWorld(t, seed, true)
+		w.saving = true
+		w.run(200)
 	})
 }
 

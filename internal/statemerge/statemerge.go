@@ -3,6 +3,7 @@ package statemerge
 import (
 	"reflect"
 	"slices"
+	"unsafe"
 )
 
 // Write is one change a branch made relative to the fork: the value at Path
@@ -29,6 +30,8 @@ type Write struct {
 // absent in after is a Deleted write; a key present with a nil value is not
 // absent. A map that contains itself (directly or deeper) is compared whole
 // where the cycle closes, so cyclic state does not make Diff loop forever.
+// The cost is linear in the size of the maps Diff descends into, however
+// deep they nest (BenchmarkDiffDeep).
 //
 // before and after are not modified. Every Write has a Path of its own;
 // Values are those of after (not copied), so the writes share memory with
@@ -45,15 +48,15 @@ type differ struct {
 	writes []Write
 	// path is the key sequence of the maps being compared.
 	path []string
-	// ancestors are the before and after maps on the current path, to
-	// notice cycles.
-	beforeAncestors, afterAncestors []map[string]any
+	// before and after are the maps on the current path, to notice
+	// cycles.
+	before, after pathSet
 }
 
 // maps appends the writes that turn before into after, both found at d.path.
 func (d *differ) maps(before, after map[string]any) {
-	d.beforeAncestors = append(d.beforeAncestors, before)
-	d.afterAncestors = append(d.afterAncestors, after)
+	d.before.push(before)
+	d.after.push(after)
 
 	keys := make([]string, 0, len(before)+len(after))
 	for k := range before {
@@ -80,7 +83,7 @@ func (d *differ) maps(before, after map[string]any) {
 		default:
 			bm, bok := b.(map[string]any)
 			am, aok := a.(map[string]any)
-			if bok && aok && bm != nil && am != nil && !d.onPath(bm, am) {
+			if bok && aok && bm != nil && am != nil && !d.before.has(bm) && !d.after.has(am) {
 				d.maps(bm, am)
 			} else if !reflect.DeepEqual(b, a) {
 				d.emit(Write{Value: a})
@@ -89,26 +92,66 @@ func (d *differ) maps(before, after map[string]any) {
 		d.path = d.path[:len(d.path)-1]
 	}
 
-	d.beforeAncestors = d.beforeAncestors[:len(d.beforeAncestors)-1]
-	d.afterAncestors = d.afterAncestors[:len(d.afterAncestors)-1]
+	d.before.pop()
+	d.after.pop()
 }
 
-// onPath reports whether before or after is one of the maps being compared
-// already, that is, whether descending into them would follow a cycle.
-func (d *differ) onPath(before, after map[string]any) bool {
-	return slices.ContainsFunc(d.beforeAncestors, func(m map[string]any) bool { return sameMap(m, before) }) ||
-		slices.ContainsFunc(d.afterAncestors, func(m map[string]any) bool { return sameMap(m, after) })
+// pathSet is the maps on a path, which it tells in O(1) whether a map is
+// one of: a scan of the path at each level made Diff quadratic in depth
+// (BenchmarkDiffDeep).
+type pathSet struct {
+	stack []unsafe.Pointer // the maps, outermost first
+	// counts counts each map on the path (each is there once, as Diff does
+	// not descend into a map on its path; counting keeps that an
+	// assumption of nothing). It is made once the path is deeper than
+	// scanDepth: up to there a scan of stack is cheaper than a map.
+	counts map[unsafe.Pointer]int
+}
+
+const scanDepth = 16
+
+func mapPointer(m map[string]any) unsafe.Pointer { return reflect.ValueOf(m).UnsafePointer() }
+
+func (p *pathSet) push(m map[string]any) {
+	ptr := mapPointer(m)
+	p.stack = append(p.stack, ptr)
+	switch {
+	case p.counts != nil:
+		p.counts[ptr]++
+	case len(p.stack) > scanDepth:
+		p.counts = make(map[unsafe.Pointer]int, 2*len(p.stack))
+		for _, q := range p.stack {
+			p.counts[q]++
+		}
+	}
+}
+
+func (p *pathSet) pop() {
+	ptr := p.stack[len(p.stack)-1]
+	p.stack = p.stack[:len(p.stack)-1]
+	if p.counts == nil {
+		return
+	}
+	if n := p.counts[ptr] - 1; n > 0 {
+		p.counts[ptr] = n
+	} else {
+		delete(p.counts, ptr)
+	}
+}
+
+// has reports whether m is on the path.
+func (p *pathSet) has(m map[string]any) bool {
+	ptr := mapPointer(m)
+	if p.counts != nil {
+		return p.counts[ptr] > 0
+	}
+	return slices.Contains(p.stack, ptr)
 }
 
 // emit appends w at a copy of the current path.
 func (d *differ) emit(w Write) {
 	w.Path = slices.Clone(d.path)
 	d.writes = append(d.writes, w)
-}
-
-// sameMap reports whether a and b are the same map (not merely equal ones).
-func sameMap(a, b map[string]any) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // Apply applies writes to dst in order.
