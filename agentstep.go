@@ -306,25 +306,21 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		if r.quota == nil {
 			next = a.attempt.next // nothing to meter
 		}
-		var mark int
-		if st != nil {
-			mark = st.s.Savepoint()
-		}
+		actx, sc := beginScope(actx, st, strat.Isolation)
 		reply, err := next.call(actx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, p, in, feedback)
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || err == nil {
 			res.Output = reply.Output
 		}
 		if err == nil {
-			if st != nil {
-				st.s.Release(mark)
-			}
+			err = sc.end(true)
+		} else {
+			_ = sc.end(false)
+		}
+		if err == nil {
 			res.Success = true
 			res.Latency = r.rt.mono() - start
 			return nil, nil
-		}
-		if st != nil {
-			st.s.Rollback(mark)
 		}
 		lastErr = err
 		if isControlFlow(err) {
@@ -457,22 +453,17 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
-	st, mark := StateFrom(ctx), 0
-	if st != nil {
-		mark = st.s.Savepoint()
-	}
+	ctx, sc := beginScope(ctx, StateFrom(ctx), engine.DeepCopy{})
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 		end = c.mono()
 		res.Latency = end - start
-		if st != nil {
-			if err == nil {
-				st.s.Release(mark)
-			} else {
-				st.s.Rollback(mark) // a failed attempt leaves the state as it found it
-			}
+		if err == nil {
+			err = sc.end(true)
+		} else {
+			_ = sc.end(false) // a failed attempt leaves the state as it found it
 		}
 		if err != nil {
 			res.Success = false

@@ -41,9 +41,11 @@ var (
 	// ErrNoBranch matches a [Conditional] step whose key names no branch and
 	// that has no default branch.
 	ErrNoBranch = errors.New("caudal: no branch for key")
-	// ErrCircuitOpen matches an agent call refused because the agent's
-	// circuit breaker is open (the optimization layer's): it is never
-	// retried, so the step fails fast or goes straight to its fallback.
+	// ErrCircuitOpen matches an agent call refused because a circuit
+	// breaker is open: it is never retried, so the step fails fast or goes
+	// straight to its fallback. An agent that guards its backend with a
+	// breaker of its own returns it (wrapped) when that breaker refuses;
+	// an installed guard produces it too.
 	ErrCircuitOpen = errors.New("caudal: circuit open")
 	// ErrSnapshotMismatch matches a [WithResume] refused because the
 	// snapshot does not fit the pipeline: another pipeline's, a changed

@@ -118,9 +118,11 @@ func (ex *Executor) Close() error {
 // [*UsageLimitError] matching [ErrUsageLimitExceeded]; a pause gives a
 // [*PausedError] matching [ErrPaused]; a snapshot that does not fit the
 // pipeline ([WithResume]) matches [ErrSnapshotMismatch]; a [Checkpointer]'s
-// error fails the step whose record it refused. A panic in an agent,
-// processor, validator, mapper or checkpointer never escapes: it becomes a
-// [*PanicError].
+// error fails the step whose record it refused. A panic never escapes, on
+// any goroutine: in an agent, processor, validator, mapper, condition, key
+// function, sink, merge function, reducer, checkpointer, a state value's
+// Clone or a value's MarshalJSON it becomes a [*PanicError] naming the step
+// instance (in a cache backend or a cache key, a cache error).
 func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Option) (StepResult, error) {
 	g := step.g
 	if g == nil {
@@ -163,6 +165,8 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 // sequence of bare steps.
 func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
 	if st != nil {
+		st.users.Add(1)
+		defer st.users.Add(-1)
 		ctx = withState(ctx, st)
 	}
 	if a := g.bare; a != nil {
@@ -230,6 +234,10 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 		r.slots = ex.slots(g)
 	}
 	st := s.state
+	if st != nil {
+		st.users.Add(1)
+		defer st.users.Add(-1)
+	}
 	if snap := s.resume; snap != nil {
 		var err error
 		if r.replay, err = resumeRun(g, snap, s.resumeInput); err != nil {

@@ -530,3 +530,48 @@ func TestIssue8UsageAddSaturates(t *testing.T) {
 		t.Errorf("sum = %+v, tokens %d; want both saturated at MaxInt64", u, u.Tokens())
 	}
 }
+
+// Concurrent executions on one State: their attempts' undo logs would
+// interleave (and a savepoint ended out of order panics), so attempts fork
+// instead; failed attempts still leave nothing and successful ones land.
+func TestIssue8SharedStateConcurrentAttempts(t *testing.T) {
+	st := caudal.NewState(nil)
+	ex := mustNew(t)
+	const runs = 8
+	var wg sync.WaitGroup
+	errs := make([]error, runs)
+	for i := range runs {
+		wg.Go(func() {
+			var calls atomic.Int32
+			agent := caudal.AgentFunc(func(ctx context.Context, _ any) (caudal.Reply, error) {
+				c := calls.Add(1)
+				caudal.StateFrom(ctx).Set(fmt.Sprintf("run%d-attempt%d", i, c), true)
+				time.Sleep(50 * time.Microsecond)
+				if c < 3 {
+					return caudal.Reply{}, errFlaky8
+				}
+				return caudal.Reply{Output: c}, nil
+			})
+			step := mustBuild(t, caudal.AgentStep("a", agent, caudal.WithRetries(3), caudal.WithBackoff(0, 0)))
+			_, errs[i] = ex.Execute(t.Context(), step, "in", caudal.WithState(st))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+	var keys []string
+	for k := range st.All() {
+		keys = append(keys, k)
+	}
+	want := make([]string, runs)
+	for i := range runs {
+		want[i] = fmt.Sprintf("run%d-attempt3", i)
+	}
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Errorf("state keys %v; want each run's third attempt's only: %v", keys, want)
+	}
+}

@@ -265,7 +265,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	strat := r.strategy(&m.nodeBase)
 	runs := make([]branchRun, len(items))
 	sequential := m.concurrency == 1
-	firstFailed := -1
+	stoppedBy, stopCause := -1, error(nil) // the item whose failure stopped the others, and that failure
 	runItem := func(ctx context.Context, i int) error {
 		br := &runs[i]
 		ictx := ctx
@@ -325,7 +325,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 			stop(i, err)
 		})
 		if f := int(first.Load()) - 1; f >= 0 && ctx.Err() == nil {
-			firstFailed = f
+			stoppedBy, stopCause = f, context.Cause(ictx)
 		}
 	}
 
@@ -333,11 +333,6 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	res.Children = make([]StepResult, 0, len(items))
 	var firstErr error
 	var pause error
-	if firstFailed >= 0 {
-		// The failure that stopped the others, not a cancellation it
-		// caused in an earlier item.
-		firstErr = runs[firstFailed].err
-	}
 	for i := range runs {
 		br := &runs[i]
 		res.Children = append(res.Children, br.res)
@@ -349,7 +344,9 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 			if pause == nil {
 				pause = br.err
 			}
-		case firstErr == nil:
+		case firstErr == nil && (i == stoppedBy || stoppedBy < 0 || !errors.Is(br.err, stopCause)):
+			// The first failure in item order, not counting the
+			// cancellations the failure that stopped the others caused.
 			firstErr = br.err
 		}
 	}

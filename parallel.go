@@ -292,6 +292,10 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		}
 	})
 
+	stoppedBy, stopCause := -1, error(nil) // the branch whose failure stopped the others, and that failure
+	if f := int(first.Load()) - 1; f >= 0 && ctx.Err() == nil {
+		stoppedBy, stopCause = f, context.Cause(bctx)
+	}
 	res.Children = make([]StepResult, 0, len(runs))
 	output := make(map[string]any, len(runs))
 	var firstFail, breach, pause error
@@ -314,18 +318,15 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			}
 		default:
 			failed++
-			if firstFail == nil {
+			// The first failure in declaration order, not counting the
+			// cancellations the failure that stopped the others caused.
+			if firstFail == nil && (pos == stoppedBy || stoppedBy < 0 || !errors.Is(br.err, stopCause)) {
 				firstFail = stepError(p, "branch "+strconv.Quote(n.names[selected[pos]]), br.err)
 			}
 		}
 	}
 	res.Output = output
 	res.Latency = r.rt.mono() - start
-	if f := int(first.Load()) - 1; f >= 0 && breach == nil && runs[f].err != nil && !isControlFlow(runs[f].err) {
-		// The failure that cancelled the other branches is the step's,
-		// not a cancellation it caused in a branch declared earlier.
-		firstFail = stepError(p, "branch "+strconv.Quote(n.names[selected[f]]), runs[f].err)
-	}
 	switch {
 	case breach != nil:
 		if ue, ok := errors.AsType[*UsageLimitError](breach); ok {

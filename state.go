@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync/atomic"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -35,6 +36,10 @@ import (
 // [NewState].
 type State struct {
 	s *state.Store
+	// users counts the executions running on the state (WithState): with
+	// more than one, attempts fork it rather than keep an undo log, as
+	// concurrent attempts' logs would interleave.
+	users atomic.Int32
 }
 
 // NewState returns a state holding a copy of initial (nil is an empty state).
@@ -109,6 +114,45 @@ func (s *State) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// scope keeps one attempt's state writes apart, so that a failed
+// attempt's can be discarded: an undo log on the step's state, or a fork
+// of it when concurrent executions share it.
+type scope struct {
+	st    *State // the step's state; nil: none
+	child *State // the attempt's fork, when st is shared
+	iso   engine.Isolation
+	mark  int
+}
+
+// beginScope starts the scope of an attempt on st (nil: none) and returns
+// the context the attempt runs in.
+func beginScope(ctx context.Context, st *State, iso engine.Isolation) (context.Context, scope) {
+	if st == nil {
+		return ctx, scope{}
+	}
+	if st.users.Load() > 1 {
+		child := st.fork(iso)
+		return withState(ctx, child), scope{st: st, child: child, iso: iso}
+	}
+	return ctx, scope{st: st, mark: st.s.Savepoint()}
+}
+
+// end ends the scope, keeping the attempt's writes or discarding them.
+func (sc scope) end(keep bool) error {
+	switch {
+	case sc.st == nil:
+	case sc.child != nil:
+		if keep {
+			return sc.st.mergeFrom(sc.iso, sc.child)
+		}
+	case keep:
+		sc.st.s.Release(sc.mark)
+	default:
+		sc.st.s.Rollback(sc.mark)
+	}
+	return nil
+}
+
 // lookup returns the value at key, for reading only.
 func (s *State) lookup(key string) (any, bool) { return s.s.Get(key) }
 
@@ -149,7 +193,9 @@ func (s *State) mergeOutput(out any) error {
 	if err != nil {
 		return err
 	}
-	s.s.Merge(m)
+	if err := s.s.Merge(m); err != nil {
+		return fmt.Errorf("UpdatesContext: %w", err)
+	}
 	return nil
 }
 
