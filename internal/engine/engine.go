@@ -2,11 +2,7 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -43,89 +39,6 @@ func (f Fanout[E]) Record(ctx context.Context, e *E) {
 	for _, s := range f {
 		s.Record(ctx, e)
 	}
-}
-
-// Keyer derives the cache key of a step execution from the step's
-// build-time fingerprint, its input and the selected state values. A value
-// and what it becomes after a trip through encoding/json must give the same
-// key: a resumed run's input and state come from a snapshot.
-type Keyer interface {
-	Key(fingerprint string, input any, state map[string]any) (string, error)
-}
-
-// CanonicalKeyer is the baseline [Keyer]: the SHA-256 of the JSON encoding
-// of {fingerprint, input, state}, hex-encoded. encoding/json sorts map keys,
-// so equal values give equal keys whatever their insertion order; values not
-// already in the shapes encoding/json decodes into (a struct, say, whose
-// fields encode in declaration order) are encoded in those shapes first.
-type CanonicalKeyer struct{}
-
-type keyRecord struct {
-	Step  string         `json:"step"`
-	Input any            `json:"input"`
-	State map[string]any `json:"state,omitempty"`
-}
-
-// Key implements [Keyer]. It fails when the input or a state value cannot be
-// encoded as JSON.
-func (CanonicalKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
-	var err error
-	if !jsonShaped(input) {
-		if input, err = decoded(input); err != nil {
-			return "", fmt.Errorf("cache key: %w", err)
-		}
-	}
-	if !jsonShaped(state) {
-		shaped := make(map[string]any, len(state))
-		for k, v := range state {
-			if shaped[k], err = decoded(v); err != nil {
-				return "", fmt.Errorf("cache key: state key %q: %w", k, err)
-			}
-		}
-		state = shaped
-	}
-	b, err := json.Marshal(keyRecord{Step: fingerprint, Input: input, State: state})
-	if err != nil {
-		return "", fmt.Errorf("cache key: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
-}
-
-// decoded returns v as encoding/json gives it back.
-func decoded(v any) (any, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	err = json.Unmarshal(b, &out)
-	return out, err
-}
-
-// jsonShaped reports whether v is made only of what encoding/json decodes
-// into — nil, bool, float64, string, json.Number, map[string]any, []any —
-// so that its encoding does not change after a round trip.
-func jsonShaped(v any) bool {
-	switch v := v.(type) {
-	case nil, bool, float64, string, json.Number:
-		return true
-	case map[string]any:
-		for _, x := range v {
-			if !jsonShaped(x) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		for _, x := range v {
-			if !jsonShaped(x) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 // Sharer decides how a cached result crosses the cache boundary: Store
