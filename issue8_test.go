@@ -575,3 +575,32 @@ func TestIssue8SharedStateConcurrentAttempts(t *testing.T) {
 		t.Errorf("state keys %v; want each run's third attempt's only: %v", keys, want)
 	}
 }
+
+// A cache key is computed without calling any method of the values keyed:
+// a value whose MarshalJSON panics (the input, or a state value keyed by
+// WithCacheStateKeys) is keyed by its Go value, and the step is cached.
+// Before: encoding/json re-panicked and the panic escaped Execute.
+func TestIssue8CacheKeyCallsNoMethod(t *testing.T) {
+	var armed atomic.Bool
+	armed.Store(true)
+	var calls atomic.Int32
+	agent := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) {
+		calls.Add(1)
+		return caudal.Reply{Output: "out"}, nil
+	})
+	ex := mustNew(t)
+	input := mustBuild(t, caudal.Cached(caudal.AgentStep("a", agent), newCache(t, 4)))
+	stateKeyed := mustBuild(t, caudal.Cached(caudal.AgentStep("a", agent), newCache(t, 4), caudal.WithCacheStateKeys("v")))
+	for range 2 {
+		if _, err := ex.Execute(t.Context(), input, jsonBomb{armed: &armed}); err != nil {
+			t.Fatalf("keyed on the input: %v", err)
+		}
+		st := caudal.NewState(map[string]any{"v": jsonBomb{armed: &armed}})
+		if _, err := ex.Execute(t.Context(), stateKeyed, "x", caudal.WithState(st)); err != nil {
+			t.Fatalf("keyed on a state value: %v", err)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Errorf("agent calls = %d; want 2 (each second execution hits)", calls.Load())
+	}
+}

@@ -348,24 +348,6 @@ func panicSitesOnCaller() []panicSite {
 			},
 		},
 		{
-			// A key that cannot be computed is a cache error (as for an
-			// unencodable input, TestCacheKeyErrorRunsUncached).
-			// Before: encoding/json re-panicked; the panic escaped Execute.
-			"MarshalJSON of a cache key's input", func(armed *atomic.Bool) panicSetup {
-				in := jsonBomb{armed: armed}
-				return panicSetup{give: caudal.Cached(echo("a"), panicNewCache()), in: in, cached: true, wantOut: in}
-			},
-		},
-		{
-			// Before: the panic escaped Execute.
-			"MarshalJSON of a WithCacheStateKeys value", func(armed *atomic.Bool) panicSetup {
-				return panicSetup{
-					give: caudal.Cached(echo("a"), panicNewCache(), caudal.WithCacheStateKeys("v")), in: "x",
-					state: map[string]any{"v": jsonBomb{armed: armed}}, cached: true, wantOut: "x",
-				}
-			},
-		},
-		{
 			// Before: outputMap's json.Marshal panicked out of Execute.
 			"MarshalJSON of an UpdatesContext struct output", func(armed *atomic.Bool) panicSetup {
 				a := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
