@@ -367,10 +367,6 @@ func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *
 			if i >= count {
 				return
 			}
-			if wctx.Err() != nil {
-				_ = run(wctx, i, context.Cause(wctx))
-				continue
-			}
 			fanOne(wctx, r, lim, b, limit, i, path, run, fail)
 		}
 	}
@@ -386,6 +382,10 @@ func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit,
 			fail(i, newPanicError(path(i), v))
 		}
 	}()
+	if ctx.Err() != nil {
+		_ = run(ctx, i, context.Cause(ctx)) // refused without starting
+		return
+	}
 	if lim == nil {
 		_ = run(ctx, i, nil)
 		return
