@@ -294,7 +294,7 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 				lastErr, reason = err, stopCancelled
 				break
 			}
-			actx = withAttempt(ctx, &attemptInfo{n: attempt, prev: lastErr, feedback: feedback})
+			actx = withAttempt(ctx, attemptInfo{n: attempt, prev: lastErr, feedback: feedback})
 		}
 		if ctx.Err() != nil {
 			lastErr, reason = context.Cause(ctx), stopCancelled
@@ -413,13 +413,11 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 		res.Children = nil
 		return r.failStep(res, primary)
 	}
-	fctx := withAttempt(ctx, &attemptInfo{n: 1, prev: primary.Err})
+	fctx := withAttempt(ctx, attemptInfo{n: 1, prev: primary.Err})
 	ferr := r.step(fctx, a.fallback, childPath(p, a.fallback.base()), in, fres)
 	res.Usage = res.Usage.Add(fres.Usage)
-	stopped := res.Metadata[MetaRetryStopped]
-	res.Metadata = make(map[string]any, 3)
-	if stopped != nil {
-		res.Metadata[MetaRetryStopped] = stopped
+	if res.Metadata == nil {
+		res.Metadata = make(map[string]any, 3)
 	}
 	res.Metadata[MetaFallbackTriggered] = true
 	res.Metadata[MetaOriginalError] = primary.Err.Error()

@@ -119,8 +119,22 @@ type attemptInfo struct {
 
 type attemptKey struct{}
 
-func withAttempt(ctx context.Context, info *attemptInfo) context.Context {
-	return context.WithValue(ctx, attemptKey{}, info)
+// attemptCtx is the context of an attempt after the first, or of a
+// fallback: its parent with the attemptInfo as a value, in one allocation.
+type attemptCtx struct {
+	context.Context
+	info attemptInfo
+}
+
+func (c *attemptCtx) Value(key any) any {
+	if key == (attemptKey{}) {
+		return &c.info
+	}
+	return c.Context.Value(key)
+}
+
+func withAttempt(ctx context.Context, info attemptInfo) context.Context {
+	return &attemptCtx{Context: ctx, info: info}
 }
 
 func attemptFrom(ctx context.Context) *attemptInfo {

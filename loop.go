@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync/atomic"
 )
 
 // DefaultMaxIterations is a [Loop]'s iteration cap without
@@ -301,32 +300,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	} else {
 		// The first failed item fails the step: the items not yet started
 		// are not started, the running ones are cancelled.
-		ictx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		var first atomic.Int64 // 1 + the index of the item whose failure cancelled the others
-		stop := func(i int, err error) {
-			if !errors.Is(err, ErrPaused) && first.CompareAndSwap(0, int64(i)+1) {
-				cancel(err)
-			}
-		}
-		fanOut(ictx, r, strat, &m.nodeBase, m.concurrency, len(runs), func(i int) string { return runs[i].path }, func(wctx context.Context, i int, admit error) error {
-			if admit != nil {
-				runs[i].res.Path, runs[i].res.RunID = runs[i].path, r.runID
-				runs[i].err = stepError(runs[i].path, "", admit)
-				runs[i].res.Feedback = runs[i].err.Error()
-				return runs[i].err
-			}
-			if err := runItem(wctx, i); err != nil {
-				stop(i, err)
-			}
-			return runs[i].err
-		}, func(i int, err error) {
-			runs[i].err = err
-			stop(i, err)
-		})
-		if f := int(first.Load()) - 1; f >= 0 && ctx.Err() == nil {
-			stoppedBy, stopCause = f, context.Cause(ictx)
-		}
+		stoppedBy, stopCause = fanOut(ctx, r, strat, &m.nodeBase, m.concurrency, runs, true, runItem)
 	}
 
 	outputs := make([]any, len(items))

@@ -235,14 +235,6 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		frames = make([]run, len(selected))
 	}
 	quotas := r.quota.split(len(selected))
-	bctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var first atomic.Int64 // 1 + the position of the branch whose failure cancelled the others
-	stopOthers := func(pos int, err error) {
-		if first.CompareAndSwap(0, int64(pos)+1) {
-			cancel(err)
-		}
-	}
 	for pos, b := range selected {
 		br := &runs[pos]
 		br.r = r
@@ -256,14 +248,10 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			br.state = parent.fork(strat.Isolation)
 		}
 	}
-	fanOut(bctx, r, strat, &n.nodeBase, n.concurrency, len(runs), func(pos int) string { return runs[pos].path }, func(wctx context.Context, pos int, admit error) error {
+	// A failed branch under Propagate fails the step: what its other
+	// branches would do is wasted, and they are stopped.
+	stoppedBy, stopCause := fanOut(ctx, r, strat, &n.nodeBase, n.concurrency, runs, n.merge.failure == Propagate, func(wctx context.Context, pos int) error {
 		br := &runs[pos]
-		if admit != nil {
-			br.res.Path, br.res.RunID = br.path, r.runID
-			br.err = stepError(br.path, "", admit)
-			br.res.Feedback = br.err.Error()
-			return br.err
-		}
 		cctx := wctx
 		if br.state != nil {
 			cctx = withState(wctx, br.state)
@@ -272,11 +260,6 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 		_, replayed := br.err.(*replayedError)
 		switch {
 		case br.err == nil:
-		case errors.Is(br.err, ErrUsageLimitExceeded) || errors.Is(br.err, errCheckpoint):
-			stopOthers(pos, br.err)
-		case n.merge.failure == Propagate && !errors.Is(br.err, ErrPaused):
-			// The step fails: what its other branches would do is wasted.
-			stopOthers(pos, br.err)
 		case n.merge.failure == Ignore && br.r.journal != nil && !isControlFlow(br.err) && !replayed && ctx.Err() == nil:
 			// The run goes on without the branch: a resumed run must not
 			// run it again.
@@ -285,17 +268,8 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 			}
 		}
 		return br.err
-	}, func(pos int, err error) {
-		runs[pos].err = err
-		if n.merge.failure == Propagate {
-			stopOthers(pos, err)
-		}
 	})
 
-	stoppedBy, stopCause := -1, error(nil) // the branch whose failure stopped the others, and that failure
-	if f := int(first.Load()) - 1; f >= 0 && ctx.Err() == nil {
-		stoppedBy, stopCause = f, context.Cause(bctx)
-	}
 	res.Children = make([]StepResult, 0, len(runs))
 	output := make(map[string]any, len(runs))
 	var firstFail, breach, pause error
@@ -346,57 +320,111 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	return nil
 }
 
-// fanOut calls run(ctx, i, admit) for every i in [0, count) on up to limit
-// workers of the runtime, each branch or item admitted by the step's
-// limiter first (admit is its refusal, nil when admitted), and returns when
-// all calls have. Once ctx ends, the branches or items not yet started are
-// refused at once with its cause, so that a cancelled step returns without
-// starting (or forking state for) any more. A panic in run becomes a
-// *PanicError passed to fail.
-func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit, count int, path func(i int) string,
-	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
-) {
-	lim := strat.Limiter
-	if _, fixed := lim.(engine.Fixed); fixed {
-		lim = nil
+// fanOut runs run(ctx, i) for every branch or item i of runs — which sets
+// runs[i].err and returns it — on up to limit workers of the runtime, each
+// admitted by the step's limiter first, and returns when all have run.
+//
+// A failure stops the others — the branches or items not yet started are
+// refused at once, the running ones are cancelled — when it is a budget
+// breach or a refused checkpoint, or any failure but a pause when
+// stopOnFailure is set; so does the end of ctx, without starting (or
+// forking state for) any more. fanOut returns the index whose failure
+// stopped the others and that failure (-1, nil when none did: the others
+// ran, or ctx ended). A refusal, by the limiter or after a stop, is the
+// branch's or item's error; a panic in run its *PanicError.
+func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit int, runs []branchRun, stopOnFailure bool,
+	run func(ctx context.Context, i int) error,
+) (stoppedBy int, cause error) {
+	f := &fan{r: r, b: b, limit: limit, runs: runs, run: run, stopOnFailure: stopOnFailure, lim: strat.Limiter}
+	if _, fixed := f.lim.(engine.Fixed); fixed {
+		f.lim = nil
 	}
-	var next atomic.Int64
-	work := func(wctx context.Context, _ int) {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= count {
-				return
-			}
-			fanOne(wctx, r, lim, b, limit, i, path, run, fail)
-		}
+	var wctx context.Context
+	wctx, f.cancel = context.WithCancelCause(ctx)
+	defer f.cancel(nil)
+	r.rt.fork(wctx, min(limit, len(runs)), f.work)
+	if i := int(f.first.Load()) - 1; i >= 0 && ctx.Err() == nil {
+		return i, context.Cause(wctx)
 	}
-	r.rt.fork(ctx, min(limit, count), work)
+	return -1, nil
 }
 
-// fanOne runs one branch or item of fanOut.
-func fanOne(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit, i int, path func(i int) string,
-	run func(ctx context.Context, i int, admit error) error, fail func(i int, err error),
-) {
+// fan is one fanOut: its workers share it.
+type fan struct {
+	r             *run
+	b             *nodeBase
+	lim           engine.Limiter // nil: the baseline's fixed limit
+	limit         int
+	runs          []branchRun
+	run           func(ctx context.Context, i int) error
+	stopOnFailure bool
+	cancel        context.CancelCauseFunc
+	next          atomic.Int64 // the next index to hand out
+	first         atomic.Int64 // 1 + the index whose failure stopped the others; 0: none
+}
+
+// work is one worker: it runs branches or items until none is left.
+func (f *fan) work(ctx context.Context, _ int) {
+	for {
+		i := int(f.next.Add(1)) - 1
+		if i >= len(f.runs) {
+			return
+		}
+		f.one(ctx, i)
+	}
+}
+
+// one runs branch or item i.
+func (f *fan) one(ctx context.Context, i int) {
+	br := &f.runs[i]
 	defer func() {
 		if v := recover(); v != nil {
-			fail(i, newPanicError(path(i), v))
+			f.failed(i, newPanicError(br.path, v))
 		}
 	}()
 	if ctx.Err() != nil {
-		_ = run(ctx, i, context.Cause(ctx)) // refused without starting
+		f.refused(i, context.Cause(ctx)) // not started
 		return
 	}
-	if lim == nil {
-		_ = run(ctx, i, nil)
+	if f.lim == nil {
+		f.done(i, f.run(ctx, i))
 		return
 	}
-	if err := lim.Acquire(ctx, b.site, limit); err != nil {
-		_ = run(ctx, i, err)
+	if err := f.lim.Acquire(ctx, f.b.site, f.limit); err != nil {
+		f.refused(i, err)
 		return
 	}
-	start := r.rt.mono()
-	err := run(ctx, i, nil)
-	lim.Release(b.site, r.rt.mono()-start, err)
+	start := f.r.rt.mono()
+	err := f.run(ctx, i)
+	f.lim.Release(f.b.site, f.r.rt.mono()-start, err)
+	f.done(i, err)
+}
+
+// refused records that branch or item i did not start, for err.
+func (f *fan) refused(i int, err error) {
+	br := &f.runs[i]
+	br.res.Path, br.res.RunID = br.path, f.r.runID
+	br.err = stepError(br.path, "", err)
+	br.res.Feedback = br.err.Error()
+}
+
+// failed records that branch or item i failed with err, and stops the
+// others.
+func (f *fan) failed(i int, err error) {
+	br := &f.runs[i]
+	br.res.Path, br.res.Success, br.res.Feedback = br.path, false, err.Error()
+	br.err = err
+	f.done(i, err)
+}
+
+// done stops the others when branch or item i's failure err calls for it.
+func (f *fan) done(i int, err error) {
+	if err == nil || errors.Is(err, ErrPaused) || !f.stopOnFailure && !isControlFlow(err) {
+		return
+	}
+	if f.first.CompareAndSwap(0, int64(i)+1) {
+		f.cancel(err)
+	}
 }
 
 // mergeBranches merges the successful branches' state changes into parent.
