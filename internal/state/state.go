@@ -22,8 +22,9 @@ import (
 //
 // A store may also log every change it makes ([Store.StartLog]), including
 // in-place changes to values it handed out, for a run's journal, and undo
-// every change made since a savepoint ([Store.Savepoint]), for a failed
-// attempt.
+// every change an owner made since a savepoint ([Store.Savepoint]), for a
+// failed attempt: the calls tagged with an owner (GetAs, SetAs, …) are
+// that owner's, the others (Get, Set, …) owner nil's.
 //
 // A caller may change a mutable value [Store.Get] or [Store.Entries] handed
 // out in place until the store is next forked or its log read
@@ -33,8 +34,8 @@ import (
 // (by [New], [Store.Set], [Store.Apply], [Store.Merge], [Store.Replace])
 // belong to it from then on, and one mutable value must not be stored at two
 // keys: a fork or the log may then treat them as two values. A change in
-// place is undone by a rollback only if the value was handed out after the
-// savepoint started ([Store.Savepoint]).
+// place is undone by a rollback only if the value was handed out to the
+// savepoint's owner after the savepoint started ([Store.Savepoint]).
 //
 // A Store is safe for concurrent use, and releases its lock when user code
 // it runs panics (a value's Clone, View's callback). The zero Store is not
@@ -66,8 +67,9 @@ type Store struct {
 	log       []statemerge.Write
 	before    map[string]before
 
-	// sp holds the active savepoints ([Store.Savepoint]); nil when none is
-	// active: the store then neither copies nor records anything for them.
+	// sp lists the active savepoints ([Store.Savepoint]), one entry per
+	// owner with any; nil when none is active: the store then neither
+	// copies nor records anything for them.
 	sp *savepoints
 }
 
@@ -127,51 +129,65 @@ func New(m map[string]any) *Store {
 // an overlay returns a private copy of a mutable value it reads from a
 // shared layer, which it keeps, so the caller may change it in place (see
 // [Store] for how long).
-func (s *Store) Get(key string) (any, bool) {
+func (s *Store) Get(key string) (any, bool) { return s.GetAs(nil, key) }
+
+// GetAs is [Store.Get] for owner ([Store.Savepoint]): owner's active
+// savepoints, if any, save the value handed out, so that their rollback
+// undoes owner's in-place changes to it.
+func (s *Store) GetAs(owner any, key string) (any, bool) {
 	s.mu.RLock()
 	if s.below == nil && !s.logging && s.sp == nil { // the common case: nothing to copy or note
 		v, ok := s.top[key]
 		s.mu.RUnlock()
 		return v, ok
 	}
-	v, ok, done := s.peek(key)
+	v, ok, done := s.peek(owner, key)
 	s.mu.RUnlock()
 	if done {
 		return v, ok
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.handOut(key)
+	return s.handOut(owner, key)
 }
 
-// peek returns the value at key, and done, when handing it out needs
-// neither a copy nor a note: the value is immutable, or s's own, s does
-// not log, and the active savepoint, if any, saved it already. s.mu is
-// held.
-func (s *Store) peek(key string) (v any, ok, done bool) {
+// peek returns the value at key, and done, when handing it out to owner
+// needs neither a copy nor a note: the value is immutable, or s's own, s
+// does not log, and owner's innermost savepoint, if any, saved it
+// already. s.mu is held.
+func (s *Store) peek(owner any, key string) (v any, ok, done bool) {
 	v, ok = s.lookup(key)
 	if !ok || deepcopy.Immutable(v) {
 		return v, ok, true
 	}
-	if s.logging || (s.sp != nil && !s.sp.savedNow(key)) {
+	if s.logging {
 		return nil, false, false
+	}
+	if s.sp != nil {
+		if sp := s.spOf(owner); sp != nil && !sp.savedNow(key) {
+			return nil, false, false
+		}
 	}
 	_, own := s.top[key]
 	return v, true, own
 }
 
-// handOut returns the value at key for a caller who may change it in place:
+// handOut returns the value at key for owner, who may change it in place:
 // an overlay copies it from a shared layer, a logging store notes its value
-// so that a later flush sees what changed, an active savepoint saves it.
-// s.mu is held for writing.
-func (s *Store) handOut(key string) (any, bool) {
+// so that a later flush sees what changed, owner's active savepoint saves
+// it. s.mu is held for writing.
+func (s *Store) handOut(owner any, key string) (any, bool) {
+	var sp *savepoints
+	if s.sp != nil {
+		sp = s.spOf(owner)
+	}
 	if v, ok := s.top[key]; ok {
 		if !deepcopy.Immutable(v) {
 			if s.logging {
 				s.noteBefore(key, v, true)
 			}
-			if s.sp != nil {
-				s.save(key, true)
+			if sp != nil {
+				s.save(sp, key, true, false)
 			}
 		}
 		return v, true
@@ -189,8 +205,8 @@ func (s *Store) handOut(key string) (any, bool) {
 	if s.logging {
 		s.noteBefore(key, v, false) // a frozen value cannot change: no copy needed
 	}
-	if s.sp != nil {
-		s.save(key, true) // nor here
+	if sp != nil {
+		s.save(sp, key, true, false) // nor here
 	}
 	c := deepcopy.Copy(v)
 	s.top[key] = c
@@ -267,11 +283,14 @@ func (s *Store) touch(key string) {
 }
 
 // Set stores v at key; v belongs to the store from then on.
-func (s *Store) Set(key string, v any) {
+func (s *Store) Set(key string, v any) { s.SetAs(nil, key, v) }
+
+// SetAs is [Store.Set] for owner ([Store.Savepoint]).
+func (s *Store) SetAs(owner any, key string, v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sp != nil {
-		s.save(key, false)
+		s.beforeWrite(owner, key)
 	}
 	s.set(key, v)
 	if s.logging {
@@ -288,11 +307,14 @@ func (s *Store) set(key string, v any) {
 }
 
 // Delete removes key.
-func (s *Store) Delete(key string) {
+func (s *Store) Delete(key string) { s.DeleteAs(nil, key) }
+
+// DeleteAs is [Store.Delete] for owner ([Store.Savepoint]).
+func (s *Store) DeleteAs(owner any, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sp != nil {
-		s.save(key, false)
+		s.beforeWrite(owner, key)
 	}
 	s.remove(key)
 	if s.logging {
@@ -349,13 +371,17 @@ func (s *Store) View(fn func(m map[string]any)) {
 
 // Entries returns the keys in order and their values as [Store.Get] hands
 // them out.
-func (s *Store) Entries() ([]string, []any) {
+func (s *Store) Entries() ([]string, []any) { return s.EntriesAs(nil) }
+
+// EntriesAs is [Store.Entries] for owner ([Store.Savepoint]): the values
+// are handed out as [Store.GetAs] hands them out.
+func (s *Store) EntriesAs(owner any) ([]string, []any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := slices.Sorted(maps.Keys(s.viewLocked()))
 	vals := make([]any, len(keys))
 	for i, k := range keys {
-		vals[i], _ = s.handOut(k)
+		vals[i], _ = s.handOut(owner, k)
 	}
 	return keys, vals
 }
@@ -385,7 +411,11 @@ func (s *Store) Copy() map[string]any {
 }
 
 // Replace sets the contents to m, which the store owns from then on.
-func (s *Store) Replace(m map[string]any) {
+func (s *Store) Replace(m map[string]any) { s.ReplaceAs(nil, m) }
+
+// ReplaceAs is [Store.Replace] for owner ([Store.Savepoint]): a write of
+// every key.
+func (s *Store) ReplaceAs(owner any, m map[string]any) {
 	if m == nil {
 		m = make(map[string]any)
 	}
@@ -396,7 +426,12 @@ func (s *Store) Replace(m map[string]any) {
 		s.log = append(s.log, replaceWrites(s.viewLocked(), m)...)
 	}
 	if s.sp != nil {
-		s.sp.undo = append(s.sp.undo, undoEntry{replaced: &replaced{top: s.top, gone: s.gone, below: s.below, touched: maps.Clone(s.touched)}})
+		if sp := s.spOf(owner); sp != nil {
+			r := &replaced{top: s.top, gone: s.gone, below: s.below, touched: maps.Clone(s.touched)}
+			sp.undo = append(sp.undo, undoEntry{replaced: r, write: true, prev: sp.lastReplace})
+			sp.lastReplace = len(sp.undo)
+		}
+		s.wroteAll(owner)
 	}
 	if s.origin != nil {
 		was := make(map[string]any)
@@ -507,7 +542,10 @@ func (s *Store) Written() []statemerge.Write {
 // Apply applies writes in order (see [statemerge.Apply]). A write with an
 // empty path is an error, and then nothing is applied. Values are stored as
 // they are, not copied.
-func (s *Store) Apply(writes []statemerge.Write) error {
+func (s *Store) Apply(writes []statemerge.Write) error { return s.ApplyAs(nil, writes) }
+
+// ApplyAs is [Store.Apply] for owner ([Store.Savepoint]).
+func (s *Store) ApplyAs(owner any, writes []statemerge.Write) error {
 	for i, w := range writes {
 		if len(w.Path) == 0 {
 			return fmt.Errorf("state write %d has an empty path", i)
@@ -518,15 +556,20 @@ func (s *Store) Apply(writes []statemerge.Write) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apply(writes)
+	s.apply(owner, writes)
 	return nil
 }
 
-// apply applies checked writes. s.mu is held.
-func (s *Store) apply(writes []statemerge.Write) {
+// apply applies checked writes for owner. s.mu is held.
+func (s *Store) apply(owner any, writes []statemerge.Write) {
 	if s.sp != nil {
-		for _, w := range writes {
-			s.save(w.Path[0], len(w.Path) > 1) // a nested write changes the value in place
+		if sp := s.spOf(owner); sp != nil {
+			for _, w := range writes {
+				s.save(sp, w.Path[0], len(w.Path) > 1, true) // a nested write changes the value in place
+			}
+		}
+		for _, w := range writes { // after every save: a Clone may panic
+			s.wrote(owner, w.Path[0])
 		}
 	}
 	if s.below == nil && s.origin == nil {
@@ -544,7 +587,7 @@ func (s *Store) apply(writes []statemerge.Write) {
 			}
 			// A nested write changes the store's own copy of the value.
 			one := make(map[string]any, 1)
-			if v, ok := s.handOutQuiet(key); ok {
+			if v, ok := s.handOutQuiet(owner, key); ok {
 				one[key] = v
 			}
 			statemerge.Apply(one, []statemerge.Write{w})
@@ -562,18 +605,21 @@ func (s *Store) apply(writes []statemerge.Write) {
 
 // handOutQuiet is handOut without noting the value for the log: the
 // caller logs the change itself.
-func (s *Store) handOutQuiet(key string) (any, bool) {
+func (s *Store) handOutQuiet(owner any, key string) (any, bool) {
 	logging := s.logging
 	s.logging = false
 	defer func() { s.logging = logging }()
-	return s.handOut(key)
+	return s.handOut(owner, key)
 }
 
 // Merge deep-merges m into the store: nested maps are merged key by key,
 // other values replaced. m's values are stored as they are. When m, or a
 // map[string]any or []any in it at any depth, contains itself, Merge
 // returns an error wrapping [ErrCycle] naming where, and changes nothing.
-func (s *Store) Merge(m map[string]any) error {
+func (s *Store) Merge(m map[string]any) error { return s.MergeAs(nil, m) }
+
+// MergeAs is [Store.Merge] for owner ([Store.Savepoint]).
+func (s *Store) MergeAs(owner any, m map[string]any) error {
 	if err := checkAcyclic(m); err != nil {
 		return err
 	}
@@ -584,7 +630,7 @@ func (s *Store) Merge(m map[string]any) error {
 		cur, _ := s.lookup(k)
 		writes = mergeWrites(writes, []string{k}, cur, m[k])
 	}
-	s.apply(writes)
+	s.apply(owner, writes)
 	return nil
 }
 

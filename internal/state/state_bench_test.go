@@ -73,15 +73,17 @@ func BenchmarkLoopIteration(b *testing.B) {
 // BenchmarkSavepoint measures an attempt's savepoint and rollback: with
 // no writes, two writes, or a value read and changed in place, on stores of
 // 16 and 1024 keys. The cost is that of what the attempt reads and writes,
-// not of the store's size.
+// not of the store's size. With others=1, another owner (a concurrent
+// execution's attempt) keeps a savepoint active throughout, having written
+// one key and got another: the attempt's writes look up its saved keys.
 func BenchmarkSavepoint(b *testing.B) {
 	attempts := []struct {
 		name string
-		do   func(s *state.Store)
+		do   func(s as)
 	}{
-		{"writes=0", func(*state.Store) {}},
-		{"writes=2", func(s *state.Store) { s.Set("k1", 1.0); s.Set("new", 2.0) }},
-		{"getchange=1", func(s *state.Store) {
+		{"writes=0", func(as) {}},
+		{"writes=2", func(s as) { s.Set("k1", 1.0); s.Set("new", 2.0) }},
+		{"getchange=1", func(s as) {
 			v, _ := s.Get("k1")
 			v.(map[string]any)["n"] = -1.0
 		}},
@@ -95,15 +97,27 @@ func BenchmarkSavepoint(b *testing.B) {
 	} {
 		for _, a := range attempts {
 			for _, n := range []int{16, 1024} {
-				b.Run(fmt.Sprintf("store=%s/%s/keys=%d", kind.name, a.name, n), func(b *testing.B) {
-					s := kind.new(numbered(n))
-					b.ReportAllocs()
-					for b.Loop() {
-						mark := s.Savepoint()
-						a.do(s)
-						s.Rollback(mark)
+				for _, others := range []int{0, 1} {
+					name := fmt.Sprintf("store=%s/%s/keys=%d", kind.name, a.name, n)
+					if others > 0 {
+						name += fmt.Sprintf("/others=%d", others)
 					}
-				})
+					b.Run(name, func(b *testing.B) {
+						s := own(kind.new(numbered(n)))
+						if others > 0 {
+							o := as{s.Store, "other"}
+							o.Savepoint()
+							o.Set("k2", 2.0)
+							o.Get("k3")
+						}
+						b.ReportAllocs()
+						for b.Loop() {
+							mark := s.Savepoint()
+							a.do(s)
+							s.Rollback(mark)
+						}
+					})
+				}
 			}
 		}
 	}

@@ -228,7 +228,7 @@ func checkContents(t *testing.T, s *state.Store, want map[string]any) {
 
 func with(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
 
-func mustMerge(t *testing.T, s *state.Store, m map[string]any) {
+func mustMerge(t *testing.T, s interface{ Merge(map[string]any) error }, m map[string]any) {
 	t.Helper()
 	if err := s.Merge(m); err != nil {
 		t.Fatalf("Merge(%v): %v", m, err)
@@ -893,9 +893,44 @@ type replica struct {
 
 	overLog, flatLog *logCheck // nil when the world does not log
 
-	// saves are the model's contents at each active savepoint of over and
-	// flat, outermost first.
+	// owned holds the reference for the savepoints of each owner of the
+	// world (world.owners) in over and flat, by index; nil until used.
+	owned []*ownerModel
+}
+
+// ownerModel is the reference for one owner's savepoints: the accesses the
+// owner made since its outermost active savepoint, one per access, in
+// order (the stores keep one entry per key and savepoint, and drop stale
+// ones as they go). A rollback undoes them, latest first, skipping the
+// void ones.
+type ownerModel struct {
+	frames   []int // for each active savepoint, outermost first, len(accesses) at its start
+	accesses []access
+	// saves are the model's contents at the start of each active
+	// savepoint: with one owner, a rollback must give them back.
 	saves []map[string]any
+}
+
+// access is one change or get by an owner: what undoes it.
+type access struct {
+	key   string
+	v     any  // the key's value before: a copy when it stayed in place, the value itself when replaced
+	ok    bool // the key had a value
+	write bool // a write, not a get
+	// void: a get that another owner's write (or rollback) of the key
+	// superseded before the owner wrote the key again.
+	void bool
+	// all is the whole contents before a Replace, as they were; non-nil
+	// for a Replace only.
+	all map[string]any
+}
+
+// owner returns the reference for owner oi's savepoints in x.
+func (x *replica) owner(oi int) *ownerModel {
+	for len(x.owned) <= oi {
+		x.owned = append(x.owned, new(ownerModel))
+	}
+	return x.owned[oi]
 }
 
 type held struct{ over, flat, model any }
@@ -926,6 +961,9 @@ type world struct {
 	noMarks  bool     // the log is read only at the end
 	saving   bool     // the operations include savepoints
 	trace    []string // the operations so far, for failure messages
+	// owners are the owners operations are tagged with, nil (the untagged
+	// calls) among them or not; savepoints are those of the others.
+	owners []any
 }
 
 var keys = []string{"a", "b", "c", "d", "e"}
@@ -1050,7 +1088,7 @@ func newWorld(t *testing.T, seed uint64, logging bool) *world {
 		flat:  state.New(deepcopy.CopyMap(start)),
 		model: deepcopy.CopyMap(start),
 	}
-	w := &world{t: t, r: r, seed: seed, logging: logging, replicas: []*replica{root}}
+	w := &world{t: t, r: r, seed: seed, logging: logging, replicas: []*replica{root}, owners: []any{nil}}
 	if logging {
 		root.over.StartLog()
 		root.flat.StartLog()
@@ -1140,23 +1178,32 @@ func (w *world) op(x *replica, id int) {
 	if w.saving {
 		n = 20
 	}
+	oi := 0
+	if len(w.owners) > 1 {
+		oi = r.IntN(len(w.owners))
+	}
+	o, on := w.owners[oi], w.ownerName(oi)
 	switch r.IntN(n) {
 	case 0, 1, 2:
 		k, v := randKey(r), randValue(r, 2)
-		w.logf("#%d Set(%q, %v)", id, k, v)
-		x.over.Set(k, v)
-		x.flat.Set(k, deepcopy.Copy(v))
+		w.logf("#%d %sSet(%q, %v)", id, on, k, v)
+		w.accessWrite(x, oi, k, false)
+		w.wrote(x, oi, k)
+		x.over.SetAs(o, k, v)
+		x.flat.SetAs(o, k, deepcopy.Copy(v))
 		x.model[k] = deepcopy.Copy(v)
 	case 3:
 		k := randKey(r)
-		w.logf("#%d Delete(%q)", id, k)
-		x.over.Delete(k)
-		x.flat.Delete(k)
+		w.logf("#%d %sDelete(%q)", id, on, k)
+		w.accessWrite(x, oi, k, false)
+		w.wrote(x, oi, k)
+		x.over.DeleteAs(o, k)
+		x.flat.DeleteAs(o, k)
 		delete(x.model, k)
 	case 4, 5:
 		k := randKey(r)
-		w.logf("#%d Get(%q) and hold", id, k)
-		w.get(x, k, true)
+		w.logf("#%d %sGet(%q) and hold", id, on, k)
+		w.get(x, oi, k, true)
 	case 6, 7, 8:
 		if len(x.held) == 0 {
 			return
@@ -1167,35 +1214,58 @@ func (w *world) op(x *replica, id int) {
 		mutateAll(seed, h.over, h.flat, h.model)
 	case 9:
 		ws := randWrites(r)
-		w.logf("#%d Apply(%v)", id, ws)
-		if err := x.over.Apply(ws); err != nil {
+		w.logf("#%d %sApply(%v)", id, on, ws)
+		for _, wr := range ws { // every save comes before the first write
+			w.accessWrite(x, oi, wr.Path[0], len(wr.Path) > 1)
+		}
+		for _, wr := range ws {
+			w.wrote(x, oi, wr.Path[0])
+		}
+		if err := x.over.ApplyAs(o, ws); err != nil {
 			w.fatalf("Apply: %v", err)
 		}
-		if err := x.flat.Apply(copyWrites(ws)); err != nil {
+		if err := x.flat.ApplyAs(o, copyWrites(ws)); err != nil {
 			w.fatalf("Apply: %v", err)
 		}
 		statemerge.Apply(x.model, copyWrites(ws))
 	case 10:
 		m := randMap(r, 2)
-		w.logf("#%d Merge(%v)", id, m)
-		if err := x.over.Merge(m); err != nil {
+		w.logf("#%d %sMerge(%v)", id, on, m)
+		var touched []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			cur := x.model[k]
+			if mergeWrites(cur, m[k]) {
+				dm, dstIsMap := cur.(map[string]any)
+				_, srcIsMap := m[k].(map[string]any)
+				w.accessWrite(x, oi, k, dstIsMap && srcIsMap && dm != nil) // nested writes
+				touched = append(touched, k)
+			}
+		}
+		for _, k := range touched {
+			w.wrote(x, oi, k)
+		}
+		if err := x.over.MergeAs(o, m); err != nil {
 			w.fatalf("Merge: %v", err)
 		}
-		if err := x.flat.Merge(deepcopy.CopyMap(m)); err != nil {
+		if err := x.flat.MergeAs(o, deepcopy.CopyMap(m)); err != nil {
 			w.fatalf("Merge: %v", err)
 		}
 		mergeModel(x.model, deepcopy.CopyMap(m))
 	case 11:
-		w.logf("#%d Entries and hold", id)
-		w.entries(x)
+		w.logf("#%d %sEntries and hold", id, on)
+		w.entries(x, oi)
 	case 12:
 		if r.IntN(3) > 0 {
 			return
 		}
 		m := randMap(r, 2)
-		w.logf("#%d Replace(%v)", id, m)
-		x.over.Replace(m)
-		x.flat.Replace(deepcopy.CopyMap(m))
+		w.logf("#%d %sReplace(%v)", id, on, m)
+		if om := x.owner(oi); len(om.frames) > 0 {
+			om.accesses = append(om.accesses, access{all: x.model, write: true})
+		}
+		w.wroteAll(x, oi)
+		x.over.ReplaceAs(o, m)
+		x.flat.ReplaceAs(o, deepcopy.CopyMap(m))
 		x.model = deepcopy.CopyMap(m)
 	case 13:
 		if len(w.replicas) >= 8 {
@@ -1205,8 +1275,8 @@ func (w *world) op(x *replica, id int) {
 		w.fork(x)
 	case 14:
 		k, seed := randKey(r), r.Uint64()
-		w.logf("#%d Get(%q) and change it with seed %d", id, k, seed)
-		if h, ok := w.get(x, k, false); ok {
+		w.logf("#%d %sGet(%q) and change it with seed %d", id, on, k, seed)
+		if h, ok := w.get(x, oi, k, false); ok {
 			mutateAll(seed, h.over, h.flat, h.model)
 		}
 	case 15:
@@ -1224,46 +1294,185 @@ func (w *world) op(x *replica, id int) {
 	}
 }
 
-// savepoint starts a savepoint in x's stores.
-func (w *world) savepoint(x *replica, id int) {
-	if len(x.saves) >= 4 {
-		return
+// mergeWrites reports whether merging src into dst, a key's value, writes
+// anything: whether Merge writes the key.
+func mergeWrites(dst, src any) bool {
+	sm, srcIsMap := src.(map[string]any)
+	dm, dstIsMap := dst.(map[string]any)
+	if !srcIsMap || !dstIsMap || dm == nil {
+		return true
 	}
-	mo, mf := x.over.Savepoint(), x.flat.Savepoint()
-	w.logf("#%d Savepoint() = %d", id, mo)
-	if mo != len(x.saves) || mf != len(x.saves) {
-		w.fatalf("Savepoint() = %d (flat: %d); want %d", mo, mf, len(x.saves))
+	for k, v := range sm {
+		if cur, ok := dm[k]; !ok || mergeWrites(cur, v) {
+			return true
+		}
 	}
-	x.saves = append(x.saves, deepcopy.CopyMap(x.model))
-	x.held = nil // values handed out before a savepoint must not change while it is active
+	return false
 }
 
-// endSavepoint rolls back or releases a random active savepoint of x's
-// stores.
-func (w *world) endSavepoint(x *replica, id int, rollback bool) {
-	if len(x.saves) == 0 {
+// ownerName returns how the trace names owner oi: nothing for nil.
+func (w *world) ownerName(oi int) string {
+	if w.owners[oi] == nil {
+		return ""
+	}
+	return fmt.Sprintf("%v:", w.owners[oi])
+}
+
+// accessGet records owner oi's get of key k, if its savepoints save it:
+// a mutable value handed out.
+func (w *world) accessGet(x *replica, oi int, k string) {
+	om := x.owner(oi)
+	v, ok := x.model[k]
+	if len(om.frames) == 0 || !ok || deepcopy.Immutable(v) {
 		return
 	}
-	mark := w.r.IntN(len(x.saves))
+	om.accesses = append(om.accesses, access{key: k, v: deepcopy.Copy(v), ok: true})
+}
+
+// accessWrite records owner oi's write of key k, before it: nested, the
+// value is written into (it stays, so it is copied); otherwise replaced.
+func (w *world) accessWrite(x *replica, oi int, k string, nested bool) {
+	om := x.owner(oi)
+	if len(om.frames) == 0 {
+		return
+	}
+	v, ok := x.model[k]
+	if nested {
+		v = deepcopy.Copy(v)
+	}
+	om.accesses = append(om.accesses, access{key: k, v: v, ok: ok, write: true})
+}
+
+// wrote voids, for every owner but oi, the gets of k since its last write
+// of k or Replace: owner oi wrote k.
+func (w *world) wrote(x *replica, oi int, k string) {
+	for j, om := range x.owned {
+		if j == oi {
+			continue
+		}
+		for i := len(om.accesses) - 1; i >= 0; i-- {
+			a := &om.accesses[i]
+			if a.all != nil || (a.key == k && a.write) {
+				break
+			}
+			if a.key == k {
+				a.void = true
+			}
+		}
+	}
+}
+
+// wroteAll is wrote for every key: a Replace.
+func (w *world) wroteAll(x *replica, oi int) {
+	for j, om := range x.owned {
+		if j == oi {
+			continue
+		}
+		seen := make(map[string]bool)
+		for _, a := range om.accesses {
+			seen[a.key] = true
+		}
+		for k := range seen {
+			w.wrote(x, oi, k)
+		}
+	}
+}
+
+// rollback undoes owner oi's accesses since its savepoint mark in the
+// model, latest first.
+func (w *world) rollback(x *replica, oi, mark int) {
+	om := x.owner(oi)
+	start := om.frames[mark]
+	restored, all := map[string]bool{}, false
+	for i := len(om.accesses) - 1; i >= start; i-- {
+		switch a := om.accesses[i]; {
+		case a.void:
+		case a.all != nil:
+			x.model, all = a.all, true
+		case a.ok:
+			x.model[a.key], restored[a.key] = a.v, true
+		default:
+			delete(x.model, a.key)
+			restored[a.key] = true
+		}
+	}
+	om.accesses, om.frames = om.accesses[:start], om.frames[:mark]
+	if all {
+		w.wroteAll(x, oi)
+	}
+	for k := range restored {
+		w.wrote(x, oi, k)
+	}
+}
+
+// savepoint starts a savepoint of an owner in x's stores.
+func (w *world) savepoint(x *replica, id int) {
+	oi := w.saver()
+	om := x.owner(oi)
+	if len(om.frames) >= 4 {
+		return
+	}
+	o := w.owners[oi]
+	mo, mf := x.over.Savepoint(o), x.flat.Savepoint(o)
+	w.logf("#%d %sSavepoint() = %d", id, w.ownerName(oi), mo)
+	if mo != len(om.frames) || mf != len(om.frames) {
+		w.fatalf("Savepoint() = %d (flat: %d); want %d", mo, mf, len(om.frames))
+	}
+	om.frames = append(om.frames, len(om.accesses))
+	if len(w.owners) == 1 {
+		om.saves = append(om.saves, deepcopy.CopyMap(x.model))
+		x.held = nil // values handed out before a savepoint must not change while it is active
+	}
+}
+
+// saver returns the index of a random owner that may have savepoints.
+func (w *world) saver() int {
+	if w.owners[0] != nil {
+		return w.r.IntN(len(w.owners))
+	}
+	return 1 + w.r.IntN(len(w.owners)-1)
+}
+
+// endSavepoint rolls back or releases a random active savepoint of an
+// owner in x's stores.
+func (w *world) endSavepoint(x *replica, id int, rollback bool) {
+	oi := w.saver()
+	om := x.owner(oi)
+	if len(om.frames) == 0 {
+		return
+	}
+	o, on := w.owners[oi], w.ownerName(oi)
+	mark := w.r.IntN(len(om.frames))
 	if rollback {
-		w.logf("#%d Rollback(%d)", id, mark)
-		x.over.Rollback(mark)
-		x.flat.Rollback(mark)
+		w.logf("#%d %sRollback(%d)", id, on, mark)
+		x.over.Rollback(o, mark)
+		x.flat.Rollback(o, mark)
 		// The values handed out since are no longer the stores': they stay
 		// held, and changing them must change nothing.
-		x.model = x.saves[mark]
+		w.rollback(x, oi, mark)
+		if len(w.owners) == 1 && !equal(x.model, om.saves[mark]) {
+			w.fatalf("the reference's rollback gives %v; want the contents at the savepoint, %v", x.model, om.saves[mark])
+		}
 	} else {
-		w.logf("#%d Release(%d)", id, mark)
-		x.over.Release(mark)
-		x.flat.Release(mark)
+		w.logf("#%d %sRelease(%d)", id, on, mark)
+		x.over.Release(o, mark)
+		x.flat.Release(o, mark)
+		om.frames = om.frames[:mark]
+		if mark == 0 {
+			om.accesses = nil
+		}
 	}
-	x.saves = x.saves[:mark]
+	if len(om.saves) > mark {
+		om.saves = om.saves[:mark]
+	}
 }
 
-// get reads k from x's store and references and checks they agree.
-func (w *world) get(x *replica, k string, hold bool) (held, bool) {
-	vo, oko := x.over.Get(k)
-	vf, okf := x.flat.Get(k)
+// get reads k from x's store and references for owner oi and checks they
+// agree.
+func (w *world) get(x *replica, oi int, k string, hold bool) (held, bool) {
+	w.accessGet(x, oi, k)
+	vo, oko := x.over.GetAs(w.owners[oi], k)
+	vf, okf := x.flat.GetAs(w.owners[oi], k)
 	vm, okm := x.model[k]
 	if oko != okm || okf != okm || !equal(vo, vm) || !equal(vf, vm) {
 		w.fatalf("Get(%q) = %v, %t (flat: %v, %t); want %v, %t", k, vo, oko, vf, okf, vm, okm)
@@ -1278,10 +1487,13 @@ func (w *world) get(x *replica, k string, hold bool) (held, bool) {
 	return h, true
 }
 
-func (w *world) entries(x *replica) {
-	ko, vo := x.over.Entries()
-	kf, vf := x.flat.Entries()
+func (w *world) entries(x *replica, oi int) {
 	km := slices.Sorted(maps.Keys(x.model))
+	for _, k := range km {
+		w.accessGet(x, oi, k)
+	}
+	ko, vo := x.over.EntriesAs(w.owners[oi])
+	kf, vf := x.flat.EntriesAs(w.owners[oi])
 	vm := valuesOf(x.model, km)
 	if !slices.Equal(ko, km) || !slices.Equal(kf, km) || !equal(vo, vm) || !equal(vf, vm) {
 		w.fatalf("Entries() = %q, %v (flat: %q, %v); want %q, %v", ko, vo, kf, vf, km, vm)
@@ -1380,12 +1592,13 @@ func TestLogReplays(t *testing.T) {
 }
 
 // TestSavepointsMatchReference adds savepoints, rolled back or released,
-// nested or not, to the operations of TestOverlayMatchesReference.
+// nested or not, to the operations of TestOverlayMatchesReference, all of
+// one owner: a rollback must restore the contents at its savepoint.
 func TestSavepointsMatchReference(t *testing.T) {
 	t.Parallel()
 	forSeeds(t, 3_000_000, 160, func(seed uint64) {
 		w := newWorld(t, seed, false)
-		w.saving = true
+		w.saving, w.owners = true, []any{"attempt"}
 		w.run(200)
 	})
 }
@@ -1396,8 +1609,41 @@ func TestSavepointsLogReplays(t *testing.T) {
 	t.Parallel()
 	forSeeds(t, 4_000_000, 120, func(seed uint64) {
 		w := newWorld(t, seed, true)
-		w.saving = true
+		w.saving, w.owners = true, []any{"attempt"}
 		w.run(200)
+	})
+}
+
+// owners are tokens of three types for the owners of the property tests,
+// and nil, for the untagged calls: owners compare as interface values.
+var owners = []any{nil, 1, "two", &struct{ n int }{3}}
+
+// TestOwnedSavepointsMatchReference runs the operations of
+// TestSavepointsMatchReference for two or three owners that interleave
+// their savepoints, each operation tagged with one of them or none,
+// against a reference that undoes each owner's accesses one by one,
+// latest first, skipping the gets another owner's write superseded. Each
+// of these changes to the store fails it: a write by another owner (Set,
+// Apply, Replace, a rollback) not superseding the gets of the key; the
+// supersession walking back past the owner's own Replace; a write after a
+// get in the same savepoint not marking the entry a write; a get after a
+// superseded one not saving the key again (from about 340 seeds on).
+func TestOwnedSavepointsMatchReference(t *testing.T) {
+	t.Parallel()
+	forSeeds(t, 5_000_000, 400, func(seed uint64) {
+		w := newWorld(t, seed, false)
+		w.saving, w.owners = true, owners[:2+seed%3]
+		w.run(250)
+	})
+}
+
+// TestOwnedSavepointsLogReplays adds owners to TestSavepointsLogReplays.
+func TestOwnedSavepointsLogReplays(t *testing.T) {
+	t.Parallel()
+	forSeeds(t, 6_000_000, 120, func(seed uint64) {
+		w := newWorld(t, seed, true)
+		w.saving, w.owners = true, owners[:2+seed%3]
+		w.run(250)
 	})
 }
 
