@@ -306,17 +306,13 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		if r.quota == nil {
 			next = a.attempt.next // nothing to meter
 		}
-		actx, sc := beginScope(actx, st, strat.Isolation)
+		sc := beginScope(st)
 		reply, err := next.call(actx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, p, in, feedback)
 		res.Usage = res.Usage.Add(reply.Usage)
 		if reply.Output != nil || err == nil {
 			res.Output = reply.Output
 		}
-		if err == nil {
-			err = sc.end(true)
-		} else {
-			_ = sc.end(false)
-		}
+		sc.end(err == nil)
 		if err == nil {
 			res.Success = true
 			res.Latency = r.rt.mono() - start
@@ -451,18 +447,14 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
-	ctx, sc := beginScope(ctx, StateFrom(ctx), engine.DeepCopy{})
+	sc := beginScope(StateFrom(ctx))
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 		end = c.mono()
 		res.Latency = end - start
-		if err == nil {
-			err = sc.end(true)
-		} else {
-			_ = sc.end(false) // a failed attempt leaves the state as it found it
-		}
+		sc.end(err == nil) // a failed attempt leaves the state as it found it
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, p, res, err)

@@ -165,9 +165,8 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 // sequence of bare steps.
 func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
 	if st != nil {
-		st.users.Add(1)
-		defer st.users.Add(-1)
-		ctx = withState(ctx, st)
+		defer st.detach()
+		ctx = withState(ctx, st.attach())
 	}
 	if a := g.bare; a != nil {
 		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono())
@@ -235,8 +234,8 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 	}
 	st := s.state
 	if st != nil {
-		st.users.Add(1)
-		defer st.users.Add(-1)
+		defer st.detach()
+		st = st.attach()
 	}
 	if snap := s.resume; snap != nil {
 		var err error

@@ -36,9 +36,8 @@ import (
 // [NewState].
 type State struct {
 	s *state.Store
-	// users counts the executions running on the state (WithState): with
-	// more than one, attempts fork it rather than keep an undo log, as
-	// concurrent attempts' logs would interleave.
+	// users counts the executions running on the state (WithState): each
+	// after the first gets a handle of its own (attach).
 	users atomic.Int32
 }
 
@@ -58,16 +57,16 @@ func Get[T any](s *State, key string) (T, bool) {
 		var zero T
 		return zero, false
 	}
-	v, ok := s.s.Get(key)
+	v, ok := s.s.GetAs(s, key)
 	t, isT := v.(T)
 	return t, ok && isT
 }
 
 // Set stores v at key.
-func (s *State) Set(key string, v any) { s.s.Set(key, v) }
+func (s *State) Set(key string, v any) { s.s.SetAs(s, key, v) }
 
 // Delete removes key.
-func (s *State) Delete(key string) { s.s.Delete(key) }
+func (s *State) Delete(key string) { s.s.DeleteAs(s, key) }
 
 // Len returns the number of keys.
 func (s *State) Len() int { return s.s.Len() }
@@ -75,7 +74,7 @@ func (s *State) Len() int { return s.s.Len() }
 // All iterates over a snapshot of the state in key order; the state may be
 // changed during the iteration.
 func (s *State) All() iter.Seq2[string, any] {
-	keys, vals := s.s.Entries()
+	keys, vals := s.s.EntriesAs(s)
 	return func(yield func(string, any) bool) {
 		for i, k := range keys {
 			if !yield(k, vals[i]) {
@@ -110,48 +109,51 @@ func (s *State) UnmarshalJSON(b []byte) error {
 		s.s = state.New(m)
 		return nil
 	}
-	s.s.Replace(m)
+	s.s.ReplaceAs(s, m)
 	return nil
 }
 
 // scope keeps one attempt's state writes apart, so that a failed
-// attempt's can be discarded: an undo log on the step's state, or a fork
-// of it when concurrent executions share it.
+// attempt's can be discarded: a savepoint of the store's undo log, owned by
+// the *State the attempt writes through — each execution's own, so that
+// concurrent executions on one store undo only their own writes.
 type scope struct {
-	st    *State // the step's state; nil: none
-	child *State // the attempt's fork, when st is shared
-	iso   engine.Isolation
-	mark  int
+	st   *State // the step's state; nil: none
+	mark int
 }
 
-// beginScope starts the scope of an attempt on st (nil: none) and returns
-// the context the attempt runs in.
-func beginScope(ctx context.Context, st *State, iso engine.Isolation) (context.Context, scope) {
+// beginScope starts the scope of an attempt on st (nil: none).
+func beginScope(st *State) scope {
 	if st == nil {
-		return ctx, scope{}
+		return scope{}
 	}
-	if st.users.Load() > 1 {
-		child := st.fork(iso)
-		return withState(ctx, child), scope{st: st, child: child, iso: iso}
-	}
-	return ctx, scope{st: st, mark: st.s.Savepoint()}
+	return scope{st: st, mark: st.s.Savepoint(st)}
 }
 
 // end ends the scope, keeping the attempt's writes or discarding them.
-func (sc scope) end(keep bool) error {
+func (sc scope) end(keep bool) {
 	switch {
 	case sc.st == nil:
-	case sc.child != nil:
-		if keep {
-			return sc.st.mergeFrom(sc.iso, sc.child)
-		}
 	case keep:
-		sc.st.s.Release(sc.mark)
+		sc.st.s.Release(sc.st, sc.mark)
 	default:
-		sc.st.s.Rollback(sc.mark)
+		sc.st.s.Rollback(sc.st, sc.mark)
 	}
-	return nil
 }
+
+// attach returns the State an execution runs on, given the caller's s:
+// s itself, unless another execution is running on s — then a handle of
+// its own on the same store, so that the two executions' attempts keep
+// apart undo logs. detach must be called with the same s when the
+// execution ends.
+func (s *State) attach() *State {
+	if s.users.Add(1) > 1 {
+		return &State{s: s.s}
+	}
+	return s
+}
+
+func (s *State) detach() { s.users.Add(-1) }
 
 // lookup returns the value at key, for reading only.
 func (s *State) lookup(key string) (any, bool) { return s.s.Get(key) }

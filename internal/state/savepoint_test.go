@@ -117,7 +117,8 @@ func (a as) Release(mark int)                  { a.Store.Release(a.o, mark) }
 
 func mustApply(t *testing.T, s interface {
 	Apply([]statemerge.Write) error
-}, ws []statemerge.Write) {
+}, ws []statemerge.Write,
+) {
 	t.Helper()
 	if err := s.Apply(ws); err != nil {
 		t.Fatalf("Apply(%v): %v", ws, err)
@@ -673,7 +674,7 @@ func logLen(s *state.Store) func() int {
 // which a walk that forgot what it had seen would take forever over. It
 // also merges an acyclic value into a cyclic one held already.
 func TestMergeShared(t *testing.T) {
-	var m map[string]any = map[string]any{"leaf": 1.0}
+	m := map[string]any{"leaf": 1.0}
 	for range 60 {
 		m = map[string]any{"l": m, "r": m, "list": []any{m, m}}
 	}
