@@ -270,7 +270,7 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		lastErr  error
 		feedback string
 		reason   string        // why the attempts stopped, once they have
-		delay    time.Duration // the classifier's delay before the next attempt
+		delay    time.Duration // the delay before the next attempt
 		deadline time.Duration // WithMaxRetryDuration's end on the clock, or 0
 	)
 	st := StateFrom(ctx)
@@ -280,13 +280,6 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 	for attempt := 1; attempt <= a.attempts; attempt++ {
 		actx := ctx
 		if attempt > 1 {
-			if delay <= 0 {
-				delay = a.backoff.delay(attempt-1, r.rt.float64())
-			}
-			if deadline > 0 && r.rt.mono()+delay > deadline {
-				reason = stopMaxDuration
-				break
-			}
 			if r.rec != nil {
 				r.emit(ctx, Event{Kind: EventRetry, Path: p, Attempt: attempt, Delay: delay})
 			}
@@ -353,7 +346,8 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 
 // judge decides, after failed attempt number attempt, whether another one
 // follows: it returns the reason the attempts stop ("" when they go on)
-// and the delay the classifier asks for before the next one.
+// and the delay before the next one — the classifier's (a retry-after
+// hint), capped at the backoff's max, or the backoff's.
 func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[StepResult], p string, err error, attempt int, deadline time.Duration) (string, time.Duration) {
 	if _, baseline := strat.Classifier.(engine.Rules); baseline && attempt == a.attempts {
 		return stopExhausted, 0 // the baseline's verdict on the last attempt changes nothing
@@ -378,8 +372,11 @@ func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[St
 		}
 	}
 	delay := min(v.Delay, a.backoff.max)
-	if deadline > 0 && (r.rt.mono() >= deadline) {
-		return stopMaxDuration, 0
+	if delay <= 0 {
+		delay = a.backoff.delay(attempt, r.rt.float64())
+	}
+	if deadline > 0 && r.rt.mono()+delay > deadline {
+		return stopMaxDuration, 0 // the next attempt would start past the bound
 	}
 	return "", delay
 }

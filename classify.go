@@ -61,10 +61,11 @@ func (e *permanentError) Permanent() bool { return true }
 
 // RetryAfter marks err with a retry-after hint, such as an HTTP 429's
 // Retry-After: the next attempt waits d instead of the backoff, capped at
-// the step's maximum backoff ([WithBackoff]) and at what remains of
-// [WithMaxRetryDuration]. Any error with a method RetryAfter()
-// time.Duration in its chain is honoured the same way. The result matches
-// err with [errors.Is] and [errors.As]. RetryAfter(nil, d) is nil.
+// the step's maximum backoff ([WithBackoff]); when that wait would end past
+// [WithMaxRetryDuration]'s bound, the attempts stop instead. Any error with
+// a method RetryAfter() time.Duration in its chain is honoured the same
+// way. The result matches err with [errors.Is] and [errors.As].
+// RetryAfter(nil, d) is nil.
 func RetryAfter(err error, d time.Duration) error {
 	if err == nil {
 		return nil

@@ -604,3 +604,37 @@ func TestIssue8CacheKeyCallsNoMethod(t *testing.T) {
 		t.Errorf("agent calls = %d; want 2 (each second execution hits)", calls.Load())
 	}
 }
+
+// Defect: "a sequential map stored "de:hello" under the key for lang=fr,
+// which a later top-level call got as a hit".
+func TestIssue8CacheStateKeysInMapItems(t *testing.T) {
+	var calls atomic.Int32
+	translate := caudal.AgentStep("translate", caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+		calls.Add(1)
+		lang, _ := caudal.Get[string](caudal.StateFrom(ctx), "lang")
+		return caudal.Reply{Output: lang + ":" + fmt.Sprint(in)}, nil
+	}))
+	cache := newCache(t, 16)
+	cached := caudal.Cached(translate, cache, caudal.WithCacheStateKeys("lang"))
+	// Each item sets lang to its own value, then translates "hello".
+	item := caudal.Seq("item",
+		caudal.AgentStep("set", caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+			caudal.StateFrom(ctx).Set("lang", in)
+			return caudal.Reply{Output: "hello"}, nil
+		})),
+		cached)
+	ex := mustNew(t)
+	step := mustBuild(t, caudal.Map("m", item))
+	// The root state says fr both times; the items say de, then fr. A key
+	// read from the root state would store de:hello under lang=fr and
+	// serve it to the second run.
+	for _, tt := range []struct{ lang, want string }{{"de", "[de:hello]"}, {"fr", "[fr:hello]"}} {
+		res, err := ex.Execute(t.Context(), step, []any{tt.lang}, caudal.WithState(caudal.NewState(map[string]any{"lang": "fr"})))
+		if err != nil || fmt.Sprint(res.Output) != tt.want {
+			t.Errorf("map over [%s] = %v, %v; want %s", tt.lang, res.Output, err, tt.want)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Errorf("translations = %d; want 2 (one per language)", calls.Load())
+	}
+}
