@@ -211,7 +211,7 @@ func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer Stream
 // failed.
 func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	if a.bare && r.bareOK {
-		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono())
+		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), r.state(ctx))
 		return err
 	}
 	start := r.rt.mono()
@@ -273,7 +273,7 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		delay    time.Duration // the delay before the next attempt
 		deadline time.Duration // WithMaxRetryDuration's end on the clock, or 0
 	)
-	st := StateFrom(ctx)
+	st := r.state(ctx)
 	if a.maxRetryDuration > 0 {
 		deadline = start + a.maxRetryDuration
 	}
@@ -434,7 +434,10 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 // general path does. start is the clock's reading when the step began (a
 // sequence passes the end of one step as the start of the next, so a chain
 // of bare steps reads the clock once per step); it returns the end.
-func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
+//
+// st is the state the step runs on (nil: none), whose writes a failed
+// attempt rolls back.
+func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration, st *State) (end time.Duration, err error) {
 	res.Path, res.RunID = p, runID
 	if ctx.Err() != nil {
 		end = c.mono()
@@ -444,7 +447,7 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
-	sc := beginScope(StateFrom(ctx))
+	sc := beginScope(st)
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)

@@ -83,7 +83,8 @@ func New(opts ...Option) (*Executor, error) {
 	}
 	ex.simple = ex.limits.isZero() && ex.checkpointer == nil && ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
 	ex.quiet = ex.simple && ex.seams.Recorder == nil
-	ex.quietRun = run{rt: &ex.rt, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy, plain: true, bareOK: true}
+	// A quiet execution has no state: it has no options, and needs none.
+	ex.quietRun = run{rt: &ex.rt, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy, plain: true, bareOK: true, stateless: true}
 	return ex, nil
 }
 
@@ -139,7 +140,7 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 			// Called here, not through executeBare: this is the engine's
 			// floor (BenchmarkExecute/bare), and the extra call shows in it.
 			var res StepResult
-			_, err := execBareFrom(ctx, &ex.rt, g.bare, g.rootPath, in, "", &res, ex.rt.mono())
+			_, err := execBareFrom(ctx, &ex.rt, g.bare, g.rootPath, in, "", &res, ex.rt.mono(), nil)
 			return res, err
 		case ex.quiet && g.bareSeq != nil:
 			return ex.executeBare(ctx, g, in, "", nil)
@@ -166,13 +167,14 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
 	if st != nil {
 		defer st.detach()
-		ctx = withState(ctx, st.attach())
+		st = st.attach()
+		ctx = withState(ctx, st)
 	}
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono())
+		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res)
+	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, st)
 	return res, err
 }
 
@@ -273,6 +275,7 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 		r.quota = newQuota(limits)
 	}
 	r.plain = r.rec == nil && r.journal == nil && r.replay == nil
+	r.stateless = st == nil
 	r.bareOK = r.rec == nil && r.quota == nil && r.strat.Guard == nil && r.slots == nil
 
 	// The result lives in the frame: a local would escape through the

@@ -131,7 +131,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 		var err error
 		switch {
 		case s.bare[i] != nil && r.plain && r.bareOK:
-			now, err = execBareFrom(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now)
+			now, err = execBareFrom(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now, r.state(ctx))
 		case s.bare[i] != nil && r.bareOK:
 			now, err = r.bareStep(ctx, s.bare[i], cp, cur, child, now)
 		default:
@@ -152,7 +152,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 // execBareSeq runs a sequence of bare agent steps when nothing observes,
 // meters or journals the execution: the fast path of such a sequence, which
 // behaves exactly as exec does.
-func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, runID string, res *StepResult) error {
+func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, runID string, res *StepResult, st *State) error {
 	start := c.mono()
 	res.Path, res.RunID, res.Attempts = p, runID, 1
 	res.Children = make([]StepResult, len(s.bare))
@@ -160,7 +160,7 @@ func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, ru
 	for i, a := range s.bare {
 		child := &res.Children[i]
 		var err error
-		now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now)
+		now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now, st)
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {
 			res.Children = res.Children[:i+1]

@@ -288,7 +288,9 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	}
 	if sequential {
 		for i := range runs {
-			if ctx.Err() != nil {
+			if parent != nil && ctx.Err() != nil {
+				// Before forking for it: the item would fail on the ended
+				// context anyway, but a fork costs the state's size.
 				runs[i].err = stepError(runs[i].path, "", context.Cause(ctx))
 				runs[i].res.Path, runs[i].res.Feedback = runs[i].path, runs[i].err.Error()
 				break

@@ -144,6 +144,9 @@ type run struct {
 	// bareOK: no sink, budget, guard or per-step switch, so a bare agent
 	// step may run as execBareFrom (its instance's bookkeeping around it).
 	bareOK bool
+	// stateless: the execution has no state, so neither has any step of it
+	// (a branch's or item's state is forked from its parent's).
+	stateless bool
 
 	res StepResult // the root step's result
 }
@@ -151,6 +154,14 @@ type run struct {
 // runPool recycles execution frames: every execution outside the fast
 // paths needs one, and it escapes to the heap through the nodes' interface.
 var runPool = sync.Pool{New: func() any { return new(run) }}
+
+// state returns the state of the step running in ctx, nil for none.
+func (r *run) state(ctx context.Context) *State {
+	if r.stateless {
+		return nil
+	}
+	return StateFrom(ctx)
+}
 
 // strategy returns the seams of step b: its switch's, or the executor's.
 func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
@@ -247,7 +258,7 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 		}
 	}
 	mark, st := r.mark(ctx)
-	end, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start)
+	end, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start, r.state(ctx))
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)
 	}
