@@ -132,11 +132,15 @@ func beginScope(st *State) scope {
 
 // end ends the scope, keeping the attempt's writes or discarding them.
 func (sc scope) end(keep bool) {
-	switch {
-	case sc.st == nil:
-	case keep:
+	if sc.st != nil {
+		sc.finish(keep)
+	}
+}
+
+func (sc scope) finish(keep bool) {
+	if keep {
 		sc.st.s.Release(sc.st, sc.mark)
-	default:
+	} else {
 		sc.st.s.Rollback(sc.st, sc.mark)
 	}
 }

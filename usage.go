@@ -57,14 +57,18 @@ func (u Usage) validate() error {
 	return nil
 }
 
-// checkReported validates the usage an agent reported for step instance p:
-// a report that is not finite and non-negative, or whose tokens overflow,
-// is an error — a permanent one: asking again cannot mend a broken meter.
-func checkReported(p string, u Usage) error {
-	if u.PromptTokens >= 0 && u.CompletionTokens >= 0 && u.CostUSD >= 0 && u.CostUSD <= math.MaxFloat64 &&
-		u.PromptTokens <= math.MaxInt64-u.CompletionTokens {
-		return nil // the common case, without a call; NaN fails the comparisons
-	}
+// sane reports whether an agent's usage report can be booked: both counts
+// non-negative (no sign bit in either), their sum in range, the cost finite
+// and non-negative (NaN fails the comparisons). Callers check it inline and
+// turn a failure into badReport's error.
+func (u Usage) sane() bool {
+	return u.PromptTokens|u.CompletionTokens >= 0 && u.PromptTokens <= math.MaxInt64-u.CompletionTokens &&
+		u.CostUSD >= 0 && u.CostUSD <= math.MaxFloat64
+}
+
+// badReport is the error of step instance p's agent reporting usage u that
+// is not sane — a permanent one: asking again cannot mend a broken meter.
+func badReport(p string, u Usage) error {
 	return Permanent(fmt.Errorf("caudal: step %q: agent reported invalid usage: %w", p, u.validate()))
 }
 
