@@ -166,10 +166,22 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 // sequence of bare steps.
 func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
 	if st != nil {
-		defer st.detach()
-		st = st.attach()
-		ctx = withState(ctx, st)
+		return ex.executeBareOn(ctx, g, in, runID, st)
 	}
+	if a := g.bare; a != nil {
+		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
+		return res, err
+	}
+	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, st)
+	return res, err
+}
+
+// executeBareOn is executeBare on the caller's state st, kept apart so
+// that executeBare without one defers nothing.
+func (ex *Executor) executeBareOn(ctx context.Context, g *graph, in any, runID string, st *State) (res StepResult, err error) {
+	defer st.detach()
+	st = st.attach()
+	ctx = withState(ctx, st)
 	if a := g.bare; a != nil {
 		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
 		return res, err
