@@ -136,8 +136,8 @@ func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedba
 	}
 	if g := e.strat.Guard; g == nil {
 		reply, err = l.a.run(ctx, e.stream, p, in) // under this layer's panic guard
-		if !reply.Usage.sane() {
-			reply.Usage, err = Usage{}, badReport(p, reply.Usage)
+		if uerr := checkReported(p, reply.Usage); uerr != nil {
+			reply.Usage, err = Usage{}, uerr
 		}
 	} else {
 		reply, err = guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
@@ -201,8 +201,8 @@ func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer Stream
 	} else {
 		reply, err = agent.Run(ctx, in)
 	}
-	if !reply.Usage.sane() {
-		reply.Usage, err = Usage{}, badReport(p, reply.Usage)
+	if uerr := checkReported(p, reply.Usage); uerr != nil {
+		reply.Usage, err = Usage{}, uerr
 	}
 	return reply, err
 }
@@ -461,8 +461,8 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		}
 	}()
 	reply, err := a.agent.Run(ctx, in)
-	if !reply.Usage.sane() {
-		reply.Usage, err = Usage{}, badReport(p, reply.Usage)
+	if uerr := checkReported(p, reply.Usage); uerr != nil {
+		reply.Usage, err = Usage{}, uerr
 	}
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
 	return 0, err
