@@ -461,8 +461,10 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		}
 	}()
 	reply, err := a.agent.Run(ctx, in)
-	if uerr := checkReported(p, reply.Usage); uerr != nil {
-		reply.Usage, err = Usage{}, uerr
+	if reply.Usage != (Usage{}) { // a tool's or a function's: nothing to check
+		if uerr := checkReported(p, reply.Usage); uerr != nil {
+			reply.Usage, err = Usage{}, uerr
+		}
 	}
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
 	return 0, err
