@@ -211,7 +211,7 @@ func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer Stream
 // failed.
 func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	if a.bare && r.bareOK {
-		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), r.state(ctx))
+		_, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), r.state(ctx))
 		return err
 	}
 	start := r.rt.mono()
@@ -434,10 +434,8 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 // general path does. start is the clock's reading when the step began (a
 // sequence passes the end of one step as the start of the next, so a chain
 // of bare steps reads the clock once per step); it returns the end.
-//
-// st is the state the step runs on (nil: none), whose writes a failed
-// attempt rolls back.
-func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration, st *State) (end time.Duration, err error) {
+// It knows of no state: bareOn runs it on one.
+func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
 	res.Path, res.RunID = p, runID
 	if ctx.Err() != nil {
 		end = c.mono()
@@ -447,14 +445,12 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
-	sc := beginScope(st)
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
 		}
 		end = c.mono()
 		res.Latency = end - start
-		sc.end(err == nil) // a failed attempt leaves the state as it found it
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, p, res, err)
@@ -468,6 +464,18 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 	}
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
 	return 0, err
+}
+
+// bareOn is execBareFrom on state st (nil: none): a failed attempt leaves
+// the state as it found it.
+func bareOn(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration, st *State) (time.Duration, error) {
+	if st == nil {
+		return execBareFrom(ctx, c, a, p, in, runID, res, start)
+	}
+	sc := beginScope(st)
+	end, err := execBareFrom(ctx, c, a, p, in, runID, res, start)
+	sc.end(err == nil)
+	return end, err
 }
 
 // failedAttempt turns the error of a bare step's only attempt into the

@@ -140,7 +140,7 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 			// Called here, not through executeBare: this is the engine's
 			// floor (BenchmarkExecute/bare), and the extra call shows in it.
 			var res StepResult
-			_, err := execBareFrom(ctx, &ex.rt, g.bare, g.rootPath, in, "", &res, ex.rt.mono(), nil)
+			_, err := execBareFrom(ctx, &ex.rt, g.bare, g.rootPath, in, "", &res, ex.rt.mono())
 			return res, err
 		case ex.quiet && g.bareSeq != nil:
 			return ex.executeBare(ctx, g, in, "", nil)
@@ -169,10 +169,10 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID str
 		return ex.executeBareOn(ctx, g, in, runID, st)
 	}
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
+		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono())
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, st)
+	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, nil)
 	return res, err
 }
 
@@ -183,7 +183,7 @@ func (ex *Executor) executeBareOn(ctx context.Context, g *graph, in any, runID s
 	st = st.attach()
 	ctx = withState(ctx, st)
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
+		_, err = bareOn(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
 		return res, err
 	}
 	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, st)

@@ -131,7 +131,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 		var err error
 		switch {
 		case s.bare[i] != nil && r.plain && r.bareOK:
-			now, err = execBareFrom(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now, r.state(ctx))
+			now, err = bareOn(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now, r.state(ctx))
 		case s.bare[i] != nil && r.bareOK:
 			now, err = r.bareStep(ctx, s.bare[i], cp, cur, child, now)
 		default:
@@ -160,7 +160,11 @@ func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, ru
 	for i, a := range s.bare {
 		child := &res.Children[i]
 		var err error
-		now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now, st)
+		if st == nil {
+			now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now)
+		} else {
+			now, err = bareOn(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now, st)
+		}
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {
 			res.Children = res.Children[:i+1]

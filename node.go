@@ -258,7 +258,7 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 		}
 	}
 	mark, st := r.mark(ctx)
-	end, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start, r.state(ctx))
+	end, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, start, r.state(ctx))
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)
 	}
