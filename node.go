@@ -178,20 +178,30 @@ func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
 // record — around n.exec. A panic that nothing closer to it contained — in
 // a sink, a state value's Clone, a value's MarshalJSON — fails the
 // instance with a *PanicError.
-func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResult) (err error) {
+func (r *run) step(ctx context.Context, n node, p string, in any, res *StepResult) error {
+	if !r.plain {
+		return r.instance(ctx, n, p, in, res)
+	}
+	if b := n.base(); b.kind == kindAgent && !b.updatesState {
+		// An agent step guards every call of user code it makes itself:
+		// the hot path pays for no second guard.
+		return n.exec(ctx, r, p, in, res)
+	}
+	return r.plainStep(ctx, n, p, in, res)
+}
+
+// plainStep is step when nothing observes, journals or replays the run.
+func (r *run) plainStep(ctx context.Context, n node, p string, in any, res *StepResult) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = contained(p, res, v)
 		}
 	}()
-	if r.plain {
-		err := n.exec(ctx, r, p, in, res)
-		if err == nil && n.base().updatesState {
-			err = r.updateState(ctx, p, res)
-		}
-		return err
+	err = n.exec(ctx, r, p, in, res)
+	if err == nil && n.base().updatesState {
+		err = r.updateState(ctx, p, res)
 	}
-	return r.instance(ctx, n, p, in, res)
+	return err
 }
 
 // contained turns panic value v, raised while step instance p ran, into
@@ -207,6 +217,11 @@ func contained(p string, res *StepResult, v any) error {
 
 // instance is step when something observes, journals or replays the run.
 func (r *run) instance(ctx context.Context, n node, p string, in any, res *StepResult) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = contained(p, res, v)
+		}
+	}()
 	b := n.base()
 	if r.replay != nil {
 		if rec := r.replay.steps[p]; rec != nil {
