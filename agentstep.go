@@ -451,17 +451,17 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		}
 		end = c.mono()
 		res.Latency = end - start
+		if res.Usage != (Usage{}) { // a tool's or a function's report needs no check
+			if uerr := checkReported(p, res.Usage); uerr != nil {
+				res.Usage, err = Usage{}, uerr
+			}
+		}
 		if err != nil {
 			res.Success = false
 			err = failedAttempt(ctx, p, res, err)
 		}
 	}()
 	reply, err := a.agent.Run(ctx, in)
-	if reply.Usage != (Usage{}) { // a tool's or a function's: nothing to check
-		if uerr := checkReported(p, reply.Usage); uerr != nil {
-			reply.Usage, err = Usage{}, uerr
-		}
-	}
 	res.Output, res.Usage, res.Success = reply.Output, reply.Usage, err == nil
 	return 0, err
 }
