@@ -273,7 +273,13 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 		}
 	}
 	mark, st := r.mark(ctx)
-	end, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, start, r.state(ctx))
+	var end time.Duration
+	var err error
+	if sst := r.state(ctx); sst == nil {
+		end, err = execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start)
+	} else {
+		end, err = bareOn(ctx, r.rt, a, p, in, r.runID, res, start, sst)
+	}
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)
 	}

@@ -30,11 +30,10 @@ func (u Usage) Add(v Usage) Usage {
 // addTokens adds two token counts, saturating at the int64 bounds.
 func addTokens(a, b int64) int64 {
 	s := a + b
-	switch {
-	case a > 0 && b > 0 && s < 0:
-		return math.MaxInt64
-	case a < 0 && b < 0 && s >= 0:
-		return math.MinInt64
+	if (s^a)&(s^b) < 0 {
+		// Overflow: a and b share a sign that s lacks. Saturate toward it:
+		// MaxInt64 for a >= 0, MinInt64 (its complement) for a < 0.
+		return math.MaxInt64 ^ (a >> 63)
 	}
 	return s
 }
