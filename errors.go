@@ -114,10 +114,20 @@ func (e *pathError) instancePath() string { return e.path }
 // is; one that names p itself gets what added, and no second p: every
 // error names its instance once.
 func stepError(p, what string, err error) error {
-	if pe, ok := errors.AsType[pathed](err); ok && pe.instancePath() != p && strings.HasPrefix(pe.instancePath(), p) {
+	if pe, ok := errors.AsType[pathed](err); ok && inside(pe.instancePath(), p) {
 		return err
 	}
 	return &pathError{path: p, what: what, err: err}
+}
+
+// inside reports whether instance path ip is strictly inside the instance
+// at p: a child, an iteration or an item of it ("m[3]/a" is inside "m",
+// "m2/a" is not).
+func inside(ip, p string) bool {
+	if len(ip) <= len(p) || !strings.HasPrefix(ip, p) {
+		return false
+	}
+	return p == "" || strings.IndexByte("/#[", ip[len(p)]) >= 0
 }
 
 // Unwrap returns the last attempt's error.

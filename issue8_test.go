@@ -638,3 +638,22 @@ func TestIssue8CacheStateKeysInMapItems(t *testing.T) {
 		t.Errorf("translations = %d; want 2 (one per language)", calls.Load())
 	}
 }
+
+// An error naming another instance whose path merely starts like this
+// step's ("l2" beside "l") is no deeper error of "l": it must still be
+// wrapped with "l" and what failed there. Before, a bare prefix test took
+// it for a deeper error and dropped "l: input mapper".
+func TestIssue8ErrorOfAnotherStepWithALongerName(t *testing.T) {
+	ex := mustNew(t)
+	other := mustBuild(t, caudal.AgentStep("l2", caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
+		return caudal.Reply{}, errors.New("boom")
+	})))
+	step := caudal.Loop("l", caudal.AgentStep("e", echoAgent{}), caudal.WithInputMapper(func(ctx context.Context, in any) (any, error) {
+		_, err := ex.Execute(ctx, other, in) // a nested run's error names "l2"
+		return nil, err
+	}))
+	_, err := execute(t, ex, step, "x")
+	if err == nil || !strings.HasPrefix(err.Error(), `caudal: step "l": input mapper: `) {
+		t.Errorf("Execute = %v; want it to begin with the loop's own path and the mapper", err)
+	}
+}
