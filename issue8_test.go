@@ -377,16 +377,22 @@ func TestIssue8CacheStepsNeverShareEntries(t *testing.T) {
 	}
 }
 
+// translator is an agent step that answers "<lang>:<input>", lang read
+// from its state, counting its calls.
+func translator(calls *atomic.Int32) caudal.Step {
+	return caudal.AgentStep("translate", caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+		calls.Add(1)
+		lang, _ := caudal.Get[string](caudal.StateFrom(ctx), "lang")
+		return caudal.Reply{Output: lang + ":" + fmt.Sprint(in)}, nil
+	}))
+}
+
 // Defect: "WithCacheStateKeys builds its key from the run's root state":
 // inside parallel branches a translate step keyed on lang served the "de"
 // branch the "fr" branch's answer.
 func TestIssue8CacheStateKeysFromTheStepsState(t *testing.T) {
 	var calls atomic.Int32
-	translate := caudal.AgentStep("translate", caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
-		calls.Add(1)
-		lang, _ := caudal.Get[string](caudal.StateFrom(ctx), "lang")
-		return caudal.Reply{Output: lang + ":" + fmt.Sprint(in)}, nil
-	}))
+	translate := translator(&calls)
 	cache := newCache(t, 16)
 	cached := caudal.Cached(translate, cache, caudal.WithCacheStateKeys("lang"))
 	setLang := func(lang string) caudal.Step {
@@ -609,11 +615,7 @@ func TestIssue8CacheKeyCallsNoMethod(t *testing.T) {
 // which a later top-level call got as a hit".
 func TestIssue8CacheStateKeysInMapItems(t *testing.T) {
 	var calls atomic.Int32
-	translate := caudal.AgentStep("translate", caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
-		calls.Add(1)
-		lang, _ := caudal.Get[string](caudal.StateFrom(ctx), "lang")
-		return caudal.Reply{Output: lang + ":" + fmt.Sprint(in)}, nil
-	}))
+	translate := translator(&calls)
 	cache := newCache(t, 16)
 	cached := caudal.Cached(translate, cache, caudal.WithCacheStateKeys("lang"))
 	// Each item sets lang to its own value, then translates "hello".
