@@ -232,7 +232,7 @@ func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 	}
 	if !stepErr.exhausted && !stepErr.gaveUp || a.fallback == nil {
 		res.Latency = r.rt.mono() - start
-		return stepErr
+		return &stepErr.StepError
 	}
 	if r.journal != nil {
 		// The primary's failure is a decision the run goes on from: a
@@ -253,18 +253,18 @@ func (a *agentNode) resumeFallback(ctx context.Context, r *run, p string, in any
 		res.Latency = r.rt.mono() - start
 		return r.failStep(res, err)
 	}
-	primary := &StepError{Step: p, Attempt: d.Attempts, Err: &replayedError{path: p, text: d.Feedback}, exhausted: true}
+	primary := &failedAttempts{StepError: StepError{Step: p, Attempt: d.Attempts, Err: &replayedError{path: p, text: d.Feedback}, exhausted: true}}
 	return a.runFallback(ctx, r, p, in, res, start, primary)
 }
 
-// retry makes the step's attempts. It returns a *StepError when they all
+// retry makes the step's attempts. It returns their failure when they all
 // failed or were stopped, and otherwise the outcome: nil on success, the
 // error of a pause or a budget breach.
 //
 // A failed attempt's state writes are rolled back before the next attempt
 // or the fallback, whatever the retry count: a step's effect on the state
 // is that of its successful attempt, or nothing.
-func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration) (*StepError, error) {
+func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration) (*failedAttempts, error) {
 	strat := r.strategy(&a.nodeBase)
 	var (
 		lastErr  error
@@ -340,8 +340,15 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		}
 	}
 	res.Feedback = lastErr.Error()
-	res.setMeta(MetaRetryStopped, reason)
-	return &StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: reason == stopExhausted, gaveUp: reason != stopCancelled}, nil
+	res.setMeta(MetaRetryStopped, boxedReason(reason))
+	return &failedAttempts{StepError: StepError{Step: p, Attempt: res.Attempts, Err: lastErr, exhausted: reason == stopExhausted, gaveUp: reason != stopCancelled}}, nil
+}
+
+// failedAttempts is the failure of a step's attempts, with room for its
+// fallback's context: one allocation for both.
+type failedAttempts struct {
+	StepError
+	fallbackCtx attemptCtx // set by runFallback
 }
 
 // judge decides, after failed attempt number attempt, whether another one
@@ -392,7 +399,7 @@ func (r *run) finishBreach(ctx context.Context, ue *UsageLimitError, res *StepRe
 
 // runFallback runs the fallback of step p after its primary failed with
 // primary.
-func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration, primary *StepError) error {
+func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, res *StepResult, start time.Duration, primary *failedAttempts) error {
 	if r.rec != nil {
 		r.emit(ctx, Event{Kind: EventFallback, Path: p, Attempt: res.Attempts, Err: primary.Err})
 	}
@@ -404,10 +411,10 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 		res.Latency = r.rt.mono() - start
 		primary.Err, primary.exhausted = fmt.Errorf("%w (%w)", cause, primary.Err), false
 		res.Children = nil
-		return r.failStep(res, primary)
+		return r.failStep(res, &primary.StepError)
 	}
-	fctx := withAttempt(ctx, attemptInfo{n: 1, prev: primary.Err})
-	ferr := r.step(fctx, a.fallback, childPath(p, a.fallback.base()), in, fres)
+	primary.fallbackCtx = attemptCtx{Context: ctx, info: attemptInfo{n: 1, prev: primary.Err}}
+	ferr := r.step(&primary.fallbackCtx, a.fallback, childPath(p, a.fallback.base()), in, fres)
 	res.Usage = res.Usage.Add(fres.Usage)
 	if res.Metadata == nil {
 		res.Metadata = make(map[string]any, 3)
@@ -424,8 +431,9 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 		return ferr
 	}
 	res.Feedback = "Original error: " + primary.Err.Error() + "\nFallback error: " + ferr.Error()
-	primary.Err = fmt.Errorf("%w; fallback: %w", primary.Err, ferr)
-	return primary
+	failure := primary.StepError // a copy: the error returned does not hold the fallback's context
+	failure.Err = fmt.Errorf("%w; fallback: %w", primary.Err, ferr)
+	return &failure
 }
 
 // execBareFrom runs a bare agent step — one attempt of a plain agent, no

@@ -43,6 +43,28 @@ const (
 	stopCancelled   = "cancelled"
 )
 
+// boxedReason returns reason as an interface value without allocating: a
+// constant converts to an interface from static data, a variable does not.
+func boxedReason(reason string) any {
+	switch reason {
+	case stopExhausted:
+		return stopExhausted
+	case stopPermanent:
+		return stopPermanent
+	case stopRetryIf:
+		return stopRetryIf
+	case stopMaxDuration:
+		return stopMaxDuration
+	case stopCircuitOpen:
+		return stopCircuitOpen
+	case stopClassifier:
+		return stopClassifier
+	case stopCancelled:
+		return stopCancelled
+	}
+	return reason
+}
+
 // Permanent marks err as one another attempt cannot mend: the step makes
 // no further attempt and goes straight to its fallback. The result
 // matches err with [errors.Is] and [errors.As]. Permanent(nil) is nil.

@@ -209,7 +209,7 @@ func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in
 	stepErr, err := a.retry(ctx, &r, g.rootPath, in, &res, start)
 	if stepErr != nil {
 		res.Latency = r.rt.mono() - start
-		err = stepErr
+		err = &stepErr.StepError
 	}
 	if r.rec != nil {
 		r.emit(ctx, Event{
