@@ -115,9 +115,9 @@ func (l *timeoutLayer) call(parent context.Context, e env, p string, in any, fee
 // validators, turning a panic in any of them into a *PanicError.
 type processLayer struct {
 	a          *agentNode
-	prompt     []Processor
-	output     []Processor
-	validators []Validator
+	prompt     []processor
+	output     []processor
+	validators []validator
 }
 
 func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedback string) (reply Reply, err error) {

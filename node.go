@@ -272,23 +272,21 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 			return r.rt.mono(), err
 		}
 	}
-	mark, st := r.mark(ctx)
-	var end time.Duration
-	var err error
-	if sst := r.state(ctx); sst == nil {
-		end, err = execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start)
-	} else {
-		end, err = bareOn(ctx, r.rt, a, p, in, r.runID, res, start, sst)
+	mark, st := r.mark(ctx) // st: the state the step runs on, as r.state(ctx) when the run journals
+	if r.journal == nil {
+		st = r.state(ctx)
 	}
+	end, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, start, st)
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)
 	}
 	return end, err
 }
 
-// mark returns the position of the state's log, when the run journals.
+// mark returns, when the run journals, the state its steps see and the
+// position of that state's log.
 func (r *run) mark(ctx context.Context) (int, *State) {
-	if r.journal == nil {
+	if r.journal == nil || r.stateless {
 		return 0, nil
 	}
 	st := StateFrom(ctx)

@@ -83,9 +83,9 @@ type stepDef struct {
 	retries     int
 	backoff     backoffPolicy
 	timeout     time.Duration
-	promptProcs []Processor
-	outputProcs []Processor
-	validators  []Validator
+	promptProcs []processor
+	outputProcs []processor
+	validators  []validator
 	fallback    *Step
 	estimate    Usage
 	// retryIf and maxRetryDuration narrow which failures are retried.
@@ -128,15 +128,12 @@ type flowConfig struct {
 	schema        any
 }
 
-// Processor transforms a value: prompt processors run on an attempt's input
-// before the agent, output processors on the agent's output. An error fails
-// the attempt.
-type Processor func(ctx context.Context, v any) (any, error)
+// processor transforms a value: prompt processors run on an attempt's input
+// before the agent, output processors on the agent's output.
+type processor = func(ctx context.Context, v any) (any, error)
 
-// Validator checks an attempt's processed output. A non-nil error rejects it:
-// the attempt fails with a [*ValidationError] and the error's text becomes
-// the feedback of the next attempt (see [Feedback]).
-type Validator func(ctx context.Context, output any) error
+// validator checks an attempt's processed output.
+type validator = func(ctx context.Context, output any) error
 
 // AgentStep makes a step that calls agent. A nil agent is reported by
 // [Build]. Its options are the agent-step policies: [WithRetries],
@@ -256,8 +253,9 @@ func WithTimeout(d time.Duration) StepOption {
 }
 
 // WithPromptProcessors adds processors applied, in order, to each attempt's
-// input before the agent runs.
-func WithPromptProcessors(p ...Processor) StepOption {
+// input before the agent runs: each returns the value the next one (and
+// finally the agent) receives. An error fails the attempt.
+func WithPromptProcessors(p ...func(ctx context.Context, v any) (any, error)) StepOption {
 	return agentOption("WithPromptProcessors", func(d *stepDef) error {
 		for i, f := range p {
 			if f == nil {
@@ -270,8 +268,9 @@ func WithPromptProcessors(p ...Processor) StepOption {
 }
 
 // WithOutputProcessors adds processors applied, in order, to the agent's
-// output before validation.
-func WithOutputProcessors(p ...Processor) StepOption {
+// output before validation: each returns the value the next one receives.
+// An error fails the attempt.
+func WithOutputProcessors(p ...func(ctx context.Context, v any) (any, error)) StepOption {
 	return agentOption("WithOutputProcessors", func(d *stepDef) error {
 		for i, f := range p {
 			if f == nil {
@@ -284,8 +283,10 @@ func WithOutputProcessors(p ...Processor) StepOption {
 }
 
 // WithValidators adds validators run, in order, on each attempt's processed
-// output; the first rejection fails the attempt.
-func WithValidators(v ...Validator) StepOption {
+// output. The first non-nil error rejects it: the attempt fails with a
+// [*ValidationError] and the error's text becomes the feedback of the next
+// attempt (see [Feedback]).
+func WithValidators(v ...func(ctx context.Context, output any) error) StepOption {
 	return agentOption("WithValidators", func(d *stepDef) error {
 		for i, f := range v {
 			if f == nil {
