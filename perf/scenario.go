@@ -23,12 +23,24 @@ const (
 // ScenarioInfo describes a scenario for reports: its name as the study
 // prints it, what it measures, and the target an optimization must reach.
 type ScenarioInfo struct {
-	ID           string
-	Name         string  // e.g. "Execution Performance"
-	TargetPct    float64 // improvement the optimization layer must show; 0: none
-	TargetMetric string  // the metric the target is on: [MetricMeanNS] or [MetricBytesPerOp]
-	Component    string  // the optimization component whose workload this is (kebab-case)
+	ID   string
+	Name string // e.g. "Execution Performance"
+	// TargetPct is the improvement, in percent of the baseline on
+	// TargetMetric, the component must show on this workload; a negative
+	// value is the most it may cost instead (−3: at most 3 % slower). 0
+	// with no TargetMaxCostNS: no target.
+	TargetPct float64
+	// TargetMaxCostNS, when positive, is the target instead of TargetPct:
+	// the most the component may add to an execute, in nanoseconds.
+	TargetMaxCostNS float64
+	TargetMetric    string // the metric the target is on: [MetricMeanNS], [MetricAllocsPerOp] or [MetricBytesPerOp]
+	Component       string // the optimization component whose workload this is (kebab-case)
+	// Workload says what the scenario runs, for reports.
+	Workload string
 }
+
+// HasTarget reports whether the scenario sets its component a target.
+func (s ScenarioInfo) HasTarget() bool { return s.TargetPct != 0 || s.TargetMaxCostNS > 0 }
 
 // scenarioInfos lists the scenarios in the study's order, then DESIGN.md's
 // additions. Targets: the study's for its five, DESIGN.md's for error and
