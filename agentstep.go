@@ -211,7 +211,11 @@ func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer Stream
 // failed.
 func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	if a.bare && r.bareOK {
-		_, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), r.state(ctx))
+		if st := r.state(ctx); st != nil {
+			_, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), st)
+			return err
+		}
+		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono())
 		return err
 	}
 	start := r.rt.mono()

@@ -22,7 +22,7 @@ var (
 	ErrRetriesExhausted = errors.New("caudal: retries exhausted")
 	// ErrUsageLimitExceeded matches a [*UsageLimitError]: a run spent, or was
 	// about to spend, more than its [Limits].
-	ErrUsageLimitExceeded = errors.New("caudal: usage limit exceeded")
+	ErrUsageLimitExceeded error = &controlError{"caudal: usage limit exceeded"}
 	// ErrInfiniteFallback is a [Build] error: a fallback chain repeats a step
 	// name or is longer than 10 steps.
 	ErrInfiniteFallback = errors.New("caudal: infinite fallback chain")
@@ -34,7 +34,7 @@ var (
 	ErrValidation = errors.New("caudal: validation failed")
 	// ErrPaused matches a [*PausedError]: a run stopped at a [HumanInput]
 	// step. It is never retried and never triggers a fallback.
-	ErrPaused = errors.New("caudal: paused for human input")
+	ErrPaused error = &controlError{"caudal: paused for human input"}
 	// ErrMaxIterations matches a [Loop] that ran out of iterations before its
 	// exit condition held.
 	ErrMaxIterations = errors.New("caudal: max iterations reached")
@@ -240,27 +240,46 @@ func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
 // it runs on every failed attempt.
 func isControlFlow(err error) bool {
 	for err != nil {
-		switch err {
-		case ErrPaused, ErrUsageLimitExceeded, errCheckpoint:
-			return true
+		if _, ok := err.(*controlError); ok {
+			return true // ErrPaused, ErrUsageLimitExceeded or errCheckpoint
 		}
-		if x, ok := err.(interface{ Is(error) bool }); ok &&
-			(x.Is(ErrPaused) || x.Is(ErrUsageLimitExceeded) || x.Is(errCheckpoint)) {
-			return true
-		}
+		// One type switch: a leaf error with none of these methods, the
+		// common case, costs a single cached type lookup.
 		switch u := err.(type) {
 		case interface{ Unwrap() error }:
+			if controlFlowIs(err) {
+				return true
+			}
 			err = u.Unwrap()
 		case interface{ Unwrap() []error }:
+			if controlFlowIs(err) {
+				return true
+			}
 			for _, e := range u.Unwrap() {
 				if isControlFlow(e) {
 					return true
 				}
 			}
 			return false
+		case interface{ Is(error) bool }:
+			return u.Is(ErrPaused) || u.Is(ErrUsageLimitExceeded) || u.Is(errCheckpoint)
 		default:
 			return false
 		}
 	}
 	return false
+}
+
+// controlError is the type of the control-flow sentinels alone: telling
+// one apart from an agent's error is one type comparison, not three
+// interface comparisons.
+type controlError struct{ text string }
+
+func (e *controlError) Error() string { return e.text }
+
+// controlFlowIs reports whether err's own Is method, if any, matches a
+// control-flow sentinel.
+func controlFlowIs(err error) bool {
+	x, ok := err.(interface{ Is(error) bool })
+	return ok && (x.Is(ErrPaused) || x.Is(ErrUsageLimitExceeded) || x.Is(errCheckpoint))
 }

@@ -183,7 +183,7 @@ func (j *journal) add(ctx context.Context, p string, status RecordStatus, res *S
 }
 
 // errCheckpoint matches a [checkpointError].
-var errCheckpoint = errors.New("caudal: checkpoint failed")
+var errCheckpoint error = &controlError{"caudal: checkpoint failed"}
 
 // checkpointError is a Checkpointer's refusal of a record. It ends the run
 // as a budget breach does — no retry, no fallback, no branch ignored: the

@@ -276,7 +276,13 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 	if r.journal == nil {
 		st = r.state(ctx)
 	}
-	end, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, start, st)
+	var end time.Duration
+	var err error
+	if st == nil {
+		end, err = execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start) // bareOn's call costs a journaling step ~2 %
+	} else {
+		end, err = bareOn(ctx, r.rt, a, p, in, r.runID, res, start, st)
+	}
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)
 	}
