@@ -158,3 +158,192 @@ func Improvement(base, variant float64) float64 {
 	}
 	return (base - variant) / base * 100
 }
+
+// Paired is a paired comparison of a variant with the baseline: pair j is
+// the two subjects' mean time per iteration over the same stretch of
+// interleaved rounds (group j of [Result.BatchMeans]), so drift of the
+// machine hits both halves of a pair alike.
+type Paired struct {
+	// Pairs is the number of pairs compared.
+	Pairs int `json:"pairs"`
+	// MedianRatio is the median of the pairs' variant/baseline ratios:
+	// below 1 the variant is faster.
+	MedianRatio float64 `json:"median_ratio"`
+	// RatioLow and RatioHigh bound MedianRatio's confidence interval: the
+	// distribution-free interval between two order statistics of the
+	// ratios, whose coverage is Confidence.
+	RatioLow  float64 `json:"ratio_low"`
+	RatioHigh float64 `json:"ratio_high"`
+	// Confidence is the interval's exact coverage under the binomial law
+	// of the order statistics: the least above 95 % the pair count allows,
+	// or less with fewer than 6 pairs, where no interval reaches 95 %.
+	Confidence float64 `json:"confidence"`
+	// MeanRatio is the ratio of the variant's mean to the baseline's over
+	// all pairs: a secondary figure, sensitive to outliers.
+	MeanRatio float64 `json:"mean_ratio"`
+	// P is the two-sided p-value of a Wilcoxon signed-rank test on the
+	// logarithms of the ratios (exact below 26 pairs without ties, the
+	// normal approximation with tie and continuity corrections above).
+	P float64 `json:"p"`
+}
+
+// Improvement returns the headline change in percent, positive when the
+// variant is faster: (1 − MedianRatio)·100, with its interval.
+func (p Paired) Improvement() (pct, low, high float64) {
+	return (1 - p.MedianRatio) * 100, (1 - p.RatioHigh) * 100, (1 - p.RatioLow) * 100
+}
+
+// Significant reports whether P is at most [SignificanceAlpha].
+func (p Paired) Significant() bool { return p.Pairs > 0 && p.P <= SignificanceAlpha }
+
+// ComparePaired compares paired per-group means: base[j] and variant[j]
+// cover the same rounds. Pairs with a non-positive or non-finite value are
+// left out. With no pair left it returns a zero Paired with P 1.
+func ComparePaired(base, variant []float64) Paired {
+	n := min(len(base), len(variant))
+	ratios := make([]float64, 0, n)
+	var sumB, sumV float64
+	for j := range n {
+		b, v := base[j], variant[j]
+		if !(b > 0) || !(v > 0) || math.IsInf(b, 0) || math.IsInf(v, 0) {
+			continue
+		}
+		ratios = append(ratios, v/b)
+		sumB, sumV = sumB+b, sumV+v
+	}
+	if len(ratios) == 0 {
+		return Paired{P: 1}
+	}
+	logs := make([]float64, len(ratios))
+	for i, r := range ratios {
+		logs[i] = math.Log(r)
+	}
+	slices.Sort(ratios)
+	k, coverage := medianCIRank(len(ratios))
+	return Paired{
+		Pairs:       len(ratios),
+		MedianRatio: median(ratios),
+		RatioLow:    ratios[k-1],
+		RatioHigh:   ratios[len(ratios)-k],
+		Confidence:  coverage,
+		MeanRatio:   sumV / sumB,
+		P:           signedRankP(logs),
+	}
+}
+
+// median returns the median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// medianCIRank returns the rank k (from 1) such that the k-th smallest and
+// k-th largest of n values bound a confidence interval of their median
+// with coverage 1 − 2·P(B ≤ k−1), B ~ Binomial(n, ½): the largest k whose
+// coverage is at least 95 %, or 1 when none is.
+func medianCIRank(n int) (k int, coverage float64) {
+	tail := math.Pow(0.5, float64(n)) // P(B ≤ k−1), for k = 1
+	k, coverage = 1, 1-2*tail
+	for j := 1; j < (n+1)/2; j++ {
+		tail += binomialHalf(n, j)
+		c := 1 - 2*tail
+		if c < 0.95 {
+			break
+		}
+		k, coverage = j+1, c
+	}
+	return k, coverage
+}
+
+// binomialHalf returns P(B = j) for B ~ Binomial(n, ½).
+func binomialHalf(n, j int) float64 {
+	lg := func(x int) float64 { v, _ := math.Lgamma(float64(x + 1)); return v }
+	return math.Exp(lg(n) - lg(j) - lg(n-j) - float64(n)*math.Ln2)
+}
+
+// signedRankExactMax is the largest pair count the exact distribution of
+// the signed-rank statistic is computed for.
+const signedRankExactMax = 25
+
+// signedRankP returns the two-sided p-value of the Wilcoxon signed-rank
+// test of d against a median of 0. Zeros are dropped; tied magnitudes get
+// their average rank.
+func signedRankP(d []float64) float64 {
+	nz := make([]float64, 0, len(d))
+	for _, x := range d {
+		if x != 0 {
+			nz = append(nz, x)
+		}
+	}
+	n := len(nz)
+	if n == 0 {
+		return 1
+	}
+	slices.SortFunc(nz, func(a, b float64) int {
+		switch a, b := math.Abs(a), math.Abs(b); {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
+	})
+	var wPlus, tieTerm float64
+	ties := false
+	for i := 0; i < n; {
+		j := i
+		for j < n && math.Abs(nz[j]) == math.Abs(nz[i]) {
+			j++
+		}
+		rank := float64(i+j+1) / 2 // the average of ranks i+1..j
+		if t := float64(j - i); t > 1 {
+			ties = true
+			tieTerm += t*t*t - t
+		}
+		for _, x := range nz[i:j] {
+			if x > 0 {
+				wPlus += rank
+			}
+		}
+		i = j
+	}
+	if n <= signedRankExactMax && !ties {
+		return signedRankExact(n, int(wPlus))
+	}
+	nf := float64(n)
+	mean := nf * (nf + 1) / 4
+	sd := math.Sqrt(nf*(nf+1)*(2*nf+1)/24 - tieTerm/48)
+	if sd == 0 {
+		return 1
+	}
+	z := math.Max(math.Abs(wPlus-mean)-0.5, 0) / sd
+	return math.Min(1, math.Erfc(z/math.Sqrt2))
+}
+
+// signedRankExact returns the exact two-sided p-value of a signed-rank
+// statistic w over n pairs without ties: each of the 2^n sign assignments
+// is equally likely under the null hypothesis.
+func signedRankExact(n, w int) float64 {
+	maxW := n * (n + 1) / 2
+	counts := make([]float64, maxW+1) // counts[s]: sign assignments with W+ = s
+	counts[0] = 1
+	for r := 1; r <= n; r++ {
+		for s := maxW; s >= r; s-- {
+			counts[s] += counts[s-r]
+		}
+	}
+	total := math.Pow(2, float64(n))
+	var lo, hi float64 // P(W+ ≤ w), P(W+ ≥ w)
+	for s, c := range counts {
+		if s <= w {
+			lo += c
+		}
+		if s >= w {
+			hi += c
+		}
+	}
+	return math.Min(1, 2*math.Min(lo, hi)/total)
+}
