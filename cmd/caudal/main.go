@@ -6,6 +6,7 @@
 //
 //	caudal bench [flags]           measure the suite and print its report
 //	caudal bench history [flags]   print the historical comparison of stored runs
+//	caudal help                    print the usage (so do -h and --help)
 //
 // Flags of bench:
 //
@@ -17,11 +18,19 @@
 //	--json FILE, --md FILE, --html FILE   write the report there too
 //	--history DIR                      where runs are stored (default .caudal/bench)
 //	--check                            exit 1 when a gate fails
+//	--against FILE                     exit 1 on a regression against an earlier run's
+//	                                   --json report of the same suite (no --check needed)
 //
+// The output paths and the --against file are checked before anything runs.
 // The Markdown report is printed on standard output; progress goes to
 // standard error, as a bar on a terminal and as plain lines otherwise.
-// Exit status: 0 on success, 1 when --check finds a failed gate, 2 on bad
-// flags or a run error.
+// Interrupting a run (Ctrl-C, SIGTERM) stops it and saves nothing of the
+// suite it was running: report files are replaced only once complete, and
+// no history entry is stored. A second Ctrl-C kills the process at once.
+//
+// Exit status: 0 on success; 1 for a failed gate, a regression against
+// --against, or a run error (a workload failing, an interruption, a report
+// that could not be written); 2 for bad flags, arguments or paths.
 //
 // # Examples
 //
@@ -32,6 +41,11 @@
 // Gate a change in CI:
 //
 //	caudal bench --suite seed --quick --check
+//
+// Catch a regression of the baseline itself between commits:
+//
+//	caudal bench --suite seed --quick --variant baseline --json ref.json   # on the old commit
+//	caudal bench --suite seed --quick --variant baseline --against ref.json
 //
 // Compare stored runs:
 //
@@ -44,12 +58,15 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/caudal-go/caudal/cmd/caudal/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Once interrupted, the run winds down; a second signal kills at once.
+	context.AfterFunc(ctx, stop)
 	err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))

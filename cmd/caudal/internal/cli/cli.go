@@ -6,50 +6,92 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/caudal-go/caudal/perf"
 )
 
 // Exit statuses.
 const (
-	exitGate  = 1
-	exitUsage = 2
+	exitFailure = 1 // a failed gate or run
+	exitUsage   = 2 // a bad command line
 )
 
-// usageError is a bad command line: exit status 2.
+// usageError is a bad command line (flags, arguments, paths): exit status 2.
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
-// gateError is a failed --check gate: exit status 1.
-type gateError struct{ n int }
-
-func (e *gateError) Error() string { return fmt.Sprintf("%d gate(s) failed", e.n) }
-
-// ExitCode maps an error of Run to the process exit status: 1 for a failed
-// gate, 2 for bad flags and run errors.
-func ExitCode(err error) int {
-	var g *gateError
-	if errors.As(err, &g) {
-		return exitGate
-	}
-	return exitUsage
+// usagef returns a usageError formatted like fmt.Errorf.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
 }
 
-const usage = `usage:
-  caudal bench [--suite seed|designed|matrix|all] [--variant NAME]... [--quick] [--time D]
-               [--json FILE] [--md FILE] [--html FILE] [--history DIR] [--check]
-  caudal bench history [--history DIR]`
+// ExitCode maps an error returned by [Run] to the process exit status: 0
+// for nil; 2 for a usage error (bad flags, arguments, output paths or
+// --against file), detected before anything runs; 1 for everything else: a
+// failed --check gate, a regression against --against, or a run error (a
+// workload failing, an interruption, a report that could not be written).
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var u *usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	return exitFailure
+}
 
-// Run runs the caudal command with args (without the program name).
+// synopsis follows every flag or argument error.
+const synopsis = `usage:
+  caudal bench [--suite seed|designed|matrix|all] [--variant NAME]... [--quick] [--time D]
+               [--json FILE] [--md FILE] [--html FILE] [--history DIR] [--check] [--against FILE]
+  caudal bench history [--history DIR]
+run 'caudal help' for details`
+
+// help is printed on standard output by caudal help, -h and --help.
+const help = `usage:
+  caudal bench [flags]           measure a suite, print its report and store the run
+  caudal bench history [flags]   print the historical comparison of stored runs
+  caudal help                    print this text
+
+Flags of bench:
+  --suite seed|designed|matrix|all   the suite to run (default seed)
+  --variant NAME    a variant to compare with the baseline; repeatable; default
+                    optimized; any --variant replaces the default
+  --quick           short sampling: the whole seed suite in under a minute
+  --time DURATION   timed budget per scenario (default 2s, 1s with --quick)
+  --json FILE, --md FILE, --html FILE
+                    write the report there too; with --suite all, each suite's
+                    name goes before the extension (r.json: r-seed.json, ...)
+  --history DIR     where runs are stored (default .caudal/bench)
+  --check           exit 1 when a gate fails
+  --against FILE    compare the run with an earlier one stored by --json, of the
+                    same suite (with --suite all, of the suite it recorded), and
+                    exit 1 on a regression; it gates with or without --check
+
+Flags of bench history:
+  --history DIR     where runs are stored (default .caudal/bench)
+
+The output paths and the --against file are checked before anything runs.
+The Markdown report is printed on standard output; progress goes to standard
+error. Interrupting a run (Ctrl-C) saves nothing of the suite it was running:
+report files are replaced only once complete, and no history entry is stored.
+
+Exit status: 0 on success; 1 for a failed gate, a regression against
+--against, or a run error (a workload failing, an interruption, a report that
+could not be written); 2 for bad flags, arguments or paths.`
+
+// Run runs the caudal command with args (without the program name). It
+// returns nil after printing the help asked for with help, -h or --help.
+// Errors: a usage error ([ExitCode] 2) before anything runs; a failed gate,
+// a regression or a run error (ExitCode 1) otherwise. Cancelling ctx
+// interrupts a run: Run returns an error wrapping ctx's cause.
 func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &usageError{errors.New("no command\n" + usage)}
+		return usagef("no command\n%s", synopsis)
 	}
 	switch args[0] {
 	case "bench":
@@ -57,163 +99,28 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 			return benchHistory(args[2:], stdout)
 		}
 		return bench(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		_, _ = fmt.Fprintln(stdout, usage)
-		return nil
+	case "help", "-h", "-help", "--help":
+		return printHelp(stdout)
 	}
-	return &usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
+	return usagef("unknown command %q\n%s", args[0], synopsis)
 }
 
-// variantList is a repeatable --variant flag.
-type variantList []string
-
-func (v *variantList) String() string { return strings.Join(*v, ",") }
-
-func (v *variantList) Set(s string) error {
-	if _, _, err := perf.LookupVariant(s); err != nil {
-		return err
-	}
-	*v = append(*v, s)
-	return nil
-}
-
-type benchFlags struct {
-	suite    string
-	variants variantList
-	quick    bool
-	time     time.Duration
-	json     string
-	md       string
-	html     string
-	history  string
-	check    bool
-}
-
-func parseBench(args []string) (*benchFlags, error) {
-	f := &benchFlags{}
-	fs := flag.NewFlagSet("caudal bench", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&f.suite, "suite", perf.SuiteSeed, "seed, designed, matrix or all")
-	fs.Var(&f.variants, "variant", "variant to compare with the baseline (repeatable)")
-	fs.BoolVar(&f.quick, "quick", false, "short sampling")
-	fs.DurationVar(&f.time, "time", 0, "timed budget per scenario")
-	fs.StringVar(&f.json, "json", "", "write the JSON report to `file`")
-	fs.StringVar(&f.md, "md", "", "write the Markdown report to `file`")
-	fs.StringVar(&f.html, "html", "", "write the HTML report to `file`")
-	fs.StringVar(&f.history, "history", filepath.Join(".caudal", "bench"), "history `dir`")
-	fs.BoolVar(&f.check, "check", false, "exit 1 when a gate fails")
-	if err := fs.Parse(args); err != nil {
-		return nil, &usageError{fmt.Errorf("bench: %w\n%s", err, usage)}
-	}
-	if fs.NArg() > 0 {
-		return nil, &usageError{fmt.Errorf("bench: unexpected arguments %q\n%s", fs.Args(), usage)}
-	}
-	switch f.suite {
-	case perf.SuiteSeed, perf.SuiteDesigned, perf.SuiteMatrix, "all":
-	default:
-		return nil, &usageError{fmt.Errorf("bench: --suite %q: want seed, designed, matrix or all", f.suite)}
-	}
-	if f.time < 0 {
-		return nil, &usageError{fmt.Errorf("bench: --time %v: must be positive", f.time)}
-	}
-	return f, nil
-}
-
-func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, err := parseBench(args)
-	if err != nil {
-		return err
-	}
-	suites := []string{f.suite}
-	if f.suite == "all" {
-		suites = []string{perf.SuiteSeed, perf.SuiteDesigned, perf.SuiteMatrix}
-	}
-	prog := newProgress(stderr)
-	failed := 0
-	for _, suite := range suites {
-		rep, err := perf.Run(ctx, perf.Options{
-			Suite: suite, Variants: f.variants, Quick: f.quick, TimePerScenario: f.time,
-			Progress: func(scenario string, done float64, phase string) { prog.update(suite, scenario, done, phase) },
-		})
-		prog.done()
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		if err := writeReports(rep, f, suite, len(suites) > 1, stdout); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		if f.check {
-			for _, g := range perf.Check(rep) {
-				failed++
-				_, _ = fmt.Fprintf(stderr, "gate failed (%s suite): %s\n", suite, g)
-			}
-		}
-	}
-	if failed > 0 {
-		return &gateError{n: failed}
-	}
-	return nil
-}
-
-// writeReports prints the Markdown report and writes the requested files
-// and the history entry. With several suites, file names get the suite
-// before their extension.
-func writeReports(rep *perf.Report, f *benchFlags, suite string, several bool, stdout io.Writer) error {
-	if err := perf.WriteMarkdown(stdout, rep); err != nil {
-		return err
-	}
-	name := func(path string) string {
-		if !several || path == "" {
-			return path
-		}
-		ext := filepath.Ext(path)
-		return strings.TrimSuffix(path, ext) + "-" + suite + ext
-	}
-	writers := []struct {
-		path  string
-		write func(io.Writer, *perf.Report) error
-	}{
-		{name(f.md), perf.WriteMarkdown},
-		{name(f.json), perf.WriteJSON},
-		{name(f.html), perf.WriteHTML},
-	}
-	for _, w := range writers {
-		if w.path == "" {
-			continue
-		}
-		if err := writeFile(w.path, func(out io.Writer) error { return w.write(out, rep) }); err != nil {
-			return err
-		}
-	}
-	if f.history != "" {
-		if _, err := perf.SaveHistory(f.history, rep); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeFile(path string, write func(io.Writer) error) error {
-	out, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(out); err != nil {
-		_ = out.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return out.Close()
+func printHelp(stdout io.Writer) error {
+	_, err := fmt.Fprintln(stdout, help)
+	return err
 }
 
 func benchHistory(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("caudal bench history", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	dir := fs.String("history", filepath.Join(".caudal", "bench"), "history `dir`")
-	if err := fs.Parse(args); err != nil {
-		return &usageError{fmt.Errorf("bench history: %w\n%s", err, usage)}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return printHelp(stdout)
+	} else if err != nil {
+		return usagef("bench history: %w\n%s", err, synopsis)
 	}
 	if fs.NArg() > 0 {
-		return &usageError{fmt.Errorf("bench history: unexpected arguments %q\n%s", fs.Args(), usage)}
+		return usagef("bench history: unexpected arguments %q\n%s", fs.Args(), synopsis)
 	}
 	reports, err := perf.LoadHistory(*dir)
 	if err != nil {

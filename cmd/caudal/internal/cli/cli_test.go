@@ -50,7 +50,7 @@ func TestCheckFailsOnNegativeControl(t *testing.T) {
 		"--json", filepath.Join(dir, "r.json"), "--md", filepath.Join(dir, "r.md"), "--html", filepath.Join(dir, "r.html"),
 	}
 	err := Run(context.Background(), args, nil, &stdout, &stderr)
-	if ExitCode(err) != exitGate {
+	if ExitCode(err) != exitFailure {
 		t.Fatalf("Run = %v (exit %d); want a failed gate, exit 1\nstderr:\n%s", err, ExitCode(err), stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "naive on execution: significantly slower") {
