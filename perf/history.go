@@ -31,17 +31,16 @@ func WriteJSON(w io.Writer, r *Report) error {
 	return err
 }
 
-// ReadJSON reads a report written by [WriteJSON]. It rejects a report whose
-// schema_version is not [SchemaVersion]. Fields of [Result] tagged json:"-"
-// (the raw samples and batch means) are not part of the format and stay
-// nil.
+// ReadJSON reads a report written by [WriteJSON], of schema version 1 or
+// 2. A version 1 report has no batch means, raw samples, intervals or
+// statuses: those fields stay zero. Any other version is rejected.
 func ReadJSON(rd io.Reader) (*Report, error) {
 	var r Report
 	if err := json.NewDecoder(rd).Decode(&r); err != nil {
 		return nil, fmt.Errorf("perf: decoding report: %w", err)
 	}
-	if r.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("perf: report schema_version %d is not supported: this version of perf reads schema_version %d", r.SchemaVersion, SchemaVersion)
+	if r.SchemaVersion != SchemaVersion && r.SchemaVersion != 1 {
+		return nil, fmt.Errorf("perf: report schema_version %d is not supported: this version of perf reads schema_version 1 and %d", r.SchemaVersion, SchemaVersion)
 	}
 	return &r, nil
 }

@@ -229,6 +229,14 @@ func runLine(r *Report) string {
 		formatTime(r.StartedAt), commit, r.SchemaVersion)
 }
 
+// formatTail formats a tail percentile, "n/a" when too few timings gave it.
+func formatTail(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return formatNS(*v)
+}
+
 // formatTime formats t as RFC 3339 in UTC.
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
@@ -277,6 +285,9 @@ func summarySection(x *reportIndex) []any {
 		docHeading{2, "Executive Summary"},
 		docPara{fmt.Sprintf("This report regenerates the ExecutorCore performance study from the measurements of one run of the %s suite: %s on %s (%s). Every figure comes from the run's data; a variant that is not built yet is listed, never given a figure.",
 			r.Suite, plural(len(x.variants()), "variant"), plural(len(x.scenarios), "scenario"), strings.Join(names, ", "))},
+	}
+	if w := r.Machine.Load.Warning; w != "" {
+		doc = append(doc, docPara{"⚠️ **Warning**: " + w + "."})
 	}
 	if f := keyFinding(x); f != "" {
 		doc = append(doc, docPara{"**Key Finding**: " + f})
@@ -486,12 +497,8 @@ func comparisonSection(x *reportIndex) []any {
 		}
 		doc = append(doc, t)
 	}
-	note := "The Baseline and variant columns show each scenario's target metric: " + targetMetricWords(x) + ". Change: the variant's improvement over the baseline on that metric (positive = better); (n.s.): not significant at α = 0.05."
-	if x.r.Suite == SuiteDesigned {
-		note += " Status: ✅ Met when the improvement reaches the target and is significant."
-	} else {
-		note += " Status: ❌ regression when the variant is significantly slower by more than 3% (time), significantly allocates more per op (allocs/op), or uses more than 3% more bytes per op (bytes/op); ✅ no regression otherwise."
-	}
+	note := "The Baseline and variant columns show each scenario's target metric: " + targetMetricWords(x) + ". Change: the variant's improvement over the baseline on that metric (positive = better). On time it is the median of the paired ratios (variant over baseline, per group of interleaved rounds) with its 95% interval in brackets, significance from a Wilcoxon signed-rank test; on allocations and bytes, the medians of the memory passes with the range of the variant's passes; (n.s.): not significant at α = 0.05, or within the baseline's own pass-to-pass range."
+	note += " Status, the same verdict `--check` applies: a component on its own designed workload meets its target when the whole interval clears it; everywhere else ❌ when the whole interval lies beyond 3% slower (time), or the median is over 3% worse beyond the baseline's pass-to-pass range (allocs/op, bytes/op)."
 	return append(doc, docPara{note})
 }
 
@@ -506,12 +513,16 @@ func targetFigure(s ScenarioInfo, res *Result) string {
 	return formatNS(res.Stats.MeanNS)
 }
 
-// changeCell is a comparison's improvement, marked when not significant.
+// changeCell is a comparison's improvement with its interval (time) or
+// the range of the variant's memory passes, marked when not significant.
 func changeCell(c *Comparison) string {
 	if c == nil {
 		return "—"
 	}
 	s := formatPct(c.ImprovementPct)
+	if c.LowPct != c.HighPct {
+		s += " [" + formatPct(c.LowPct) + ", " + formatPct(c.HighPct) + "]"
+	}
 	if !c.Significant {
 		s += " (n.s.)"
 	}
@@ -530,8 +541,12 @@ func summaryChange(c *Comparison) string {
 // targetCell is the target of a comparison, or of its scenario.
 func targetCell(s ScenarioInfo, c *Comparison) string {
 	switch {
-	case c != nil && c.TargetPct != nil:
-		return "+" + strconv.FormatFloat(*c.TargetPct, 'f', -1, 64) + "%"
+	case c != nil && (c.TargetPct != nil || c.TargetMaxCostNS != nil):
+		return targetText(c)
+	case c == nil && s.TargetMaxCostNS > 0:
+		return fmt.Sprintf("at most %s ns per execute", strconv.FormatFloat(s.TargetMaxCostNS, 'f', -1, 64))
+	case c == nil && s.TargetPct < 0:
+		return "no worse than " + strconv.FormatFloat(s.TargetPct, 'f', -1, 64) + "%"
 	case c == nil && s.TargetPct > 0:
 		return "+" + strconv.FormatFloat(s.TargetPct, 'f', -1, 64) + "%"
 	default:
@@ -539,47 +554,39 @@ func targetCell(s ScenarioInfo, c *Comparison) string {
 	}
 }
 
-// Regression thresholds of the seed and matrix suites' status.
-const (
-	regressionTimePct  = 3.0
-	regressionBytesPct = 3.0
-)
-
-// status is the Status cell of variant on s.
+// status is the Status cell of variant on s: the gates [judge] decided,
+// so the report and [Check] never disagree.
 func (x *reportIndex) status(s ScenarioInfo, variant string) string {
-	if x.r.Suite == SuiteDesigned {
-		c := x.target(s, variant)
-		switch {
-		case c == nil:
-			return "—"
-		case c.Met:
-			return "✅ Met"
-		default:
-			return "❌ Not met"
+	var fails []string
+	for _, m := range []string{MetricMeanNS, MetricAllocsPerOp, MetricBytesPerOp} {
+		if c := x.comparison(s.ID, variant, m); c != nil && c.Gate != "" {
+			fails = append(fails, metricShort(m)+" "+string(c.Status))
 		}
 	}
-	if why := x.regressions(s.ID, variant); len(why) > 0 {
-		return "❌ regression (" + strings.Join(why, ", ") + ")"
+	if len(fails) > 0 {
+		return "❌ " + strings.Join(fails, ", ")
+	}
+	c := x.target(s, variant)
+	switch {
+	case c == nil:
+		return "—"
+	case c.Status == StatusMet:
+		return "✅ target met"
+	case c.Status == "":
+		return "—" // a report of schema version 1: no verdicts recorded
 	}
 	return "✅ no regression"
 }
 
-// regressions names what variant regresses on scenario against the
-// baseline: time when it is significantly slower by more than 3 %,
-// allocs/op when it significantly allocates more, bytes/op when it uses
-// more than 3 % more bytes per op.
-func (x *reportIndex) regressions(scenario, variant string) []string {
-	var why []string
-	if c := x.comparison(scenario, variant, MetricMeanNS); c != nil && c.Significant && c.ImprovementPct < -regressionTimePct {
-		why = append(why, "time")
+// metricShort names a metric in a status cell.
+func metricShort(metric string) string {
+	switch metric {
+	case MetricAllocsPerOp:
+		return "allocs/op"
+	case MetricBytesPerOp:
+		return "bytes/op"
 	}
-	if c := x.comparison(scenario, variant, MetricAllocsPerOp); c != nil && c.Significant && c.ImprovementPct < 0 {
-		why = append(why, "allocs/op")
-	}
-	if c := x.comparison(scenario, variant, MetricBytesPerOp); c != nil && c.ImprovementPct < -regressionBytesPct {
-		why = append(why, "bytes/op")
-	}
-	return why
+	return "time"
 }
 
 // throughputSection is the study's "Throughput Analysis".
@@ -654,7 +661,7 @@ func memorySection(x *reportIndex) []any {
 	return []any{
 		docHeading{2, "Memory Usage Analysis"},
 		t,
-		docPara{"allocs/op and bytes/op are per iteration and come from a separate quiet pass, so they are exact. Peak heap is the highest live heap seen while the variant ran. RSS delta is secondary: the process's resident set is shared by every variant and the runtime, and it can shrink when memory returns to the operating system."},
+		docPara{"allocs/op and bytes/op are per iteration: the medians of several quiet memory passes, interleaved across variants, each counted exactly. Peak heap is the highest live heap seen while the variant ran. RSS delta is secondary: the process's resident set is shared by every variant and the runtime, and it can shrink when memory returns to the operating system."},
 	}
 }
 
@@ -662,13 +669,13 @@ func memorySection(x *reportIndex) []any {
 func latencySection(x *reportIndex) []any {
 	doc := []any{
 		docHeading{2, "Latency Distribution"},
-		docPara{"Time per iteration. Percentiles come from an HDR histogram of the raw samples; CI95 is the 95% confidence interval of the mean; samples are timings taken, iterations the iterations they covered."},
+		docPara{"Time per iteration. Mean, stddev, min, max and CI95 (the 95% confidence interval of the mean) come from the batch samples; the median and percentiles from a separate tail pass that times iterations one by one (an HDR histogram), p99 only from 100 timings and p99.9 only from 1,000 (n/a below); samples are batch timings taken, iterations the iterations they covered, tail the iterations timed one by one."},
 	}
 	for _, s := range x.scenarios {
 		doc = append(doc, docHeading{3, s.Name})
 		t := docTable{header: []string{
 			"Variant", "Mean", "Median", "p95", "p99", "p99.9", "Stddev", "Min", "Max", "CI95",
-			"Samples", "Iterations", "Executes/iteration",
+			"Samples", "Iterations", "Batch", "Tail", "GC CPU", "Executes/iteration",
 		}}
 		for _, v := range x.variants() {
 			res := x.result(s.ID, v)
@@ -677,10 +684,11 @@ func latencySection(x *reportIndex) []any {
 			}
 			st := res.Stats
 			t.rows = append(t.rows, []string{
-				v, formatNS(st.MeanNS), formatNS(st.MedianNS), formatNS(st.P95NS), formatNS(st.P99NS),
-				formatNS(st.P999NS), formatNS(st.StddevNS), formatNS(st.MinNS), formatNS(st.MaxNS),
+				v, formatNS(st.MeanNS), formatNS(st.MedianNS), formatNS(st.P95NS), formatTail(st.P99NS),
+				formatTail(st.P999NS), formatNS(st.StddevNS), formatNS(st.MinNS), formatNS(st.MaxNS),
 				formatNS(st.CI95LowNS) + " – " + formatNS(st.CI95HighNS),
-				groupInt(int64(res.Samples)), groupInt(res.Iterations), groupInt(int64(res.ExecutesPerIteration)),
+				groupInt(int64(res.Samples)), groupInt(res.Iterations), groupInt(int64(res.BatchSize)),
+				groupInt(int64(st.TailSamples)), fmt.Sprintf("%.1f%%", res.GCCPUFraction*100), groupInt(int64(res.ExecutesPerIteration)),
 			})
 		}
 		doc = append(doc, t)
@@ -731,7 +739,7 @@ func componentSection(x *reportIndex) []any {
 			switch c := x.target(s, s.Component); {
 			case c != nil:
 				change, target = changeCell(c), targetCell(s, c)
-				if x.r.Suite == SuiteDesigned {
+				if x.r.Suite != SuiteSeed {
 					target += " " + x.status(s, s.Component)
 				}
 			case !x.hasScenario(s.ID):
@@ -828,7 +836,25 @@ func methodologySection(x *reportIndex) []any {
 		"Minimum batch: " + formatNS(float64(c.MinBatchNS)),
 	}
 	if len(c.Variants) > 0 {
-		cfg = append(cfg, "Variants requested: "+strings.Join(c.Variants, ", "))
+		cfg = append(cfg, "Variants measured: "+strings.Join(c.Variants, ", "))
+	}
+	if len(c.Requested) > 0 {
+		cfg = append(cfg, "Variants requested: "+strings.Join(c.Requested, ", "))
+	}
+	if c.CalibrationRuns > 0 {
+		cfg = append(cfg,
+			fmt.Sprintf("Warm-up: %s; rounds: at least %d, samples: at least %d", formatNS(float64(c.WarmupNS)), c.MinRounds, c.MinSamples),
+			fmt.Sprintf("Batch size: the median of %d timings reaches the minimum batch", c.CalibrationRuns),
+			fmt.Sprintf("Memory passes: %d per variant, interleaved, at least %d iterations each", c.MemPasses, c.MemMinIters),
+			"Tail pass: "+formatNS(float64(c.TailBudgetNS))+" of iterations timed one by one")
+	}
+	l := m.Load
+	if l.Load1Start != 0 || l.Load1End != 0 {
+		env = append(env, fmt.Sprintf("Load average (1 min): %s at the start, %s at the end; CPU pressure (some, avg10): %s, %s",
+			loadFigure(l.Load1Start, ""), loadFigure(l.Load1End, ""), loadFigure(l.CPUPressureStart, "%"), loadFigure(l.CPUPressureEnd, "%")))
+	}
+	if l.Warning != "" {
+		env = append(env, "⚠️ "+l.Warning)
 	}
 	batch := "Iterations are timed in batches"
 	if c.MinBatchNS > 0 {
@@ -838,9 +864,10 @@ func methodologySection(x *reportIndex) []any {
 	method := []string{
 		"Variants run in interleaved rounds, their order alternating from round to round, so drift on a shared machine hits them alike.",
 		batch,
-		"Percentiles (median, p95, p99, p99.9) come from an HDR histogram of the raw samples, at 3 significant digits.",
-		"Significance is decided with golang.org/x/perf/benchmath (AssumeNothing: Mann–Whitney U test, α = 0.05) on the interleaved batch means, never on raw per-execute samples.",
-		"Allocation counts and bytes come from a separate quiet pass, so they are exact.",
+		"Percentiles (median, p95, p99, p99.9) come from a separate tail pass that times iterations one by one, round-robin across variants, in an HDR histogram at 3 significant digits; p99 needs 100 timings, p99.9 1,000.",
+		"The samples of each variant are grouped into contiguous groups of rounds; group j of every variant covers the same rounds, so the groups pair. The change is the median of the paired ratios with a distribution-free 95% interval; significance is a Wilcoxon signed-rank test on the logarithms of the ratios (α = 0.05). Gates are decided on the interval.",
+		"Allocation counts and bytes come from several quiet memory passes, interleaved across variants; a difference counts only beyond the baseline's own pass-to-pass range.",
+		"The collector runs between rounds longer than 20 ms, so no variant pays for another's garbage; the GC CPU share of each variant's timed batches is recorded.",
 		"Every scenario gets fresh executors; inputs are built before the timer starts; the agent is an in-process agent with unlimited outputs, so no usage limit interferes.",
 	}
 	return []any{
@@ -852,6 +879,14 @@ func methodologySection(x *reportIndex) []any {
 		docHeading{3, "Method"},
 		docList{method},
 	}
+}
+
+// loadFigure formats a load reading, "unknown" for −1.
+func loadFigure(v float64, unit string) string {
+	if v < 0 {
+		return "unknown"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + unit
 }
 
 func orUnknown(s string) string {

@@ -58,7 +58,7 @@ func fixtureReport(suite string, started time.Time, scenarios []fixtureScenario)
 			batch := int64(10_000/v.meanNS) + 1
 			st := Stats{
 				MeanNS: v.meanNS, MedianNS: v.meanNS * 0.97, P95NS: v.meanNS * 1.21,
-				P99NS: v.meanNS * 1.48, P999NS: v.meanNS * 2.3, StddevNS: v.meanNS * 0.08,
+				P99NS: ptr(v.meanNS * 1.48), P999NS: ptr(v.meanNS * 2.3), TailSamples: 4_000, StddevNS: v.meanNS * 0.08,
 				MinNS: v.meanNS * 0.88, MaxNS: v.meanNS * 3.1,
 				CI95LowNS: v.meanNS * 0.992, CI95HighNS: v.meanNS * 1.008,
 				OpsPerSec: 1e9 / v.meanNS, ExecutesPerSec: 1e9 / v.meanNS * float64(sc.executes),
@@ -75,30 +75,36 @@ func fixtureReport(suite string, started time.Time, scenarios []fixtureScenario)
 				continue
 			}
 			for _, m := range []struct {
-				metric    string
-				imp       float64
-				sig       bool
-				hasTarget bool
+				metric string
+				imp    float64
+				sig    bool
+				half   float64 // half the interval's width
 			}{
-				{MetricMeanNS, fixtureImprovement(base.meanNS, v.meanNS), v.timeSig, info.TargetMetric == MetricMeanNS},
-				{MetricAllocsPerOp, fixtureImprovement(base.allocs, v.allocs), v.allocs != base.allocs, false},
-				{MetricBytesPerOp, fixtureImprovement(base.bytes, v.bytes), fixtureAbs(fixtureImprovement(base.bytes, v.bytes)) > 1, info.TargetMetric == MetricBytesPerOp},
+				{MetricMeanNS, fixtureImprovement(base.meanNS, v.meanNS), v.timeSig, 1.5},
+				{MetricAllocsPerOp, fixtureImprovement(base.allocs, v.allocs), v.allocs != base.allocs, 0},
+				{MetricBytesPerOp, fixtureImprovement(base.bytes, v.bytes), fixtureAbs(fixtureImprovement(base.bytes, v.bytes)) > 1, 0},
 			} {
 				c := Comparison{
 					Scenario: sc.id, Baseline: VariantBaseline, Variant: v.name, Metric: m.metric,
-					ImprovementPct: m.imp, Significant: m.sig,
+					ImprovementPct: m.imp, LowPct: m.imp - m.half, HighPct: m.imp + m.half, Significant: m.sig, P: 1,
 				}
-				if m.hasTarget {
-					t := info.TargetPct
-					c.TargetPct = &t
-					c.Met = m.imp >= t && m.sig
+				if m.metric == MetricMeanNS {
+					c.Pairs, c.Confidence, c.P = 20, 0.9586, 0.4
+					if m.sig {
+						c.P = 0.0001
+					} else {
+						c.LowPct, c.HighPct = m.imp-8, m.imp+8 // an interval wide enough to be n.s.
+					}
 				}
+				judge(suite, info, sc.executes, base.meanNS, &c)
 				r.Comparisons = append(r.Comparisons, c)
 			}
 		}
 	}
 	return r
 }
+
+func ptr(v float64) *float64 { return &v }
 
 func fixtureAbs(v float64) float64 {
 	if v < 0 {
@@ -279,30 +285,30 @@ func TestWriteMarkdownContents(t *testing.T) {
 				"**Key Finding**: nothing to win.",
 				"naive: 9.85 µs per execute at history 0 → 36.7 µs at 1,000",
 				"| Metric | Baseline | naive | Change | Target | Status |",
-				"| Execution Performance | 1.84 µs | 36.7 µs | −1894.6% | +20% | ❌ regression (time, allocs/op, bytes/op) |",
-				"| Memory Efficiency | 138 KiB/op | 143 KiB/op | −3.9% | +30% | ❌ regression (time, allocs/op, bytes/op) |",
-				"| Concurrent Performance | 1.26 ms | 1.27 ms | −0.5% (n.s.) | +50% | ❌ regression (allocs/op, bytes/op) |",
+				"| Execution Performance | 1.84 µs | 36.7 µs | −1894.6% [−1896.1%, −1893.1%] | — | ❌ time regression, allocs/op regression, bytes/op regression |",
+				"| Memory Efficiency | 138 KiB/op | 143 KiB/op | −3.9% | — | ❌ time regression, allocs/op regression, bytes/op regression |",
+				"| Concurrent Performance | 1.26 ms | 1.27 ms | −0.5% [−8.5%, +7.5%] (n.s.) | — | ❌ allocs/op regression, bytes/op regression |",
 				"| 1,000 | 36.7 µs | 1.85 µs | 19.8× |",
 				"Execution Performance: keep the baseline",
 				"| telemetry | Execution Performance | not measured in this run | — | — |",
 				"- optimized\n- auto\n",
-				"AssumeNothing",
+				"Wilcoxon signed-rank",
 			},
-			notWant: []string{"✅ Met", "use naive"},
+			notWant: []string{"✅ target met", "use naive"},
 		},
 		{
 			name:   "designed",
 			report: designedFixture(),
 			want: []string{
 				"**Key Finding**: telemetry meets its target on its own workload, Execution Performance (+23.4%, target +20%); cache-optimization misses its target on its own workload, Cache Performance (+20.3%, target +25%).",
-				"| Execution Performance | 1.84 µs | 1.41 µs | +23.4% | +20% | ✅ Met |",
-				"| Cache Performance | 52.6 µs | 41.9 µs | +20.3% | +25% | ❌ Not met |",
-				"| Memory Efficiency | 4.50 MiB/op | 4.50 MiB/op | 0.0% (n.s.) | +30% | ❌ Not met |",
+				"| Execution Performance | 1.84 µs | 1.41 µs | +23.4% [+21.9%, +24.9%] | +20% | ✅ target met |",
+				"| Cache Performance | 52.6 µs | 41.9 µs | +20.3% [+18.8%, +21.8%] | +25% | ❌ time target missed |",
+				"| Memory Efficiency | 4.50 MiB/op | 4.50 MiB/op | 0.0% (n.s.) | — | ✅ no regression |",
 				"| object-pool | Memory Efficiency | not built yet — no figure | — | — |",
 				"Execution Performance: use telemetry for execution workloads: +23.4% on mean time per iteration (target +20% met).",
 				"Cache Performance: use cache-optimization for cache workloads: +20.3%",
 			},
-			notWant: []string{"no regression", "Negative Control"},
+			notWant: []string{"Not met", "Negative Control"},
 		},
 		{
 			name: "seed with an optimization that wins nothing",
@@ -314,7 +320,7 @@ func TestWriteMarkdownContents(t *testing.T) {
 			}),
 			want: []string{
 				"**Key Finding**: nothing to win. No variant is significantly better than the baseline on any scenario of the seed suite: on the study's light shapes, the 1 optimization variant measured finds nothing to improve",
-				"| Execution Performance | 1.84 µs | 1.85 µs | −0.6% (n.s.) | +20% | ✅ no regression |",
+				"| Execution Performance | 1.84 µs | 1.85 µs | −0.6% [−8.6%, +7.4%] (n.s.) | — | ✅ no regression |",
 				"- Execution Performance: keep the baseline",
 			},
 			notWant: []string{"never recommended"},
@@ -347,8 +353,8 @@ func TestWriteMarkdownContents(t *testing.T) {
 				"### Selective Optimization Strategy",
 				"Memory Efficiency: use object-pool for memory workloads: +34.1% on bytes per op.",
 				"Context Handling: use context-manager for context workloads: +41.4%",
-				"| Execution Performance | 1.84 µs | 1.92 µs | −4.4% | +20% | ❌ regression (time, allocs/op, bytes/op) |",
-				"| Execution Performance | 1.84 µs | 1.86 µs | −1.2% (n.s.) | +20% | ✅ no regression |",
+				"| Execution Performance | 1.84 µs | 1.92 µs | −4.4% [−5.9%, −2.9%] | — | ❌ allocs/op regression, bytes/op regression |",
+				"| Execution Performance | 1.84 µs | 1.86 µs | −1.2% [−9.2%, +6.8%] (n.s.) | — | ✅ no regression |",
 			},
 		},
 	}
@@ -393,16 +399,6 @@ func TestWritersRejectNil(t *testing.T) {
 	}
 }
 
-// withoutRaw returns a copy of r without the fields JSON does not carry.
-func withoutRaw(r *Report) *Report {
-	c := *r
-	c.Results = append([]Result(nil), r.Results...)
-	for i := range c.Results {
-		c.Results[i].Raw, c.Results[i].BatchMeans = nil, nil
-	}
-	return &c
-}
-
 func TestJSONRoundTrip(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -420,20 +416,43 @@ func TestJSONRoundTrip(t *testing.T) {
 				t.Fatalf("WriteJSON() = %v", err)
 			}
 			out := buf.String()
-			if !strings.HasSuffix(out, "}\n") || !strings.HasPrefix(out, "{\n  \"schema_version\": 1,") {
+			if !strings.HasSuffix(out, "}\n") || !strings.HasPrefix(out, "{\n  \"schema_version\": 2,") {
 				t.Errorf("WriteJSON() = %.60q…, want indented JSON with a trailing newline", out)
 			}
-			if strings.Contains(out, "BatchMeans") || strings.Contains(out, "\"Raw\"") {
-				t.Error("WriteJSON() wrote the raw samples")
+			if len(tt.report.Results) > 0 && (!strings.Contains(out, "\"batch_means_ns\"") || !strings.Contains(out, "\"raw_ns\"")) {
+				t.Error("WriteJSON() left out the batch means or the raw samples")
 			}
 			got, err := ReadJSON(&buf)
 			if err != nil {
 				t.Fatalf("ReadJSON() = %v", err)
 			}
-			if want := withoutRaw(tt.report); !reflect.DeepEqual(got, want) {
+			if want := tt.report; !reflect.DeepEqual(got, want) {
 				t.Errorf("ReadJSON(WriteJSON(r)) = %+v, want %+v", got, want)
 			}
 		})
+	}
+}
+
+func TestReadJSONSchema1(t *testing.T) {
+	// A report of schema version 1 (before paired comparisons) still reads,
+	// for bench history: the fields it lacks stay zero.
+	const v1 = `{"schema_version": 1, "suite": "seed", "started_at": "2025-07-31T09:30:00Z",
+		"results": [{"scenario": "execution", "variant": "baseline", "samples": 480,
+			"stats": {"mean_ns": 1840, "p99_ns": 2700, "p999_ns": 4200}},
+			{"scenario": "execution", "variant": "naive", "samples": 480, "stats": {"mean_ns": 2070}}],
+		"comparisons": [{"scenario": "execution", "baseline": "baseline", "variant": "naive",
+			"metric": "mean_ns", "improvement_pct": -12.5, "significant": true}]}`
+	r, err := ReadJSON(strings.NewReader(v1))
+	if err != nil {
+		t.Fatalf("ReadJSON(v1) = %v", err)
+	}
+	st := r.Results[0].Stats
+	if r.SchemaVersion != 1 || st.MeanNS != 1840 || st.P99NS == nil || *st.P99NS != 2700 || r.Comparisons[0].ImprovementPct != -12.5 {
+		t.Errorf("ReadJSON(v1) = %+v; want its figures", r)
+	}
+	var buf bytes.Buffer
+	if err := WriteHistoryTable(&buf, []*Report{r}); err != nil || !strings.Contains(buf.String(), "−12.5%") {
+		t.Errorf("WriteHistoryTable(v1) = %v:\n%s\nwant the v1 comparison", err, buf.String())
 	}
 }
 
@@ -443,7 +462,7 @@ func TestReadJSONRejects(t *testing.T) {
 		input   string
 		wantErr string
 	}{
-		{"future version", `{"schema_version": 2, "suite": "seed"}`, "schema_version 2 is not supported"},
+		{"future version", `{"schema_version": 3, "suite": "seed"}`, "schema_version 3 is not supported"},
 		{"missing version", `{"suite": "seed"}`, "schema_version 0 is not supported"},
 		{"not JSON", `suite: seed`, "decoding report"},
 		{"wrong type", `{"schema_version": "1"}`, "decoding report"},
@@ -501,7 +520,7 @@ func TestHistory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadHistory() = %v", err)
 	}
-	want := []*Report{withoutRaw(older), withoutRaw(newer)}
+	want := []*Report{older, newer}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("LoadHistory() = %d reports, want the two saved, oldest first", len(got))
 	}

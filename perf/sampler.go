@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,10 +30,27 @@ type SampleConfig struct {
 	// MinSamples makes sampling go on past Duration until each subject has
 	// this many samples, up to 3×Duration (default 200).
 	MinSamples int
-	// MemIterations is the number of iterations of the memory pass per
-	// subject (default: enough for 50ms at the measured mean, at least 10
-	// and at most 1<<20).
+	// MemIterations is the number of iterations of a memory pass (default:
+	// enough for 20ms at the measured mean, at least MemMinIterations and
+	// at most 1<<20).
 	MemIterations int
+	// MemMinIterations is the least number of iterations of a memory pass
+	// (default 20).
+	MemMinIterations int
+	// MemPasses is the number of memory passes per subject, interleaved
+	// across subjects (default 5).
+	MemPasses int
+	// CalibrationRuns is the number of timings whose median decides
+	// whether a batch size reaches MinBatch (default 5).
+	CalibrationRuns int
+	// TailBudget is the time of the tail pass, all subjects together:
+	// iterations timed one by one, round-robin, up to 10,000 per subject
+	// (default Duration/4).
+	TailBudget time.Duration
+	// LongRound is the round length from which the collector runs between
+	// rounds, so that one subject's garbage is not collected in another's
+	// batch (default 20ms).
+	LongRound time.Duration
 }
 
 // The defaults of [SampleConfig].
@@ -41,11 +60,15 @@ const (
 	defaultMinBatch   = 10 * time.Microsecond
 	defaultMinRounds  = 20
 	defaultMinSamples = 200
+	defaultMemPasses  = 5
+	defaultMemMin     = 20
+	defaultCalibRuns  = 5
+	defaultLongRound  = 20 * time.Millisecond
 
-	memPassTarget = 50 * time.Millisecond // default memory pass length
-	memMinIters   = 10
-	memMaxIters   = 1 << 20 // bounds what Prepare(MemIterations) must build
-	memCheckpoint = 10      // heap reads in the peak-heap pass
+	memPassTarget = 20 * time.Millisecond // default memory pass length
+	memMaxIters   = 1 << 20               // bounds what Prepare(MemIterations) must build
+	memCheckpoint = 10                    // heap reads in the peak-heap pass
+	tailMaxIters  = 10000                 // tail pass timings per subject
 
 	maxBatch      = 1 << 30               // calibration gives up doubling here
 	warmupMaxK    = 1 << 10               // largest warm-up batch
@@ -76,6 +99,21 @@ func (cfg SampleConfig) withDefaults() SampleConfig {
 	if cfg.MinSamples <= 0 {
 		cfg.MinSamples = defaultMinSamples
 	}
+	if cfg.MemPasses <= 0 {
+		cfg.MemPasses = defaultMemPasses
+	}
+	if cfg.MemMinIterations <= 0 {
+		cfg.MemMinIterations = defaultMemMin
+	}
+	if cfg.CalibrationRuns <= 0 {
+		cfg.CalibrationRuns = defaultCalibRuns
+	}
+	if cfg.TailBudget <= 0 {
+		cfg.TailBudget = cfg.Duration / 4
+	}
+	if cfg.LongRound <= 0 {
+		cfg.LongRound = defaultLongRound
+	}
 	return cfg
 }
 
@@ -87,8 +125,7 @@ type Progress func(done float64, phase string)
 
 // Sample measures the subjects' workloads interleaved and returns one
 // [Result] per subject, in order, with Scenario left empty for the caller
-// and Variant, Samples, Iterations, ExecutesPerIteration, Raw, BatchMeans
-// and Stats set. It neither closes the workloads nor calls them
+// and every other field set. It neither closes the workloads nor calls them
 // concurrently; a nil progress is allowed.
 //
 // The measurement, in phases:
@@ -97,9 +134,10 @@ type Progress func(done float64, phase string)
 //     Prepare(k) then Run(ctx, 0..k-1), k doubling from 1 (up to 1024)
 //     while a batch takes under 1ms.
 //  2. Calibration, right after a subject's warm-up: its batch size B is the
-//     smallest power of two whose batch (Prepare(B), timer start, Run
-//     i = 0..B-1, timer stop) takes at least cfg.MinBatch; iterations slower
-//     than MinBatch get B = 1.
+//     smallest power of two for which the median of cfg.CalibrationRuns
+//     timed batches (Prepare(B), timer start, Run i = 0..B-1, timer stop)
+//     takes at least cfg.MinBatch; iterations slower than MinBatch get
+//     B = 1. One timing alone is at the mercy of a GC or a preemption.
 //  3. Rounds: each round times one batch per subject, in forward subject
 //     order on even rounds and reverse order on odd rounds, so no subject
 //     always goes first. A batch gives one raw sample, its duration over B
@@ -108,22 +146,31 @@ type Progress func(done float64, phase string)
 //     Rounds go on until cfg.Duration has passed, at least cfg.MinRounds
 //     rounds ran and every subject has cfg.MinSamples samples, or until
 //     3×cfg.Duration has passed, never with fewer than MinRounds rounds.
+//     After a round longer than cfg.LongRound the collector runs, untimed,
+//     so that no subject pays for another's garbage; the GC CPU time read
+//     around each batch (runtime/metrics) gives GCCPUFraction.
 //  4. Batch means: each subject's samples are split, in order, into
 //     k = max(10, min(30, samples/10)) contiguous groups of near-equal size
 //     (k = samples when there are fewer than 10), and BatchMeans holds each
 //     group's mean time per iteration, from the unrounded batch durations.
 //     Rounds interleave the subjects, so group j of every subject covers
-//     the same stretch of time. Stats timings are [ComputeStats] of Raw.
-//  5. Memory pass, after all timing, one subject at a time, with no
-//     progress calls: Prepare(n), runtime.GC, RSS and runtime.MemStats
-//     read, n iterations run, MemStats and RSS read again, with
-//     n = cfg.MemIterations. AllocsPerOp is ΔMallocs/n, BytesPerOp is
-//     ΔTotalAlloc/n and RSSDeltaBytes the RSS growth (Linux:
-//     /proc/self/statm resident pages × page size; elsewhere 0). A second
-//     pass of n iterations reads MemStats at 11 evenly spaced checkpoints
-//     (before the first iteration and after every tenth of them);
+//     the same stretch of time: the groups pair ([ComparePaired]). Stats'
+//     mean, spread and extremes are [ComputeStats] of Raw.
+//  5. Tail pass: iterations timed one by one, one per subject in turn,
+//     until cfg.TailBudget has passed (at least one each, at most 10,000
+//     each, each after a Prepare(1)); Stats' percentiles and Tail come
+//     from them, p99 only from 100 timings on, p99.9 from 1,000.
+//  6. Memory passes, after all timing, with no progress calls:
+//     cfg.MemPasses passes per subject, interleaved (pass p runs every
+//     subject in turn). A pass is Prepare(n), runtime.GC, RSS and
+//     runtime.MemStats read, n iterations run, MemStats and RSS read
+//     again, with n = cfg.MemIterations. AllocsPasses and BytesPasses hold
+//     each pass's ΔMallocs/n and ΔTotalAlloc/n; Stats holds their medians,
+//     and RSSDeltaBytes the first pass's RSS growth (Linux:
+//     /proc/self/statm resident pages × page size; elsewhere 0). A last
+//     pass of n iterations reads MemStats at 11 evenly spaced checkpoints;
 //     PeakHeapBytes is the largest HeapAlloc seen. The checkpoint reads
-//     happen only in that second pass, so the counts of the first are exact.
+//     happen only in that pass, so the counts of the others are exact.
 //
 // Cancelling ctx stops the measurement between batches with ctx's error; a
 // Run error stops it with an error naming the subject's variant, the phase
@@ -155,7 +202,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			return nil, err
 		}
 		report(progressPrepShare*(float64(i)+0.5)/float64(len(subjects)), "calibrate "+s.Variant)
-		b, err := calibrate(ctx, s, cfg.MinBatch)
+		b, err := calibrate(ctx, s, cfg.MinBatch, cfg.CalibrationRuns)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +211,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 
 	// 3: interleaved rounds.
 	perIter := make([][]float64, len(subjects)) // unrounded ns per iteration
+	gcCPU := make([]float64, len(subjects))     // GC CPU seconds during each subject's batches
+	timed := make([]time.Duration, len(subjects))
 	wantRounds := max(cfg.MinRounds, cfg.MinSamples)
 	roundsDone := func(rounds int, elapsed time.Duration) float64 {
 		byBudget := min(float64(elapsed)/float64(cfg.Duration), float64(rounds)/float64(wantRounds))
@@ -172,6 +221,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	}
 	report(progressPrepShare, "sampling")
 	runtime.GC()
+	gc := newGCClock()
 	start := time.Now()
 	lastReport := start
 	for rounds := 0; ; rounds++ {
@@ -186,6 +236,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			report(progressPrepShare+progressRoundShare*roundsDone(rounds, elapsed), "sampling")
 			lastReport = time.Now()
 		}
+		var round time.Duration
 		for j := range subjects {
 			i := j
 			if rounds%2 == 1 {
@@ -194,11 +245,18 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			g0 := gc.read()
 			d, err := timeBatch(ctx, subjects[i], batch[i], "sampling")
 			if err != nil {
 				return nil, err
 			}
+			gcCPU[i] += gc.read() - g0
+			timed[i] += d
+			round += d
 			perIter[i] = append(perIter[i], float64(d)/float64(batch[i]))
+		}
+		if round >= cfg.LongRound {
+			runtime.GC()
 		}
 	}
 
@@ -214,25 +272,85 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			Samples:              len(raw),
 			Iterations:           int64(len(raw)) * int64(batch[i]),
 			ExecutesPerIteration: executes,
+			BatchSize:            batch[i],
 			Stats:                ComputeStats(raw, executes),
 			Raw:                  raw,
 			BatchMeans:           batchMeans(perIter[i]),
 		}
+		if timed[i] > 0 {
+			results[i].GCCPUFraction = gcCPU[i] / timed[i].Seconds()
+		}
 	}
 
-	// 5: memory passes.
+	// 5: the tail pass.
+	report(progressPrepShare+progressRoundShare, "tails")
+	tails, err := tailPass(ctx, subjects, cfg.TailBudget)
+	if err != nil {
+		return nil, err
+	}
+	for i := range results {
+		t := ComputeStats(tails[i], executes)
+		st := &results[i].Stats
+		st.MedianNS, st.P95NS, st.P99NS, st.P999NS, st.TailSamples = t.MedianNS, t.P95NS, t.P99NS, t.P999NS, len(tails[i])
+		results[i].Tail = histogram(tails[i])
+	}
+
+	// 6: memory passes.
 	report(progressPrepShare+progressRoundShare, "memory")
-	for i, s := range subjects {
-		n := cfg.MemIterations
-		if n <= 0 {
-			n = defaultMemIterations(results[i].Stats.MeanNS)
+	iters := make([]int, len(subjects))
+	for i := range subjects {
+		iters[i] = cfg.MemIterations
+		if iters[i] <= 0 {
+			iters[i] = defaultMemIterations(results[i].Stats.MeanNS, cfg.MemMinIterations)
 		}
-		if err := memoryPass(ctx, s, n, &results[i].Stats); err != nil {
+	}
+	for pass := range cfg.MemPasses {
+		for j := range subjects {
+			i := j
+			if pass%2 == 1 {
+				i = len(subjects) - 1 - j
+			}
+			allocs, bytes, rss, err := memoryPass(ctx, subjects[i], iters[i])
+			if err != nil {
+				return nil, err
+			}
+			r := &results[i]
+			r.AllocsPasses = append(r.AllocsPasses, allocs)
+			r.BytesPasses = append(r.BytesPasses, bytes)
+			if pass == 0 {
+				r.Stats.RSSDeltaBytes = rss
+			}
+		}
+	}
+	for i, s := range subjects {
+		r := &results[i]
+		r.Stats.AllocsPerOp = median(slices.Sorted(slices.Values(r.AllocsPasses)))
+		r.Stats.BytesPerOp = median(slices.Sorted(slices.Values(r.BytesPasses)))
+		peak, err := peakHeapPass(ctx, s, iters[i])
+		if err != nil {
 			return nil, err
 		}
+		r.Stats.PeakHeapBytes = peak
 	}
 	report(1, "done")
 	return results, nil
+}
+
+// gcClock reads the collector's CPU time (runtime/metrics).
+type gcClock struct{ sample []metrics.Sample }
+
+func newGCClock() *gcClock {
+	return &gcClock{sample: []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}}
+}
+
+// read returns the CPU seconds the collector has used, or 0 where the
+// runtime does not report it.
+func (g *gcClock) read() float64 {
+	metrics.Read(g.sample)
+	if g.sample[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return g.sample[0].Value.Float64()
 }
 
 // warmUp runs s untimed for d, in batches doubling from 1 while a batch
@@ -254,23 +372,51 @@ func warmUp(ctx context.Context, s Subject, d time.Duration) error {
 	return nil
 }
 
-// calibrate returns the smallest power of two B whose batch of s takes at
-// least minBatch.
-func calibrate(ctx context.Context, s Subject, minBatch time.Duration) (int, error) {
-	b := 1
-	for {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+// calibrate returns the smallest power of two B for which the median of
+// runs timed batches of s takes at least minBatch.
+func calibrate(ctx context.Context, s Subject, minBatch time.Duration, runs int) (int, error) {
+	times := make([]time.Duration, runs)
+	for b := 1; ; b *= 2 {
+		for k := range times {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			d, err := timeBatch(ctx, s, b, "calibration")
+			if err != nil {
+				return 0, err
+			}
+			times[k] = d
+			if b == 1 && d >= 10*minBatch {
+				return 1, nil // an iteration far above the minimum needs no median
+			}
 		}
-		d, err := timeBatch(ctx, s, b, "calibration")
-		if err != nil {
-			return 0, err
-		}
-		if d >= minBatch || b >= maxBatch {
+		slices.Sort(times)
+		if times[runs/2] >= minBatch || b >= maxBatch {
 			return b, nil
 		}
-		b *= 2
 	}
+}
+
+// tailPass times iterations of the subjects one by one, round-robin, until
+// budget has passed (every subject gets at least one, at most
+// tailMaxIters), and returns each subject's timings in nanoseconds.
+func tailPass(ctx context.Context, subjects []Subject, budget time.Duration) ([][]int64, error) {
+	out := make([][]int64, len(subjects))
+	runtime.GC()
+	start := time.Now()
+	for round := 0; round < tailMaxIters && (round == 0 || time.Since(start) < budget); round++ {
+		for i, s := range subjects {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			d, err := timeBatch(ctx, s, 1, "tail")
+			if err != nil {
+				return nil, err
+			}
+			out[i] = append(out[i], int64(d))
+		}
+	}
+	return out, nil
 }
 
 // timeBatch prepares n iterations of s, then times running them.
@@ -329,24 +475,23 @@ func batchMeans(samples []float64) []float64 {
 }
 
 // defaultMemIterations returns the memory pass length for iterations of
-// meanNS each: enough for memPassTarget, within [memMinIters, memMaxIters].
-func defaultMemIterations(meanNS float64) int {
+// meanNS each: enough for memPassTarget, within [least, memMaxIters].
+func defaultMemIterations(meanNS float64, least int) int {
 	if meanNS <= 0 || math.IsNaN(meanNS) {
 		return memMaxIters
 	}
 	n := math.Ceil(float64(memPassTarget) / meanNS)
-	return int(min(max(n, memMinIters), memMaxIters))
+	return int(min(max(n, float64(least)), memMaxIters))
 }
 
-// memoryPass runs n iterations of s twice, untimed, and sets st's allocation
-// fields: counts and RSS from the first pass, peak heap from the second.
-func memoryPass(ctx context.Context, s Subject, n int, st *Stats) error {
+// memoryPass runs n iterations of s, untimed, with nothing but the
+// iterations between two reads of the allocation counters, and returns the
+// allocations and bytes per iteration and the RSS growth.
+func memoryPass(ctx context.Context, s Subject, n int) (allocs, bytes float64, rss int64, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	run := s.Workload.Run
-
-	// Counted pass: nothing but the iterations between the two reads.
 	if s.Workload.Prepare != nil {
 		s.Workload.Prepare(n)
 	}
@@ -356,17 +501,20 @@ func memoryPass(ctx context.Context, s Subject, n int, st *Stats) error {
 	runtime.ReadMemStats(&m0)
 	for i := range n {
 		if err := run(ctx, i); err != nil {
-			return runError(ctx, s, "memory", i, err)
+			return 0, 0, 0, runError(ctx, s, "memory", i, err)
 		}
 	}
 	runtime.ReadMemStats(&m1)
 	rss1 := residentBytes()
-	st.AllocsPerOp = float64(m1.Mallocs-m0.Mallocs) / float64(n)
-	st.BytesPerOp = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(n)
-	st.RSSDeltaBytes = rss1 - rss0
+	return float64(m1.Mallocs-m0.Mallocs) / float64(n), float64(m1.TotalAlloc-m0.TotalAlloc) / float64(n), rss1 - rss0, nil
+}
 
-	// Peak-heap pass: HeapAlloc before the first iteration and after every
-	// tenth of them.
+// peakHeapPass runs n iterations of s and returns the largest HeapAlloc
+// read before the first and after every tenth of them.
+func peakHeapPass(ctx context.Context, s Subject, n int) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if s.Workload.Prepare != nil {
 		s.Workload.Prepare(n)
 	}
@@ -375,16 +523,15 @@ func memoryPass(ctx context.Context, s Subject, n int, st *Stats) error {
 	runtime.ReadMemStats(&m)
 	peak := m.HeapAlloc
 	for i := range n {
-		if err := run(ctx, i); err != nil {
-			return runError(ctx, s, "memory", i, err)
+		if err := s.Workload.Run(ctx, i); err != nil {
+			return 0, runError(ctx, s, "memory", i, err)
 		}
 		if (i+1)*memCheckpoint/n != i*memCheckpoint/n { // a tenth of n done
 			runtime.ReadMemStats(&m)
 			peak = max(peak, m.HeapAlloc)
 		}
 	}
-	st.PeakHeapBytes = peak
-	return nil
+	return peak, nil
 }
 
 // residentBytes returns the process's resident set size: on Linux the

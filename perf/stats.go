@@ -25,7 +25,8 @@ const SignificanceAlpha = 0.05
 // ComputeStats returns the timing statistics of raw samples (nanoseconds per
 // iteration) for a scenario doing executes executes per iteration.
 //
-// The median, p95, p99 and p99.9 come from an HDR histogram
+// The median, p95, p99 (from 100 samples on, else nil) and p99.9 (from
+// 1,000 on) come from an HDR histogram
 // (github.com/HdrHistogram/hdrhistogram-go) of the samples with 3
 // significant digits over 1 ns .. 1 hour (samples outside are clamped into
 // it). HDR's percentile q is the highest value equivalent to the sample of
@@ -79,8 +80,8 @@ func ComputeStats(raw []int64, executes int) Stats {
 		MeanNS:     mean,
 		MedianNS:   pct(50),
 		P95NS:      pct(95),
-		P99NS:      pct(99),
-		P999NS:     pct(99.9),
+		P99NS:      pctAtLeast(pct, 99, n, minSamplesP99),
+		P999NS:     pctAtLeast(pct, 99.9, n, minSamplesP999),
 		StddevNS:   sd,
 		MinNS:      float64(lo),
 		MaxNS:      float64(hi),
@@ -92,6 +93,42 @@ func ComputeStats(raw []int64, executes int) Stats {
 		s.ExecutesPerSec = s.OpsPerSec * float64(executes)
 	}
 	return s
+}
+
+// The fewest samples a tail percentile is given from: below, it would be
+// the maximum or close to it, not a percentile.
+const (
+	minSamplesP99  = 100
+	minSamplesP999 = 1000
+)
+
+// pctAtLeast returns percentile q of pct when there are at least min of
+// the n samples, and nil otherwise.
+func pctAtLeast(pct func(float64) float64, q float64, n, min int) *float64 {
+	if n < min {
+		return nil
+	}
+	v := pct(q)
+	return &v
+}
+
+// histogram returns the non-empty buckets of an HDR histogram of raw
+// (nanoseconds), 3 significant digits.
+func histogram(raw []int64) []Bucket {
+	if len(raw) == 0 {
+		return nil
+	}
+	hist := hdrhistogram.New(histLowestNS, histHighestNS, histSigFigs)
+	for _, v := range raw {
+		_ = hist.RecordValue(min(max(v, 0), histHighestNS))
+	}
+	var out []Bucket
+	for _, b := range hist.Distribution() {
+		if b.Count > 0 {
+			out = append(out, Bucket{UpperNS: b.To, Count: b.Count})
+		}
+	}
+	return out
 }
 
 // tTable975 holds the two-sided 95 % critical values of Student's t,

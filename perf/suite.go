@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -37,9 +38,11 @@ type Options struct {
 var negativeControlHistories = []int{0, 100, 1000}
 
 // Run measures one suite and returns its report. The baseline is always
-// measured; requested variants that do not exist yet are listed in
-// NotBuilt, never measured. Errors: an unknown suite or variant, a
-// workload that fails, ctx cancelled.
+// measured; asking for the baseline itself measures it a second time as
+// [VariantAA], the A/A control. Requested variants that do not exist yet
+// are listed in NotBuilt and Config.Requested, never measured ([Check]
+// fails on them). Errors: an unknown suite or variant, a workload that
+// fails, ctx cancelled.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	scenarios, err := Suites(opts.Suite)
 	if err != nil {
@@ -52,10 +55,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		names = []string{"optimized"}
 	}
 	variants := []Variant{Baseline()}
-	var notBuilt []string
+	var notBuilt, requested []string
 	for _, name := range names {
 		if name == VariantBaseline {
-			continue
+			name = VariantAA
+		}
+		if !slices.Contains(requested, name) {
+			requested = append(requested, name)
 		}
 		v, built, err := LookupVariant(name)
 		if err != nil {
@@ -63,7 +69,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		switch {
 		case !built:
-			notBuilt = append(notBuilt, name)
+			if !slices.Contains(notBuilt, name) {
+				notBuilt = append(notBuilt, name)
+			}
 		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
 			variants = append(variants, v)
 		}
@@ -74,6 +82,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			notBuilt = append(notBuilt, c)
 		}
 	}
+	if opts.Suite == SuiteMatrix {
+		requested = nil // the matrix measures what exists: nothing was asked for by name
+	}
 
 	cfg := sampleConfig(opts)
 	rep := &Report{
@@ -83,8 +94,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		GitCommit:     opts.GitCommit,
 		Machine:       machineFacts(),
 		NotBuilt:      notBuilt,
-		Config:        RunConfig{Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch)},
+		Config: RunConfig{
+			Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch), Requested: requested,
+			WarmupNS: int64(cfg.Warmup), MinRounds: cfg.MinRounds, MinSamples: cfg.MinSamples,
+			CalibrationRuns: cfg.CalibrationRuns, MemPasses: cfg.MemPasses, MemMinIters: cfg.MemMinIterations,
+			TailBudgetNS: int64(cfg.TailBudget),
+		},
 	}
+	rep.Machine.Load.Load1Start, rep.Machine.Load.CPUPressureStart = loadNow()
 	if rep.GitCommit == "" {
 		rep.GitCommit = gitCommit()
 	}
@@ -98,7 +115,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 		rep.Results = append(rep.Results, results...)
-		rep.Comparisons = append(rep.Comparisons, compare(sc, results)...)
+		rep.Comparisons = append(rep.Comparisons, compare(opts.Suite, sc, results)...)
 	}
 	if slices.ContainsFunc(variants, func(v Variant) bool { return v.Name == VariantNaive }) && opts.Suite == SuiteSeed {
 		points, err := negativeControl(ctx, scenarios[0], cfg, opts.Progress)
@@ -107,6 +124,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		rep.NegativeControl = points
 	}
+	rep.Machine.Load.Load1End, rep.Machine.Load.CPUPressureEnd = loadNow()
+	rep.Machine.Load.Warning = loadWarning(rep.Machine.Load, rep.Machine.CPUs)
 	return rep, nil
 }
 
@@ -115,6 +134,8 @@ func sampleConfig(opts Options) SampleConfig {
 	if opts.Quick {
 		cfg.Warmup = 30 * time.Millisecond
 		cfg.MinSamples = 100
+		cfg.MemPasses = 3
+		cfg.MemMinIterations = 10
 		if cfg.Duration == 0 {
 			cfg.Duration = time.Second
 		}
@@ -122,7 +143,7 @@ func sampleConfig(opts Options) SampleConfig {
 	if cfg.Duration == 0 {
 		cfg.Duration = 2 * time.Second
 	}
-	return cfg
+	return cfg.withDefaults()
 }
 
 // measure samples every variant on one scenario, interleaved, each on a
@@ -155,41 +176,147 @@ func measure(ctx context.Context, sc Scenario, variants []Variant, cfg SampleCon
 	return results, nil
 }
 
-// Thresholds below which an allocation difference is measurement noise: a
-// quiet pass still sees the odd runtime allocation.
-const (
-	allocNoisePerExecute = 0.01
-	bytesNoisePct        = 1.0
-)
-
-// compare makes the comparisons of every variant with the baseline.
-func compare(sc Scenario, results []Result) []Comparison {
+// compare makes the comparisons of every variant with the baseline, each
+// with its verdict ([judge]).
+func compare(suite string, sc Scenario, results []Result) []Comparison {
 	base := results[0]
 	var out []Comparison
 	for _, r := range results[1:] {
 		for _, metric := range []string{MetricMeanNS, MetricAllocsPerOp, MetricBytesPerOp} {
-			c := Comparison{Scenario: sc.ID, Baseline: base.Variant, Variant: r.Variant, Metric: metric}
+			c := Comparison{Scenario: sc.ID, Baseline: base.Variant, Variant: r.Variant, Metric: metric, P: 1}
 			switch metric {
 			case MetricMeanNS:
-				c.ImprovementPct = Improvement(base.Stats.MeanNS, r.Stats.MeanNS)
-				_, c.Significant = Significance(base.BatchMeans, r.BatchMeans)
+				p := ComparePaired(base.BatchMeans, r.BatchMeans)
+				c.ImprovementPct, c.LowPct, c.HighPct = p.Improvement()
+				c.Confidence, c.P, c.Pairs, c.Significant = p.Confidence, p.P, p.Pairs, p.Significant()
+				c.MeanImprovementPct = Improvement(base.Stats.MeanNS, r.Stats.MeanNS)
 			case MetricAllocsPerOp:
-				c.ImprovementPct = Improvement(base.Stats.AllocsPerOp, r.Stats.AllocsPerOp)
-				diff := (r.Stats.AllocsPerOp - base.Stats.AllocsPerOp) / float64(sc.Executes)
-				c.Significant = diff > allocNoisePerExecute || diff < -allocNoisePerExecute
+				allocCompare(&c, base.Stats.AllocsPerOp, r.Stats.AllocsPerOp, base.AllocsPasses, r.AllocsPasses)
 			case MetricBytesPerOp:
-				c.ImprovementPct = Improvement(base.Stats.BytesPerOp, r.Stats.BytesPerOp)
-				c.Significant = c.ImprovementPct > bytesNoisePct || c.ImprovementPct < -bytesNoisePct
+				allocCompare(&c, base.Stats.BytesPerOp, r.Stats.BytesPerOp, base.BytesPasses, r.BytesPasses)
 			}
-			if metric == sc.TargetMetric && sc.TargetPct > 0 {
-				t := sc.TargetPct
-				c.TargetPct = &t
-				c.Met = c.ImprovementPct >= t && c.Significant
-			}
+			judge(suite, sc.ScenarioInfo, sc.Executes, median(sortedCopy(base.BatchMeans)), &c)
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// allocCompare fills an allocation comparison from the medians of the
+// memory passes (base, variant) and the passes themselves: significant
+// only when the difference exceeds the baseline's pass-to-pass range.
+func allocCompare(c *Comparison, base, variant float64, basePasses, variantPasses []float64) {
+	c.ImprovementPct = Improvement(base, variant)
+	c.LowPct, c.HighPct = c.ImprovementPct, c.ImprovementPct
+	if len(variantPasses) > 0 {
+		c.LowPct = Improvement(base, slices.Max(variantPasses))
+		c.HighPct = Improvement(base, slices.Min(variantPasses))
+	}
+	spread := 0.0
+	if len(basePasses) > 0 {
+		spread = slices.Max(basePasses) - slices.Min(basePasses)
+	}
+	c.Significant = math.Abs(variant-base) > spread
+}
+
+func sortedCopy(v []float64) []float64 { return slices.Sorted(slices.Values(v)) }
+
+// overheadBudgetPct is the most a variant may cost where its workload is
+// absent, or on a metric its target is not on.
+const overheadBudgetPct = 3.0
+
+// judge gives comparison c its verdict: Met, Status and Gate. It is the
+// one place the suite's gates are decided; reports print its Status and
+// [Check] collects its Gate.
+//
+//   - A component on its own workload of the designed or matrix suite, on
+//     the metric of the workload's target, must meet the target: the
+//     whole interval clears it (improvement at least TargetPct, or cost
+//     per execute at most TargetMaxCostNS).
+//   - Everywhere else — other workloads, other metrics, the seed suite's
+//     shapes, every variant that is not a component — the budget applies:
+//     on time, a variant fails when its whole interval lies beyond 3 %
+//     slower; on allocations and bytes, when its median is over 3 % worse
+//     and the difference exceeds the baseline's own pass-to-pass range.
+//
+// baseNS is the baseline's median group mean, for the cost per execute.
+func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
+	targeted := suite != SuiteSeed && sc.Component == c.Variant && sc.HasTarget() && targetMetricOf(sc) == c.Metric
+	if targeted {
+		met := false
+		if sc.TargetMaxCostNS > 0 {
+			t := sc.TargetMaxCostNS
+			c.TargetMaxCostNS = &t
+			cost := baseNS * (-c.LowPct / 100) / float64(max(executes, 1))
+			c.CostNS = &cost
+			met = cost <= t
+		} else {
+			t := sc.TargetPct
+			c.TargetPct = &t
+			met = c.LowPct >= t && (c.Metric == MetricMeanNS || c.Significant || t <= 0)
+		}
+		c.Met = met
+		if met {
+			c.Status = StatusMet
+			return
+		}
+		c.Status = StatusMissed
+		c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+		return
+	}
+	worse := c.Significant && c.ImprovementPct < 0
+	beyond := false
+	switch c.Metric {
+	case MetricMeanNS:
+		beyond = c.HighPct < -overheadBudgetPct
+	default:
+		beyond = worse && c.ImprovementPct < -overheadBudgetPct
+	}
+	switch {
+	case beyond:
+		c.Status = StatusRegression
+		what := map[string]string{
+			MetricMeanNS:      "slower than the baseline",
+			MetricAllocsPerOp: "allocates more than the baseline",
+			MetricBytesPerOp:  "uses more memory than the baseline",
+		}[c.Metric]
+		c.Gate = fmt.Sprintf("%s beyond the 3%% budget: %s %s", what, formatInterval(c), c.Metric)
+	case worse:
+		c.Status = StatusWorse
+	case c.Significant && c.ImprovementPct > 0:
+		c.Status = StatusBetter
+	default:
+		c.Status = StatusSame
+	}
+}
+
+// targetMetricOf returns the metric scenario sc's target is on.
+func targetMetricOf(sc ScenarioInfo) string {
+	if sc.TargetMetric == "" {
+		return MetricMeanNS
+	}
+	return sc.TargetMetric
+}
+
+// formatInterval prints a comparison's change with its interval.
+func formatInterval(c *Comparison) string {
+	if c.Metric != MetricMeanNS {
+		return fmt.Sprintf("%+.1f%% (passes %+.1f%% to %+.1f%%)", c.ImprovementPct, c.LowPct, c.HighPct)
+	}
+	return fmt.Sprintf("%+.1f%% [%+.1f%%, %+.1f%%] p=%.2g", c.ImprovementPct, c.LowPct, c.HighPct, c.P)
+}
+
+// targetText prints a comparison's target.
+func targetText(c *Comparison) string {
+	switch {
+	case c.TargetMaxCostNS != nil && c.CostNS != nil:
+		return fmt.Sprintf("at most %.0f ns per execute (cost %.1f ns)", *c.TargetMaxCostNS, *c.CostNS)
+	case c.TargetPct != nil && *c.TargetPct < 0:
+		return fmt.Sprintf("no worse than %.0f%%", *c.TargetPct)
+	case c.TargetPct != nil:
+		return fmt.Sprintf("+%.0f%%", *c.TargetPct)
+	}
+	return "none"
 }
 
 // negativeControl measures the naive variant on the execution scenario with
@@ -253,37 +380,31 @@ type GateFailure struct {
 	Reason   string
 }
 
-func (g GateFailure) String() string { return g.Variant + " on " + g.Scenario + ": " + g.Reason }
+func (g GateFailure) String() string {
+	if g.Scenario == "" {
+		return g.Variant + ": " + g.Reason
+	}
+	return g.Variant + " on " + g.Scenario + ": " + g.Reason
+}
 
-// overheadBudgetPct is the most a variant may cost where its workload is absent.
-const overheadBudgetPct = 3.0
-
-// Check applies the suite's gates to a report. On the designed suite, a
-// built component must meet its target, with significance, on its own
-// workload. On every suite, a variant must not be significantly slower than
-// the baseline by over 3 % on a workload it does not target, allocate more
-// per execute at all, or use over 3 % more bytes per op.
+// Check applies the suite's gates to a report: every comparison's Gate
+// ([judge] decides them), and two more — a run that compared nothing (only
+// the baseline was measured) fails, and so does every requested variant
+// that is not built.
 func Check(r *Report) []GateFailure {
 	var fails []GateFailure
+	for _, name := range r.Config.Requested {
+		if slices.Contains(r.NotBuilt, name) {
+			fails = append(fails, GateFailure{Variant: name, Reason: "not built: nothing was measured"})
+		}
+	}
+	if len(r.Comparisons) == 0 {
+		fails = append(fails, GateFailure{Variant: VariantBaseline, Reason: "compared nothing: no variant but the baseline was measured"})
+	}
 	for _, c := range r.Comparisons {
-		targeted := variantTargets(c.Variant, c.Scenario)
-		switch {
-		case targeted && r.Suite == SuiteDesigned && c.TargetPct != nil && !c.Met:
-			fails = append(fails, GateFailure{c.Scenario, c.Variant, fmt.Sprintf("misses its target: %+.1f%% %s, target +%.0f%%, significant %v", c.ImprovementPct, c.Metric, *c.TargetPct, c.Significant)})
-		case targeted:
-		case c.Metric == MetricMeanNS && c.Significant && c.ImprovementPct < -overheadBudgetPct:
-			fails = append(fails, GateFailure{c.Scenario, c.Variant, fmt.Sprintf("significantly slower than the baseline: %+.1f%% mean latency (budget −3%%)", c.ImprovementPct)})
-		case c.Metric == MetricAllocsPerOp && c.Significant && c.ImprovementPct < 0:
-			fails = append(fails, GateFailure{c.Scenario, c.Variant, fmt.Sprintf("allocates more per execute than the baseline: %+.1f%% allocs/op", c.ImprovementPct)})
-		case c.Metric == MetricBytesPerOp && c.Significant && c.ImprovementPct < -overheadBudgetPct:
-			fails = append(fails, GateFailure{c.Scenario, c.Variant, fmt.Sprintf("uses more memory than the baseline: %+.1f%% bytes/op (budget −3%%)", c.ImprovementPct)})
+		if c.Gate != "" {
+			fails = append(fails, GateFailure{c.Scenario, c.Variant, c.Gate})
 		}
 	}
 	return fails
-}
-
-// variantTargets reports whether the variant exists to win scenario.
-func variantTargets(variant, scenario string) bool {
-	info, ok := Info(scenario)
-	return ok && info.Component == variant
 }

@@ -5,49 +5,76 @@ import (
 	"testing"
 )
 
-func result(variant string, mean, allocs, bytes float64, means ...float64) Result {
-	return Result{Variant: variant, Stats: Stats{MeanNS: mean, AllocsPerOp: allocs, BytesPerOp: bytes}, BatchMeans: means}
+func result(variant string, allocs, bytes float64, means ...float64) Result {
+	return Result{
+		Variant: variant, BatchMeans: means,
+		Stats:        Stats{MeanNS: median(sortedCopy(means)), AllocsPerOp: allocs, BytesPerOp: bytes},
+		AllocsPasses: []float64{allocs, allocs, allocs}, BytesPasses: []float64{bytes, bytes * 1.002, bytes},
+	}
 }
 
-// spread returns n batch means around center.
+// spread returns n group means around center, each ±2 % at most, in an
+// order that pairs them with the same spread's groups.
 func spread(center float64, n int) []float64 {
 	out := make([]float64, n)
 	for i := range out {
-		out[i] = center + float64(i%5) - 2
+		out[i] = center * (1 + 0.01*float64(i%5-2))
+	}
+	return out
+}
+
+// shifted returns means scaled by f, with a little noise of its own so
+// that the paired ratios are not all equal.
+func shifted(means []float64, f float64) []float64 {
+	out := make([]float64, len(means))
+	for i, m := range means {
+		out[i] = m * f * (1 + 0.002*float64(i%3-1))
 	}
 	return out
 }
 
 func TestCompareAndCheck(t *testing.T) {
 	sc := Scenario{ScenarioInfo: info(ScenarioCache), Executes: 2}
+	base := spread(100, 20)
 	tests := []struct {
-		name      string
-		suite     string
-		give      Result
-		wantMet   bool
-		wantFails []string
+		name       string
+		suite      string
+		give       Result
+		wantMet    bool
+		wantStatus Status
+		wantFails  []string
 	}{
-		{"component meets its target", SuiteDesigned, result("cache-optimization", 60, 4, 100, spread(60, 20)...), true, nil},
-		{"component misses its target", SuiteDesigned, result("cache-optimization", 90, 4, 100, spread(90, 20)...), false, []string{"misses its target: +10.0% mean_ns"}},
-		{"component off target is only gated on overhead", SuiteSeed, result("cache-optimization", 90, 4, 100, spread(90, 20)...), false, nil},
-		{"slower elsewhere", SuiteSeed, result("naive", 200, 4, 100, spread(200, 20)...), false, []string{"significantly slower"}},
-		{"slower but within 3%", SuiteSeed, result("naive", 102, 4, 100, spread(102, 20)...), false, nil},
-		{"slower but not significant", SuiteSeed, result("naive", 150, 4, 100, 100, 200), false, nil},
-		{"one more alloc", SuiteSeed, result("telemetry", 100, 6, 100, spread(100, 20)...), false, []string{"allocates more"}},
-		{"more bytes", SuiteSeed, result("telemetry", 100, 4, 110, spread(100, 20)...), false, []string{"uses more memory"}},
+		{"component meets its target", SuiteDesigned, result("cache-optimization", 4, 100, shifted(base, 0.6)...), true, StatusMet, nil},
+		{"component misses its target", SuiteDesigned, result("cache-optimization", 4, 100, shifted(base, 0.9)...), false, StatusMissed, []string{"misses its target: +10.0%"}},
+		{"component on the seed shapes gets the budget", SuiteSeed, result("cache-optimization", 4, 100, shifted(base, 0.9)...), false, StatusBetter, nil},
+		{"component on the seed shapes is gated", SuiteSeed, result("cache-optimization", 4, 100, shifted(base, 1.2)...), false, StatusRegression, []string{"slower than the baseline beyond the 3% budget"}},
+		{"slower elsewhere", SuiteSeed, result("naive", 4, 100, shifted(base, 2)...), false, StatusRegression, []string{"slower than the baseline"}},
+		{"slower but within 3%", SuiteSeed, result("naive", 4, 100, shifted(base, 1.02)...), false, StatusWorse, nil},
+		{"slower but the interval reaches the budget", SuiteSeed, result("naive", 4, 100, append(shifted(base[:10], 1.1), shifted(base[10:], 0.98)...)...), false, "", nil},
+		{"identical", SuiteSeed, result(VariantAA, 4, 100, shifted(base, 1)...), false, StatusSame, nil},
+		{"one more alloc", SuiteSeed, result("telemetry", 6, 100, shifted(base, 1)...), false, StatusSame, []string{"allocates more"}},
+		{"more bytes", SuiteSeed, result("telemetry", 4, 110, shifted(base, 1)...), false, StatusSame, []string{"uses more memory"}},
+		{"bytes within the baseline's pass range", SuiteSeed, result("telemetry", 4, 100.1, shifted(base, 1)...), false, StatusSame, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			base := result(VariantBaseline, 100, 4, 100, spread(100, 20)...)
-			cs := compare(sc, []Result{base, tt.give})
+			cs := compare(tt.suite, sc, []Result{result(VariantBaseline, 4, 100, base...), tt.give})
 			if len(cs) != 3 {
 				t.Fatalf("compare made %d comparisons; want 3 (one per metric)", len(cs))
 			}
-			if cs[0].Metric != MetricMeanNS || cs[0].TargetPct == nil || *cs[0].TargetPct != 25 || cs[0].Met != tt.wantMet {
-				t.Errorf("mean_ns comparison = %+v; want target 25, met %v", cs[0], tt.wantMet)
+			time := cs[0]
+			if time.Metric != MetricMeanNS || time.Met != tt.wantMet {
+				t.Errorf("mean_ns comparison = %+v; want met %v", time, tt.wantMet)
 			}
-			if cs[1].TargetPct != nil || cs[2].TargetPct != nil {
-				t.Errorf("allocs/bytes comparisons carry a target; want none on a latency scenario")
+			if tt.wantStatus != "" && time.Status != tt.wantStatus {
+				t.Errorf("status = %q; want %q", time.Status, tt.wantStatus)
+			}
+			if time.LowPct > time.ImprovementPct || time.ImprovementPct > time.HighPct {
+				t.Errorf("interval [%v, %v] does not hold the change %v", time.LowPct, time.HighPct, time.ImprovementPct)
+			}
+			wantTarget := tt.suite == SuiteDesigned && tt.give.Variant == "cache-optimization"
+			if (time.TargetPct != nil) != wantTarget || cs[1].TargetPct != nil || cs[2].TargetPct != nil {
+				t.Errorf("targets = %v, %v, %v; want one on time only for the component on its designed workload", time.TargetPct, cs[1].TargetPct, cs[2].TargetPct)
 			}
 			fails := Check(&Report{Suite: tt.suite, Comparisons: cs})
 			if len(fails) != len(tt.wantFails) {
@@ -62,6 +89,29 @@ func TestCompareAndCheck(t *testing.T) {
 	}
 }
 
+func TestJudgeCostTarget(t *testing.T) {
+	// A 20 ns budget per execute on a 1 µs execute: 1 % is 10 ns.
+	sc := ScenarioInfo{ID: "success", TargetMaxCostNS: 20, TargetMetric: MetricMeanNS, Component: "circuit-breaker"}
+	for _, tt := range []struct {
+		lowPct float64
+		met    bool
+	}{{-1, true}, {-2, true}, {-2.5, false}} {
+		c := Comparison{Variant: "circuit-breaker", Metric: MetricMeanNS, ImprovementPct: tt.lowPct + 0.5, LowPct: tt.lowPct, HighPct: tt.lowPct + 1}
+		judge(SuiteDesigned, sc, 1, 1000, &c)
+		if c.Met != tt.met || c.CostNS == nil || *c.CostNS != -tt.lowPct*10 {
+			t.Errorf("low %v%%: met %v, cost %v; want met %v, cost %v ns", tt.lowPct, c.Met, c.CostNS, tt.met, -tt.lowPct*10)
+		}
+	}
+}
+
+func TestCheckFailsWhenNothingWasCompared(t *testing.T) {
+	r := &Report{Suite: SuiteSeed, NotBuilt: []string{"optimized", "telemetry"}, Config: RunConfig{Requested: []string{"optimized"}}}
+	fails := Check(r)
+	if len(fails) != 2 || !strings.Contains(fails[0].String(), "optimized: not built") || !strings.Contains(fails[1].String(), "compared nothing") {
+		t.Errorf("Check = %v; want the unbuilt request and the empty comparison to fail", fails)
+	}
+}
+
 func TestLookupVariant(t *testing.T) {
 	tests := []struct {
 		give      string
@@ -69,6 +119,7 @@ func TestLookupVariant(t *testing.T) {
 		wantErr   bool
 	}{
 		{"baseline", true, false},
+		{"baseline-aa", true, false},
 		{"naive", true, false},
 		{"optimized", false, false},
 		{"context-manager", false, false},

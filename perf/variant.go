@@ -33,6 +33,10 @@ type Variant struct {
 const (
 	VariantBaseline = "baseline"
 	VariantNaive    = "naive"
+	// VariantAA is the baseline measured a second time, as a variant: the
+	// A/A control. Any difference it shows is the instrument's noise.
+	// Asking for the baseline as a variant measures it.
+	VariantAA = "baseline-aa"
 )
 
 // Baseline is the executor with every optimization off: what every other
@@ -198,10 +202,10 @@ var (
 )
 
 // KnownVariants returns every variant name the suite knows: the baseline,
-// the negative control, optimized (the All preset), auto, the presets and
+// the A/A control, the negative control, optimized (the All preset), auto, the presets and
 // the components.
 func KnownVariants() []string {
-	names := []string{VariantBaseline, VariantNaive, "optimized", "auto"}
+	names := []string{VariantBaseline, VariantAA, VariantNaive, "optimized", "auto"}
 	names = append(names, presetNames...)
 	return append(names, componentNames...)
 }
@@ -213,6 +217,10 @@ func LookupVariant(name string) (v Variant, built bool, err error) {
 	switch name {
 	case VariantBaseline:
 		return Baseline(), true, nil
+	case VariantAA:
+		v := Baseline()
+		v.Name = VariantAA
+		return v, true, nil
 	case VariantNaive:
 		return Naive(), true, nil
 	}
