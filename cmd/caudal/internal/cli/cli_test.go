@@ -53,7 +53,7 @@ func TestCheckFailsOnNegativeControl(t *testing.T) {
 	if ExitCode(err) != exitFailure {
 		t.Fatalf("Run = %v (exit %d); want a failed gate, exit 1\nstderr:\n%s", err, ExitCode(err), stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "naive on execution: significantly slower") {
+	if !strings.Contains(stderr.String(), "naive on execution: slower than the baseline beyond the 3% budget") {
 		t.Errorf("stderr lacks the naive variant's failed gate:\n%s", stderr.String())
 	}
 	for _, want := range []string{"Execution Performance", "Memory Efficiency", "Concurrent Performance", "Cache Performance", "Context Handling"} {
