@@ -1,6 +1,9 @@
 package perf
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // The suites.
 const (
@@ -9,15 +12,19 @@ const (
 	SuiteMatrix   = "matrix"
 )
 
-// The scenario IDs.
+// The scenario IDs: the study's five, then DESIGN.md's additions.
 const (
-	ScenarioExecution  = "execution"
-	ScenarioMemory     = "memory"
-	ScenarioConcurrent = "concurrent"
-	ScenarioCache      = "cache"
-	ScenarioContext    = "context"
-	ScenarioError      = "error"
-	ScenarioOutage     = "outage"
+	ScenarioExecution      = "execution"
+	ScenarioMemory         = "memory"
+	ScenarioConcurrent     = "concurrent"
+	ScenarioCache          = "cache"
+	ScenarioContext        = "context"
+	ScenarioError          = "error"
+	ScenarioOutage         = "outage"
+	ScenarioCacheMiss      = "cache-miss"
+	ScenarioDownstream     = "downstream"
+	ScenarioConcurrentCPU  = "concurrent-cpu"
+	ScenarioBreakerSuccess = "breaker-success"
 )
 
 // ScenarioInfo describes a scenario for reports: its name as the study
@@ -43,16 +50,69 @@ type ScenarioInfo struct {
 func (s ScenarioInfo) HasTarget() bool { return s.TargetPct != 0 || s.TargetMaxCostNS > 0 }
 
 // scenarioInfos lists the scenarios in the study's order, then DESIGN.md's
-// additions. Targets: the study's for its five, DESIGN.md's for error and
-// outage.
+// additions. Targets: the study's for its five, DESIGN.md's for the others.
+// Workload describes the designed suite's workload (the seed suite's
+// scenarios carry their own text).
 var scenarioInfos = []ScenarioInfo{
-	{ID: ScenarioExecution, Name: "Execution Performance", TargetPct: 20, TargetMetric: MetricMeanNS, Component: "telemetry"},
-	{ID: ScenarioMemory, Name: "Memory Efficiency", TargetPct: 30, TargetMetric: MetricBytesPerOp, Component: "object-pool"},
-	{ID: ScenarioConcurrent, Name: "Concurrent Performance", TargetPct: 50, TargetMetric: MetricMeanNS, Component: "adaptive-resource-manager"},
-	{ID: ScenarioCache, Name: "Cache Performance", TargetPct: 25, TargetMetric: MetricMeanNS, Component: "cache-optimization"},
-	{ID: ScenarioContext, Name: "Context Handling", TargetPct: 40, TargetMetric: MetricMeanNS, Component: "context-manager"},
-	{ID: ScenarioError, Name: "Error Handling", TargetPct: 50, TargetMetric: MetricMeanNS, Component: "error-handling"},
-	{ID: ScenarioOutage, Name: "Outage Handling", TargetPct: 90, TargetMetric: MetricMeanNS, Component: "circuit-breaker"},
+	{
+		ID: ScenarioExecution, Name: "Execution Performance", TargetPct: 20, TargetMetric: MetricMeanNS, Component: "telemetry",
+		Workload: "a 3-step pipeline (an equipped step; a step retried once; a step its fallback answers) logging to a slog JSON handler and a span recorder; every execute's events checked by count, kind and path",
+	},
+	{
+		ID: ScenarioMemory, Name: "Memory Efficiency", TargetPct: 30, TargetMetric: MetricBytesPerOp, Component: "object-pool",
+		Workload: fmt.Sprintf("a %d-step sequence whose steps fail twice and retry with no backoff, every other one then falling back, events counted by a metrics sink: the executor's own bytes (the target is also −30 %% allocs/op)", memorySteps),
+	},
+	{
+		ID: ScenarioConcurrent, Name: "Concurrent Performance", TargetPct: 50, TargetMetric: MetricMeanNS, Component: "adaptive-resource-manager",
+		Workload: fmt.Sprintf("a Map of %d items, each waiting %v on I/O, at the baseline's fixed limit of %d at once", mapItems, mapIO, mapFixedLimit),
+	},
+	{
+		ID: ScenarioCache, Name: "Cache Performance", TargetPct: 25, TargetMetric: MetricMeanNS, Component: "cache-optimization",
+		Workload: fmt.Sprintf("%d executes of a cached agent step over %d hot keys, ~2 KB results: every one a hit that calls no agent (checked)", cacheHits, cacheHotKeys),
+	},
+	{
+		ID: ScenarioContext, Name: "Context Handling", TargetPct: 40, TargetMetric: MetricMeanNS, Component: "context-manager",
+		Workload: "an 8-way fan-out over a 1,000-key nested state, 2 writes per branch, merged back (ContextUpdate)",
+	},
+	{
+		ID: ScenarioError, Name: "Error Handling", TargetPct: 50, TargetMetric: MetricMeanNS, Component: "error-handling",
+		Workload: "a permanent error (HTTP 400) on a step with 3 retries and a 1 ms backoff: time to the same final failure",
+	},
+	{
+		ID: ScenarioOutage, Name: "Outage Handling", TargetPct: 90, TargetMetric: MetricMeanNS, Component: "circuit-breaker",
+		Workload: fmt.Sprintf("%d calls to a step with a %v timeout and a fallback, the first %d in an outage (the agent hangs), then healthy: the primary must answer from the %s healthy call on (checked)", outageCalls, outageTimeout, outageDown, ordinal(outageRecoveryCalls)),
+	},
+	{
+		ID: ScenarioCacheMiss, Name: "Cache Misses", TargetPct: 25, TargetMetric: MetricMeanNS, Component: "cache-optimization",
+		Workload: fmt.Sprintf("%d concurrent executes of one fresh key on a cached agent step costing %v of CPU a call; 1 to %d agent calls per key (checked), one is the aim", cacheMissers, cacheAgentCost, cacheMissers),
+	},
+	{
+		ID: ScenarioDownstream, Name: "Downstream Capacity", TargetPct: -20, TargetMetric: MetricMeanNS, Component: "adaptive-resource-manager",
+		Workload: fmt.Sprintf("a Map of %d items calling a service that serves %d at once (%v each; a call that queues takes %v more), at the best fixed limit of a sweep, %d", mapItems, downstreamCapacity, downstreamService, downstreamThrottle, downstreamBestLimit),
+	},
+	{
+		ID: ScenarioConcurrentCPU, Name: "CPU-bound Map", TargetPct: -3, TargetMetric: MetricMeanNS, Component: "adaptive-resource-manager",
+		Workload: fmt.Sprintf("a Map of %d items, each spinning %v of CPU, at a fixed limit of %d at once", mapItems, mapCPU, mapFixedLimit),
+	},
+	{
+		ID: ScenarioBreakerSuccess, Name: "Breaker Success Path", TargetMaxCostNS: 20, TargetMetric: MetricMeanNS, Component: "circuit-breaker",
+		Workload: "one execute of a healthy agent step: what a closed breaker adds",
+	},
+}
+
+// ordinal spells n as an English ordinal: "1st", "2nd", "3rd", "4th" and so on.
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprint(n, suffix)
 }
 
 // Info returns the description of scenario id, reporting false for an
