@@ -724,11 +724,14 @@ func errorScenario(suite string) Scenario {
 	}
 }
 
-// The outage scenario's shape.
+// The outage scenario's shape. The outage is long against the bound on
+// noticing its end, so that a breaker can win the target (+90 %) and still
+// notice recovery: opening after a few timeouts and letting one call in 20
+// through as a probe costs it about 8 of the baseline's 100 timeouts.
 const (
-	outageCalls         = 20               // calls per iteration
-	outageDown          = 15               // the first calls, during the outage
-	outageRecoveryCalls = 3                // the healthy call by which the primary must answer again
+	outageCalls         = 120              // calls per iteration
+	outageDown          = 100              // the first calls, during the outage
+	outageRecoveryCalls = 20               // the healthy call by which the primary must answer again
 	outageTimeout       = time.Millisecond // the primary's timeout
 	outagePrimaryAnswer = "primary answer"
 	outageBackupAnswer  = "backup answer"
