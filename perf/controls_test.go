@@ -18,10 +18,10 @@ var controlsLong = flag.Bool("perf.controls", false, "run the measurement contro
 // done per execute.
 type controlExecutor struct {
 	inner Executor
-	twice bool         // run every execute twice: 2× the work
-	skip  bool         // answer every other execute from the last result: half the work
+	twice bool          // run every execute twice: 2× the work
+	skip  bool          // answer every other execute from the last result: half the work
 	spin  time.Duration // CPU time burnt after each execute
-	calls atomic.Int64 // executes asked for
+	calls atomic.Int64  // executes asked for
 	last  caudal.StepResult
 }
 

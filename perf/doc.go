@@ -5,11 +5,16 @@
 // workloads), and every component against every workload ("matrix").
 //
 // A [Variant] is an executor configuration under test; the baseline is
-// always measured and every other variant is compared with it. Variants run
+// always measured and every other variant is compared with it (asking for
+// the baseline measures it twice: the A/A control). Variants run
 // interleaved, batch by batch, so drift on a shared machine hits them
-// alike; significance is decided on interleaved batch means
-// (golang.org/x/perf/benchmath), never on raw per-execute samples; and
-// allocation figures come from a separate quiet pass, so they are exact.
+// alike, and the comparison is paired: group j of the rounds of every
+// variant covers the same stretch of time, the change is the median of the
+// paired ratios with its 95 % interval, significance a Wilcoxon
+// signed-rank test ([ComparePaired]). Gates are decided on the interval,
+// by one function for the report's status and [Check]. Allocation figures
+// are the medians of several quiet memory passes, interleaved; tails come
+// from a separate pass that times iterations one by one.
 //
 // Reports come as Markdown in the study's structure, JSON ([Report], a
 // contract other tools read), a self-contained HTML page, and a history of

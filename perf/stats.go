@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"golang.org/x/perf/benchmath"
 )
 
 // The HDR histogram the percentiles come from: 1 ns to 1 hour, 3
@@ -18,8 +17,8 @@ const (
 	histSigFigs   = 3
 )
 
-// SignificanceAlpha is the level below which [Significance] calls a
-// difference significant: benchstat's default.
+// SignificanceAlpha is the level at or below which a paired comparison's
+// p-value is significant ([Paired.Significant]): benchstat's default.
 const SignificanceAlpha = 0.05
 
 // ComputeStats returns the timing statistics of raw samples (nanoseconds per
@@ -157,28 +156,6 @@ func studentT975(df int) float64 {
 	g3 := (3*z7 + 19*z5 + 17*z3 - 15*z) / 384
 	v := float64(df)
 	return z + g1/v + g2/(v*v) + g3/(v*v*v)
-}
-
-// Significance compares two sets of interleaved batch means (nanoseconds per
-// iteration) the way benchstat does: golang.org/x/perf/benchmath with
-// AssumeNothing (a Mann–Whitney U test) at alpha [SignificanceAlpha]. It
-// returns the p-value and whether the difference is significant, which, as
-// in benchstat, is p <= alpha. With fewer than 2 values on either side the
-// difference is not significant and p is 1. The inputs are not modified.
-func Significance(base, variant []float64) (p float64, significant bool) {
-	if len(base) < 2 || len(variant) < 2 {
-		return 1, false
-	}
-	th := benchmath.DefaultThresholds
-	th.CompareAlpha = SignificanceAlpha
-	// NewSample sorts its values in place: hand it copies.
-	s1 := benchmath.NewSample(slices.Clone(base), &th)
-	s2 := benchmath.NewSample(slices.Clone(variant), &th)
-	c := benchmath.AssumeNothing.Compare(s1, s2)
-	if math.IsNaN(c.P) {
-		return 1, false
-	}
-	return c.P, c.P <= c.Alpha
 }
 
 // Improvement returns the improvement of variant over base in percent,
