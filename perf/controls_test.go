@@ -104,7 +104,7 @@ func tryControl(sc Scenario, v Variant) ([]Comparison, error) {
 		if err != nil {
 			return nil, err
 		}
-		subjects = append(subjects, Subject{Variant: variant.Name, Workload: w})
+		subjects = append(subjects, Subject{Variant: variant.Name, Workload: w, Rebuild: func() (*Workload, error) { return sc.NewWorkload(variant) }})
 	}
 	results, err := Sample(context.Background(), subjects, sc.Executes, controlConfig(), nil)
 	if err != nil {

@@ -846,7 +846,8 @@ func methodologySection(x *reportIndex) []any {
 			fmt.Sprintf("Warm-up: %s; rounds: at least %d, samples: at least %d", formatNS(float64(c.WarmupNS)), c.MinRounds, c.MinSamples),
 			fmt.Sprintf("Batch size: the median of %d timings reaches the minimum batch", c.CalibrationRuns),
 			fmt.Sprintf("Memory passes: %d per variant, interleaved, at least %d iterations each", c.MemPasses, c.MemMinIters),
-			"Tail pass: "+formatNS(float64(c.TailBudgetNS))+" of iterations timed one by one")
+			"Tail pass: "+formatNS(float64(c.TailBudgetNS))+" of iterations timed one by one",
+			fmt.Sprintf("Fresh workload instances: every %d rounds", c.RebuildRounds))
 	}
 	l := m.Load
 	if l.Load1Start != 0 || l.Load1End != 0 {
@@ -868,6 +869,7 @@ func methodologySection(x *reportIndex) []any {
 		"The samples of each variant are grouped into contiguous groups of rounds; group j of every variant covers the same rounds, so the groups pair. The change is the median of the paired ratios with a distribution-free 95% interval; significance is a Wilcoxon signed-rank test on the logarithms of the ratios (α = 0.05). Gates are decided on the interval.",
 		"Allocation counts and bytes come from several quiet memory passes, interleaved across variants; a difference counts only beyond the baseline's own pass-to-pass range.",
 		"The collector runs between rounds longer than 20 ms, so no variant pays for another's garbage; the GC CPU share of each variant's timed batches is recorded.",
+		"Every variant's workload is rebuilt from scratch (executor, steps, caches, state) every few rounds: two instances of identical code can differ by several percent (memory layout, hash seeds), and that difference is spread over the groups as noise instead of being taken for the variants'.",
 		"Every scenario gets fresh executors; inputs are built before the timer starts; the agent is an in-process agent with unlimited outputs, so no usage limit interferes.",
 	}
 	return []any{

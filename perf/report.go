@@ -4,8 +4,8 @@ import "time"
 
 // SchemaVersion is the version of the JSON report format ([Report]).
 // Version 2 added the paired comparison (interval, p-value, status and
-// gate of every comparison), batch sizes, batch means, raw samples, the
-// tail pass, the memory passes, GC CPU, the sampling settings and the
+// gate of every comparison), batch sizes, batch means, the tail pass's
+// histogram, the memory passes, GC CPU, the sampling settings and the
 // machine's load; [ReadJSON] still reads version 1.
 const SchemaVersion = 2
 
@@ -66,6 +66,7 @@ type RunConfig struct {
 	MemPasses       int           `json:"mem_passes"`         // interleaved memory passes per subject
 	MemMinIters     int           `json:"mem_min_iterations"` // least iterations of a memory pass
 	TailBudgetNS    int64         `json:"tail_budget_ns"`     // time of the per-iteration tail pass, all subjects
+	RebuildRounds   int           `json:"rebuild_rounds"`     // rounds between fresh instances of every workload
 }
 
 // Result is the measurement of one variant on one scenario.
@@ -83,7 +84,9 @@ type Result struct {
 
 	// Raw holds the raw samples: nanoseconds per iteration of each timing
 	// (a batch's mean when iterations are timed in batches), in round order.
-	Raw []int64 `json:"raw_ns"`
+	// They are not part of the JSON format (tens of thousands per result):
+	// BatchMeans and Tail are.
+	Raw []int64 `json:"-"`
 	// BatchMeans holds the per-group means the paired comparison pairs
 	// (nanoseconds per iteration): group j of every subject covers the
 	// same rounds.

@@ -51,6 +51,9 @@ type SampleConfig struct {
 	// rounds, so that one subject's garbage is not collected in another's
 	// batch (default 20ms).
 	LongRound time.Duration
+	// RebuildRounds is the number of rounds after which every subject with
+	// a Rebuild gets a fresh instance of its workload (default 20).
+	RebuildRounds int
 }
 
 // The defaults of [SampleConfig].
@@ -64,6 +67,7 @@ const (
 	defaultMemMin     = 20
 	defaultCalibRuns  = 5
 	defaultLongRound  = 20 * time.Millisecond
+	defaultRebuild    = 20
 
 	memPassTarget = 20 * time.Millisecond // default memory pass length
 	memMaxIters   = 1 << 20               // bounds what Prepare(MemIterations) must build
@@ -114,6 +118,9 @@ func (cfg SampleConfig) withDefaults() SampleConfig {
 	if cfg.LongRound <= 0 {
 		cfg.LongRound = defaultLongRound
 	}
+	if cfg.RebuildRounds <= 0 {
+		cfg.RebuildRounds = defaultRebuild
+	}
 	return cfg
 }
 
@@ -125,8 +132,10 @@ type Progress func(done float64, phase string)
 
 // Sample measures the subjects' workloads interleaved and returns one
 // [Result] per subject, in order, with Scenario left empty for the caller
-// and every other field set. It neither closes the workloads nor calls them
-// concurrently; a nil progress is allowed.
+// and every other field set. It never calls the workloads concurrently; it
+// closes only the instances it replaces (see [Subject.Rebuild]), leaving
+// subjects[i].Workload, the last instance, to the caller. A nil progress
+// is allowed.
 //
 // The measurement, in phases:
 //
@@ -148,7 +157,12 @@ type Progress func(done float64, phase string)
 //     3×cfg.Duration has passed, never with fewer than MinRounds rounds.
 //     After a round longer than cfg.LongRound the collector runs, untimed,
 //     so that no subject pays for another's garbage; the GC CPU time read
-//     around each batch (runtime/metrics) gives GCCPUFraction.
+//     around each batch (runtime/metrics) gives GCCPUFraction. Every
+//     cfg.RebuildRounds rounds, each subject with a Rebuild gets a fresh
+//     instance of its workload, warmed with one untimed batch: two
+//     instances of identical code can differ by several percent (memory
+//     layout, hash seeds), and a comparison must not take that for the
+//     variants' difference.
 //  4. Batch means: each subject's samples are split, in order, into
 //     k = max(10, min(30, samples/10)) contiguous groups of near-equal size
 //     (k = samples when there are fewer than 10), and BatchMeans holds each
@@ -258,6 +272,11 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 		if round >= cfg.LongRound {
 			runtime.GC()
 		}
+		if (rounds+1)%cfg.RebuildRounds == 0 {
+			if err := rebuild(ctx, subjects, batch); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// 4: results and batch means.
@@ -334,6 +353,35 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	}
 	report(1, "done")
 	return results, nil
+}
+
+// rebuild gives every subject with a Rebuild a fresh instance of its
+// workload, warmed with one untimed batch of its batch size, and closes
+// the instance it replaces.
+func rebuild(ctx context.Context, subjects []Subject, batch []int) error {
+	for i := range subjects {
+		s := &subjects[i]
+		if s.Rebuild == nil {
+			continue
+		}
+		w, err := s.Rebuild()
+		if err != nil {
+			return fmt.Errorf("perf: variant %s: rebuilding its workload: %w", s.Variant, err)
+		}
+		if w == nil || w.Run == nil {
+			return fmt.Errorf("perf: variant %s: rebuilding its workload: no workload to run", s.Variant)
+		}
+		old := s.Workload
+		s.Workload = w
+		if old.Close != nil {
+			old.Close()
+		}
+		if err := runBatch(ctx, *s, batch[i], "warm-up"); err != nil {
+			return err
+		}
+	}
+	runtime.GC()
+	return nil
 }
 
 // gcClock reads the collector's CPU time (runtime/metrics).

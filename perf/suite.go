@@ -98,7 +98,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch), Requested: requested,
 			WarmupNS: int64(cfg.Warmup), MinRounds: cfg.MinRounds, MinSamples: cfg.MinSamples,
 			CalibrationRuns: cfg.CalibrationRuns, MemPasses: cfg.MemPasses, MemMinIters: cfg.MemMinIterations,
-			TailBudgetNS: int64(cfg.TailBudget),
+			TailBudgetNS: int64(cfg.TailBudget), RebuildRounds: cfg.RebuildRounds,
 		},
 	}
 	rep.Machine.Load.Load1Start, rep.Machine.Load.CPUPressureStart = loadNow()
@@ -160,7 +160,7 @@ func measure(ctx context.Context, sc Scenario, variants []Variant, cfg SampleCon
 		if err != nil {
 			return nil, err
 		}
-		subjects = append(subjects, Subject{Variant: v.Name, Workload: w})
+		subjects = append(subjects, Subject{Variant: v.Name, Workload: w, Rebuild: func() (*Workload, error) { return sc.NewWorkload(v) }})
 	}
 	var p Progress
 	if progress != nil {
