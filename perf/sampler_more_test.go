@@ -1,0 +1,154 @@
+package perf
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSampleRebuildsWorkloads(t *testing.T) {
+	// Every RebuildRounds rounds a subject with a Rebuild gets a fresh
+	// instance; the replaced one is closed, the last one left to the
+	// caller; the tail and memory passes run on the last.
+	var built, closed int
+	instance := func() *Workload {
+		w := counter()
+		w.Close = func() { closed++ }
+		built++
+		return w
+	}
+	first := instance()
+	subjects := []Subject{
+		{Variant: "rebuilt", Workload: first, Rebuild: func() (*Workload, error) { return instance(), nil }},
+		{Variant: "kept", Workload: counter()},
+	}
+	cfg := testConfig
+	cfg.RebuildRounds = 5
+	res, err := Sample(context.Background(), subjects, 1, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rounds := res[0].Samples
+	if want := 1 + rounds/5; built != want || closed != want-1 {
+		t.Errorf("%d rounds: built %d instances, closed %d; want %d built, %d closed", rounds, built, closed, want, want-1)
+	}
+	if subjects[0].Workload == first {
+		t.Error("subjects[0].Workload is still the first instance; want the last one")
+	}
+}
+
+func TestSampleRebuildError(t *testing.T) {
+	boom := errors.New("boom")
+	subjects := []Subject{{Variant: "broken", Workload: counter(), Rebuild: func() (*Workload, error) { return nil, boom }}}
+	cfg := testConfig
+	cfg.RebuildRounds = 2
+	if _, err := Sample(context.Background(), subjects, 1, cfg, nil); !errors.Is(err, boom) || !strings.Contains(err.Error(), "broken") {
+		t.Errorf("Sample = %v; want the rebuild's error naming the variant", err)
+	}
+}
+
+func TestSampleTails(t *testing.T) {
+	// The tail pass times iterations one by one: p99 only from 100 of
+	// them, p99.9 only from 1,000.
+	cfg := testConfig
+	for _, tt := range []struct {
+		name            string
+		budget          time.Duration
+		want99, want999 bool
+	}{
+		{"short", time.Nanosecond, false, false},    // one timing per subject
+		{"long", 30 * time.Millisecond, true, true}, // a counter: 10,000 timings
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg.TailBudget = tt.budget
+			res, err := Sample(context.Background(), []Subject{{Variant: "a", Workload: counter()}}, 1, cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := res[0].Stats
+			if (st.P99NS != nil) != tt.want99 || (st.P999NS != nil) != tt.want999 || len(res[0].Tail) == 0 {
+				t.Errorf("%d tail timings: p99 %v, p99.9 %v, %d buckets; want p99 %v, p99.9 %v", st.TailSamples, st.P99NS, st.P999NS, len(res[0].Tail), tt.want99, tt.want999)
+			}
+			var n int64
+			for _, b := range res[0].Tail {
+				n += b.Count
+			}
+			if n != int64(st.TailSamples) {
+				t.Errorf("histogram holds %d timings; want %d", n, st.TailSamples)
+			}
+		})
+	}
+}
+
+func TestLoadParsing(t *testing.T) {
+	if got := parseLoadavg("0.52 0.58 0.59 1/467 12345\n"); got != 0.52 {
+		t.Errorf("parseLoadavg = %v; want 0.52", got)
+	}
+	if got := parseLoadavg(""); got != -1 {
+		t.Errorf("parseLoadavg(\"\") = %v; want -1", got)
+	}
+	const psi = "some avg10=12.50 avg60=3.00 avg300=1.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+	if got := parsePressure(psi); got != 12.5 {
+		t.Errorf("parsePressure = %v; want 12.5", got)
+	}
+	if got := parsePressure("full avg10=1.00\n"); got != -1 {
+		t.Errorf("parsePressure without a some line = %v; want -1", got)
+	}
+	if w := loadWarning(Load{Load1Start: 0.2, Load1End: 0.3, CPUPressureStart: 1, CPUPressureEnd: 2}, 2); w != "" {
+		t.Errorf("a quiet machine warns: %q", w)
+	}
+	if w := loadWarning(Load{Load1Start: 1.6, Load1End: 0.3, CPUPressureStart: -1, CPUPressureEnd: 25}, 2); !strings.Contains(w, "load average 1.60") || !strings.Contains(w, "CPU pressure 25.0%") {
+		t.Errorf("a busy machine's warning = %q; want both readings", w)
+	}
+}
+
+// againstReport is a one-scenario report whose baseline has group means
+// around meanNS and the allocation passes given.
+func againstReport(meanNS float64, allocs ...float64) *Report {
+	return &Report{
+		SchemaVersion: SchemaVersion, Suite: SuiteSeed, Machine: Machine{CPUModel: "cpu", CPUs: 2},
+		Results: []Result{{
+			Scenario: ScenarioExecution, Variant: VariantBaseline, BatchMeans: spread(meanNS, 20),
+			Stats:        Stats{AllocsPerOp: median(sortedCopy(allocs)), BytesPerOp: 100},
+			AllocsPasses: allocs, BytesPasses: []float64{100, 100, 100},
+		}},
+	}
+}
+
+func TestCheckAgainst(t *testing.T) {
+	ref := againstReport(1000, 10, 10, 10)
+	tests := []struct {
+		name string
+		cur  *Report
+		want string // a failure containing this, or "" for none
+	}{
+		{"same", againstReport(1000, 10, 10, 10), ""},
+		{"within the 10% budget", againstReport(1060, 10, 10, 10), ""},
+		{"slower", againstReport(1300, 10, 10, 10), "slower than the reference run"},
+		{"allocates more", againstReport(1000, 12, 12, 12), "allocates more than in the reference run"},
+		{"another machine: time not compared", func() *Report {
+			r := againstReport(1300, 10, 10, 10)
+			r.Machine.CPUModel = "other"
+			return r
+		}(), ""},
+		{"another suite", func() *Report { r := againstReport(1000, 10, 10, 10); r.Suite = SuiteDesigned; return r }(), "of the seed suite"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fails := CheckAgainst(tt.cur, ref)
+			switch {
+			case tt.want == "" && len(fails) > 0:
+				t.Errorf("CheckAgainst = %v; want no failure", fails)
+			case tt.want != "" && (len(fails) != 1 || !strings.Contains(fails[0].String(), tt.want)):
+				t.Errorf("CheckAgainst = %v; want one failure containing %q", fails, tt.want)
+			}
+		})
+	}
+	old := againstReport(1000, 10, 10, 10)
+	old.SchemaVersion, old.Results[0].BatchMeans = 1, nil
+	if fails := CheckAgainst(againstReport(5000, 10, 10, 10), old); len(fails) != 0 {
+		t.Errorf("against a schema 1 report (no batch means) = %v; want time not compared", fails)
+	}
+}
