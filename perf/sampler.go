@@ -479,7 +479,22 @@ func timeBatch(ctx context.Context, s Subject, n int, phase string) (time.Durati
 			return 0, runError(ctx, s, phase, i, err)
 		}
 	}
-	return time.Since(start), nil
+	d := time.Since(start)
+	return d, verify(ctx, s, phase)
+}
+
+// verify runs the workload's Verify, if any, on the batch just run.
+func verify(ctx context.Context, s Subject, phase string) error {
+	if s.Workload.Verify == nil {
+		return nil
+	}
+	if err := s.Workload.Verify(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		return fmt.Errorf("perf: variant %s: %s: %w", s.Variant, phase, err)
+	}
+	return nil
 }
 
 // runBatch prepares and runs n iterations of s, untimed.
@@ -492,7 +507,7 @@ func runBatch(ctx context.Context, s Subject, n int, phase string) error {
 			return runError(ctx, s, phase, i, err)
 		}
 	}
-	return nil
+	return verify(ctx, s, phase)
 }
 
 // runError is the error of s failing iteration i of a batch: ctx's own error
@@ -554,6 +569,9 @@ func memoryPass(ctx context.Context, s Subject, n int) (allocs, bytes float64, r
 	}
 	runtime.ReadMemStats(&m1)
 	rss1 := residentBytes()
+	if err := verify(ctx, s, "memory"); err != nil {
+		return 0, 0, 0, err
+	}
 	return float64(m1.Mallocs-m0.Mallocs) / float64(n), float64(m1.TotalAlloc-m0.TotalAlloc) / float64(n), rss1 - rss0, nil
 }
 
@@ -579,7 +597,7 @@ func peakHeapPass(ctx context.Context, s Subject, n int) (uint64, error) {
 			peak = max(peak, m.HeapAlloc)
 		}
 	}
-	return peak, nil
+	return peak, verify(ctx, s, "memory")
 }
 
 // residentBytes returns the process's resident set size: on Linux the

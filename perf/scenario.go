@@ -137,6 +137,13 @@ type Workload struct {
 	Prepare func(n int)
 	// Run performs iteration i (0 <= i < n) of the batch last prepared.
 	Run func(ctx context.Context, i int) error
+	// Verify, if set, checks what the iterations since the last Prepare
+	// did — events delivered, calls made — after they ran and outside any
+	// timing, so that a check costs the variant nothing and an executor
+	// that delivers in the background is judged once it has delivered.
+	// The sampler calls it after every batch; an error stops the
+	// measurement.
+	Verify func() error
 	// Close releases the workload's executor.
 	Close func()
 }

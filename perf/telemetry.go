@@ -202,40 +202,41 @@ func (t *telemetry) since(m telemetryMark) telemetryRecord {
 	return r
 }
 
-// check compares what an execute delivered (got, with the spans recorded
-// from offset m.spans) with want, the reference's record, cheaply enough to
-// run inside a timed iteration: the event count and counts by kind, the log
-// line count, the span count, and the names of the first and last spans.
-func (t *telemetry) check(m telemetryMark, want telemetryRecord) error {
-	t.spans.mu.Lock()
-	events := t.fan.total.Load() - m.events
-	orphans := t.spans.orphans - m.orphans
-	done := t.spans.done[min(m.spans, len(t.spans.done)):]
-	var first, last span
-	if len(done) > 0 {
-		first, last = done[0], done[len(done)-1]
-	}
-	t.spans.mu.Unlock()
+// checkBatch compares what the n executes since mark delivered
+// with n times want, the reference's record of one execute: the event
+// count and counts by kind, the log line count, the span count, the names
+// of the first and last spans and whether the last succeeded.
+func (t *telemetry) checkBatch(m telemetryMark, n int, want telemetryRecord) error {
+	got := t.since(m)
+	nn := int64(n)
 	switch {
-	case events != want.events:
-		return fmt.Errorf("telemetry: %d events delivered; want %d", events, want.events)
-	case orphans != 0:
-		return fmt.Errorf("telemetry: %d events for no started step", orphans)
-	case len(done) != len(want.spans):
-		return fmt.Errorf("telemetry: %d spans finished; want %d", len(done), len(want.spans))
-	case len(done) > 0 && (first.Name != want.spans[0] || last.Name != want.spans[len(want.spans)-1]):
-		return fmt.Errorf("telemetry: spans %q … %q; want %q … %q", first.Name, last.Name, want.spans[0], want.spans[len(want.spans)-1])
-	case last.OK != want.rootOK:
-		return fmt.Errorf("telemetry: last span ok = %v; want %v", last.OK, want.rootOK)
+	case got.events != nn*want.events:
+		return fmt.Errorf("telemetry: %d events delivered for %d executes; want %d", got.events, n, nn*want.events)
+	case got.orphans != 0:
+		return fmt.Errorf("telemetry: %d events for no started step", got.orphans)
+	case len(got.spans) != n*len(want.spans):
+		return fmt.Errorf("telemetry: %d spans finished for %d executes; want %d", len(got.spans), n, n*len(want.spans))
+	case n > 0 && (got.spans[0] != want.spans[0] || got.spans[len(got.spans)-1] != want.spans[len(want.spans)-1]):
+		return fmt.Errorf("telemetry: spans %q … %q; want %q … %q", got.spans[0], got.spans[len(got.spans)-1], want.spans[0], want.spans[len(want.spans)-1])
+	case n > 0 && got.rootOK != want.rootOK:
+		return fmt.Errorf("telemetry: last span ok = %v; want %v", got.rootOK, want.rootOK)
+	case got.logLines != n*want.logLines:
+		return fmt.Errorf("telemetry: %d log records for %d executes; want %d", got.logLines, n, n*want.logLines)
 	}
-	if lines := t.log.linesFrom(m.logLen); lines != want.logLines {
-		return fmt.Errorf("telemetry: %d log records; want %d", lines, want.logLines)
-	}
-	k := t.fan.kinds()
-	for i := range k {
-		if got := k[i] - m.byKind[i]; got != want.byKind[i] {
-			return fmt.Errorf("telemetry: %d %s events; want %d", got, caudal.EventKind(i), want.byKind[i])
+	for i := range got.byKind {
+		if got.byKind[i] != nn*want.byKind[i] {
+			return fmt.Errorf("telemetry: %d %s events for %d executes; want %d", got.byKind[i], caudal.EventKind(i), n, nn*want.byKind[i])
 		}
+	}
+	return nil
+}
+
+// flush makes an executor that delivers events in the background deliver
+// what it holds: one with a Flush(context.Context) error method. The
+// baseline delivers as it executes and has none.
+func flush(ex Executor) error {
+	if f, ok := ex.(interface{ Flush(context.Context) error }); ok {
+		return f.Flush(context.Background())
 	}
 	return nil
 }

@@ -39,6 +39,11 @@ func runBatches(t *testing.T, sc Scenario, v Variant, n int) error {
 				return fmt.Errorf("iteration %d: %w", i, err)
 			}
 		}
+		if w.Verify != nil {
+			if err := w.Verify(); err != nil {
+				return fmt.Errorf("batch: %w", err)
+			}
+		}
 	}
 	return nil
 }
@@ -140,12 +145,12 @@ func TestExecutionScenarioChecksTelemetry(t *testing.T) {
 	tests := []struct {
 		name string
 		give Variant
-		want string // in the Run error
+		want string // in the batch's error
 	}{
 		{"sink dropped", Variant{Name: "drops-sink", New: func(...caudal.Option) (Executor, error) { return caudal.New() }}, "0 events delivered"},
 		{"events delivered twice", Variant{Name: "twice", New: func(opts ...caudal.Option) (Executor, error) {
 			return caudal.New(slices.Concat(opts, opts)...)
-		}}, "28 events delivered; want 14"},
+		}}, "28 events delivered for 1 executes; want 14"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,8 +198,11 @@ func TestTelemetryContent(t *testing.T) {
 			t.Errorf("log line %s: msg %q, path %q, err %v; want a caudal event of the pipeline", line, rec.Msg, rec.Path, err)
 		}
 	}
-	if err := tel.check(m, want); err != nil {
-		t.Errorf("check against its own record: %v", err)
+	if err := tel.checkBatch(m, 1, want); err != nil {
+		t.Errorf("checkBatch against its own record: %v", err)
+	}
+	if err := tel.checkBatch(m, 2, want); err == nil {
+		t.Error("checkBatch of one execute's telemetry for two executes = nil; want an error")
 	}
 	tel.reset()
 	if n := len(tel.log.lines()); n != 0 || len(tel.spans.done) != 0 {
