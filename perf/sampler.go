@@ -142,11 +142,14 @@ type Progress func(done float64, phase string)
 //  1. Warm-up: each subject runs untimed for cfg.Warmup, in batches of
 //     Prepare(k) then Run(ctx, 0..k-1), k doubling from 1 (up to 1024)
 //     while a batch takes under 1ms.
-//  2. Calibration, right after a subject's warm-up: its batch size B is the
+//  2. Calibration, right after a subject's warm-up: its batch size is the
 //     smallest power of two for which the median of cfg.CalibrationRuns
 //     timed batches (Prepare(B), timer start, Run i = 0..B-1, timer stop)
 //     takes at least cfg.MinBatch; iterations slower than MinBatch get
-//     B = 1. One timing alone is at the mercy of a GC or a preemption.
+//  1. One timing alone is at the mercy of a GC or a preemption. Every
+//     subject is then timed in batches of the largest of these sizes, so
+//     that the clock's cost, amortized over a batch, is the same share for
+//     all — unless that would make its batch longer than 100×MinBatch.
 //  3. Rounds: each round times one batch per subject, in forward subject
 //     order on even rounds and reverse order on odd rounds, so no subject
 //     always goes first. A batch gives one raw sample, its duration over B
@@ -159,10 +162,12 @@ type Progress func(done float64, phase string)
 //     so that no subject pays for another's garbage; the GC CPU time read
 //     around each batch (runtime/metrics) gives GCCPUFraction. Every
 //     cfg.RebuildRounds rounds, each subject with a Rebuild gets a fresh
-//     instance of its workload, warmed with one untimed batch: two
-//     instances of identical code can differ by several percent (memory
-//     layout, hash seeds), and a comparison must not take that for the
-//     variants' difference.
+//     instance of its workload, warmed by two untimed rounds (one in each
+//     order), and the alternation shifts by one round, so that the
+//     subject timed first after a rebuild alternates too: two instances
+//     of identical code can differ by several percent (memory layout, hash
+//     seeds), and a comparison must not take that for the variants'
+//     difference.
 //  4. Batch means: each subject's samples are split, in order, into
 //     k = max(10, min(30, samples/10)) contiguous groups of near-equal size
 //     (k = samples when there are fewer than 10), and BatchMeans holds each
@@ -210,18 +215,20 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 
 	// 1 and 2: warm-up and calibration.
 	batch := make([]int, len(subjects))
+	cost := make([]time.Duration, len(subjects)) // per iteration, from calibration
 	for i, s := range subjects {
 		report(progressPrepShare*float64(i)/float64(len(subjects)), "warm-up "+s.Variant)
 		if err := warmUp(ctx, s, cfg.Warmup); err != nil {
 			return nil, err
 		}
 		report(progressPrepShare*(float64(i)+0.5)/float64(len(subjects)), "calibrate "+s.Variant)
-		b, err := calibrate(ctx, s, cfg.MinBatch, cfg.CalibrationRuns)
+		b, perIter, err := calibrate(ctx, s, cfg.MinBatch, cfg.CalibrationRuns)
 		if err != nil {
 			return nil, err
 		}
-		batch[i] = b
+		batch[i], cost[i] = b, perIter
 	}
+	commonBatch(batch, cost, maxBatchSpan*cfg.MinBatch)
 
 	// 3: interleaved rounds.
 	perIter := make([][]float64, len(subjects)) // unrounded ns per iteration
@@ -236,6 +243,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	report(progressPrepShare, "sampling")
 	runtime.GC()
 	gc := newGCClock()
+	flip := 0 // 1: the rounds' order is shifted by one (see rebuild)
 	start := time.Now()
 	lastReport := start
 	for rounds := 0; ; rounds++ {
@@ -253,7 +261,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 		var round time.Duration
 		for j := range subjects {
 			i := j
-			if rounds%2 == 1 {
+			if (rounds+flip)%2 == 1 {
 				i = len(subjects) - 1 - j
 			}
 			if err := ctx.Err(); err != nil {
@@ -273,8 +281,12 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			runtime.GC()
 		}
 		if (rounds+1)%cfg.RebuildRounds == 0 {
-			if err := rebuild(ctx, subjects, batch); err != nil {
+			rebuilt, err := rebuild(ctx, subjects, batch)
+			if err != nil {
 				return nil, err
+			}
+			if rebuilt {
+				flip ^= 1 // the subject first after a rebuild alternates too
 			}
 		}
 	}
@@ -356,9 +368,12 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 }
 
 // rebuild gives every subject with a Rebuild a fresh instance of its
-// workload, warmed with one untimed batch of its batch size, and closes
-// the instance it replaces.
-func rebuild(ctx context.Context, subjects []Subject, batch []int) error {
+// workload, closes the instance it replaces, collects the garbage, and
+// warms the new instances with two untimed rounds, one in each order, so
+// that no subject always pays for running first on cold memory. It
+// reports whether it rebuilt anything.
+func rebuild(ctx context.Context, subjects []Subject, batch []int) (bool, error) {
+	rebuilt := false
 	for i := range subjects {
 		s := &subjects[i]
 		if s.Rebuild == nil {
@@ -366,22 +381,34 @@ func rebuild(ctx context.Context, subjects []Subject, batch []int) error {
 		}
 		w, err := s.Rebuild()
 		if err != nil {
-			return fmt.Errorf("perf: variant %s: rebuilding its workload: %w", s.Variant, err)
+			return false, fmt.Errorf("perf: variant %s: rebuilding its workload: %w", s.Variant, err)
 		}
 		if w == nil || w.Run == nil {
-			return fmt.Errorf("perf: variant %s: rebuilding its workload: no workload to run", s.Variant)
+			return false, fmt.Errorf("perf: variant %s: rebuilding its workload: no workload to run", s.Variant)
 		}
 		old := s.Workload
 		s.Workload = w
 		if old.Close != nil {
 			old.Close()
 		}
-		if err := runBatch(ctx, *s, batch[i], "warm-up"); err != nil {
-			return err
-		}
+		rebuilt = true
+	}
+	if !rebuilt {
+		return false, nil
 	}
 	runtime.GC()
-	return nil
+	for round := range 2 {
+		for j := range subjects {
+			i := j
+			if round == 1 {
+				i = len(subjects) - 1 - j
+			}
+			if err := runBatch(ctx, subjects[i], batch[i], "warm-up"); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
 }
 
 // gcClock reads the collector's CPU time (runtime/metrics).
@@ -421,26 +448,44 @@ func warmUp(ctx context.Context, s Subject, d time.Duration) error {
 }
 
 // calibrate returns the smallest power of two B for which the median of
-// runs timed batches of s takes at least minBatch.
-func calibrate(ctx context.Context, s Subject, minBatch time.Duration, runs int) (int, error) {
+// runs timed batches of s takes at least minBatch, and the time of an
+// iteration that median gives.
+func calibrate(ctx context.Context, s Subject, minBatch time.Duration, runs int) (int, time.Duration, error) {
 	times := make([]time.Duration, runs)
 	for b := 1; ; b *= 2 {
 		for k := range times {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			d, err := timeBatch(ctx, s, b, "calibration")
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			times[k] = d
-			if b == 1 && d >= 10*minBatch {
-				return 1, nil // an iteration far above the minimum needs no median
-			}
 		}
 		slices.Sort(times)
-		if times[runs/2] >= minBatch || b >= maxBatch {
-			return b, nil
+		if med := times[runs/2]; med >= minBatch || b >= maxBatch {
+			return b, med / time.Duration(b), nil
+		}
+	}
+}
+
+// maxBatchSpan bounds, in multiples of the minimum batch, how long a batch
+// may grow by taking another subject's batch size.
+const maxBatchSpan = 100
+
+// commonBatch gives every subject the largest batch size, where that keeps
+// its batch under span: a batch's clock reads are amortized over its
+// iterations, so subjects timed in batches of different sizes differ by
+// that share alone (an A/A run measured batches of 1 and 64 iterations
+// 23 % apart on a 250 ns iteration). A subject whose batch would grow past
+// span — one far slower than another — keeps its own size, and the clock's
+// share is negligible beside its difference.
+func commonBatch(batch []int, cost []time.Duration, span time.Duration) {
+	common := slices.Max(batch)
+	for i := range batch {
+		if time.Duration(common)*cost[i] <= span {
+			batch[i] = common
 		}
 	}
 }

@@ -3,6 +3,7 @@ package perf
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,16 @@ func TestCheckAgainst(t *testing.T) {
 	old.SchemaVersion, old.Results[0].BatchMeans = 1, nil
 	if fails := CheckAgainst(againstReport(5000, 10, 10, 10), old); len(fails) != 0 {
 		t.Errorf("against a schema 1 report (no batch means) = %v; want time not compared", fails)
+	}
+}
+
+func TestCommonBatch(t *testing.T) {
+	// Subjects of similar cost share the largest batch size; one that the
+	// larger size would stretch past the span keeps its own.
+	batch := []int{64, 32, 1}
+	cost := []time.Duration{200, 400, 200_000}
+	commonBatch(batch, cost, time.Millisecond)
+	if want := []int{64, 64, 1}; !slices.Equal(batch, want) {
+		t.Errorf("commonBatch = %v; want %v", batch, want)
 	}
 }

@@ -204,7 +204,8 @@ func compare(suite string, sc Scenario, results []Result) []Comparison {
 
 // allocCompare fills an allocation comparison from the medians of the
 // memory passes (base, variant) and the passes themselves: significant
-// only when the difference exceeds the baseline's pass-to-pass range.
+// only when the difference exceeds the baseline's pass-to-pass range and
+// 0.5 % of the baseline.
 func allocCompare(c *Comparison, base, variant float64, basePasses, variantPasses []float64) {
 	c.ImprovementPct = Improvement(base, variant)
 	c.LowPct, c.HighPct = c.ImprovementPct, c.ImprovementPct
@@ -216,8 +217,13 @@ func allocCompare(c *Comparison, base, variant float64, basePasses, variantPasse
 	if len(basePasses) > 0 {
 		spread = slices.Max(basePasses) - slices.Min(basePasses)
 	}
-	c.Significant = math.Abs(variant-base) > spread
+	// Passes of identical code can agree exactly, so a range of 0 would
+	// make any stray allocation significant: below 0.5 % nothing is.
+	c.Significant = math.Abs(variant-base) > max(spread, allocNoiseShare*base)
 }
+
+// allocNoiseShare is the least relative allocation difference that counts.
+const allocNoiseShare = 0.005
 
 func sortedCopy(v []float64) []float64 { return slices.Sorted(slices.Values(v)) }
 
