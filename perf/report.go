@@ -66,7 +66,7 @@ type RunConfig struct {
 	MemPasses       int           `json:"mem_passes"`         // interleaved memory passes per subject
 	MemMinIters     int           `json:"mem_min_iterations"` // least iterations of a memory pass
 	TailBudgetNS    int64         `json:"tail_budget_ns"`     // time of the per-iteration tail pass, all subjects
-	RebuildRounds   int           `json:"rebuild_rounds"`     // rounds between fresh instances of every workload
+	Groups          int           `json:"groups"`             // groups of rounds paired, and instances of every workload
 }
 
 // Result is the measurement of one variant on one scenario.
@@ -91,6 +91,9 @@ type Result struct {
 	// (nanoseconds per iteration): group j of every subject covers the
 	// same rounds.
 	BatchMeans []float64 `json:"batch_means_ns"`
+	// RoundsPerGroup is the number of rounds a group of BatchMeans spans,
+	// each on one instance of the workload.
+	RoundsPerGroup int `json:"rounds_per_group"`
 	// Tail is the histogram of the tail pass: iterations timed one by one.
 	Tail []Bucket `json:"tail_histogram,omitempty"`
 	// AllocsPasses and BytesPasses are the memory passes' figures per

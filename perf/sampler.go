@@ -51,9 +51,10 @@ type SampleConfig struct {
 	// rounds, so that one subject's garbage is not collected in another's
 	// batch (default 20ms).
 	LongRound time.Duration
-	// RebuildRounds is the number of rounds after which every subject with
-	// a Rebuild gets a fresh instance of its workload (default 20).
-	RebuildRounds int
+	// Groups is the number of groups of rounds the comparison pairs, and of
+	// instances of every workload with a Rebuild: one per group (default
+	// 20; fewer when there are fewer rounds).
+	Groups int
 }
 
 // The defaults of [SampleConfig].
@@ -67,7 +68,7 @@ const (
 	defaultMemMin     = 20
 	defaultCalibRuns  = 5
 	defaultLongRound  = 20 * time.Millisecond
-	defaultRebuild    = 20
+	defaultGroups     = 20
 
 	memPassTarget = 20 * time.Millisecond // default memory pass length
 	memMaxIters   = 1 << 20               // bounds what Prepare(MemIterations) must build
@@ -118,8 +119,8 @@ func (cfg SampleConfig) withDefaults() SampleConfig {
 	if cfg.LongRound <= 0 {
 		cfg.LongRound = defaultLongRound
 	}
-	if cfg.RebuildRounds <= 0 {
-		cfg.RebuildRounds = defaultRebuild
+	if cfg.Groups <= 0 {
+		cfg.Groups = defaultGroups
 	}
 	return cfg
 }
@@ -168,13 +169,16 @@ type Progress func(done float64, phase string)
 //     of identical code can differ by several percent (memory layout, hash
 //     seeds), and a comparison must not take that for the variants'
 //     difference.
-//  4. Batch means: each subject's samples are split, in order, into
-//     k = max(10, min(30, samples/10)) contiguous groups of near-equal size
-//     (k = samples when there are fewer than 10), and BatchMeans holds each
-//     group's mean time per iteration, from the unrounded batch durations.
-//     Rounds interleave the subjects, so group j of every subject covers
-//     the same stretch of time: the groups pair ([ComparePaired]). Stats'
-//     mean, spread and extremes are [ComputeStats] of Raw.
+//  4. Group means: the rounds fall into groups of RoundsPerGroup, chosen
+//     after calibration so that the sampling makes about cfg.Groups of
+//     them, and BatchMeans holds each subject's mean time per iteration in
+//     each group, from the unrounded batch durations. Rounds interleave
+//     the subjects, so group j of every subject covers the same stretch of
+//     time: the groups pair ([ComparePaired]). A group is also one
+//     instance of every workload with a Rebuild (see phase 3): instances
+//     differ, and a group must not share its instance with the next, or
+//     the pairs would not be independent. Stats' mean, spread and
+//     extremes are [ComputeStats] of Raw.
 //  5. Tail pass: iterations timed one by one, one per subject in turn,
 //     until cfg.TailBudget has passed (at least one each, at most 10,000
 //     each, each after a Prepare(1)); Stats' percentiles and Tail come
@@ -229,6 +233,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 		batch[i], cost[i] = b, perIter
 	}
 	commonBatch(batch, cost, maxBatchSpan*cfg.MinBatch)
+	perGroup := roundsPerGroup(cfg, batch, cost)
 
 	// 3: interleaved rounds.
 	perIter := make([][]float64, len(subjects)) // unrounded ns per iteration
@@ -280,8 +285,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 		if round >= cfg.LongRound {
 			runtime.GC()
 		}
-		if (rounds+1)%cfg.RebuildRounds == 0 {
-			rebuilt, err := rebuild(ctx, subjects, batch)
+		if (rounds+1)%perGroup == 0 {
+			rebuilt, err := rebuild(ctx, subjects, batch, flip)
 			if err != nil {
 				return nil, err
 			}
@@ -306,7 +311,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			BatchSize:            batch[i],
 			Stats:                ComputeStats(raw, executes),
 			Raw:                  raw,
-			BatchMeans:           batchMeans(perIter[i]),
+			BatchMeans:           groupMeans(perIter[i], perGroup),
+			RoundsPerGroup:       perGroup,
 		}
 		if timed[i] > 0 {
 			results[i].GCCPUFraction = gcCPU[i] / timed[i].Seconds()
@@ -369,10 +375,9 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 
 // rebuild gives every subject with a Rebuild a fresh instance of its
 // workload, closes the instance it replaces, collects the garbage, and
-// warms the new instances with two untimed rounds, one in each order, so
-// that no subject always pays for running first on cold memory. It
-// reports whether it rebuilt anything.
-func rebuild(ctx context.Context, subjects []Subject, batch []int) (bool, error) {
+// warms the new instances with one untimed round, in reverse order when
+// flip is 1. It reports whether it rebuilt anything.
+func rebuild(ctx context.Context, subjects []Subject, batch []int, flip int) (bool, error) {
 	rebuilt := false
 	for i := range subjects {
 		s := &subjects[i]
@@ -397,18 +402,34 @@ func rebuild(ctx context.Context, subjects []Subject, batch []int) (bool, error)
 		return false, nil
 	}
 	runtime.GC()
-	for round := range 2 {
-		for j := range subjects {
-			i := j
-			if round == 1 {
-				i = len(subjects) - 1 - j
-			}
-			if err := runBatch(ctx, subjects[i], batch[i], "warm-up"); err != nil {
-				return false, err
-			}
+	for j := range subjects {
+		i := j
+		if flip == 1 {
+			i = len(subjects) - 1 - j
+		}
+		if err := runBatch(ctx, subjects[i], batch[i], "warm-up"); err != nil {
+			return false, err
 		}
 	}
 	return true, nil
+}
+
+// roundsPerGroup returns how many rounds make a group: the rounds the
+// sampling will take, estimated from the calibrated cost of a round (a
+// batch of every subject, and a warm-up round per group) and the stopping
+// rule, over cfg.Groups — at least 1.
+func roundsPerGroup(cfg SampleConfig, batch []int, cost []time.Duration) int {
+	var round time.Duration
+	for i := range batch {
+		round += time.Duration(batch[i]) * cost[i]
+	}
+	if round <= 0 {
+		return max(1, max(cfg.MinRounds, cfg.MinSamples)/cfg.Groups)
+	}
+	least := max(cfg.MinRounds, cfg.MinSamples)
+	est := max(int(cfg.Duration/round), least)
+	est = min(est, max(int(3*cfg.Duration/round)*cfg.Groups/(cfg.Groups+1), cfg.MinRounds)) // the cap, less the warm-up rounds
+	return max(1, est/cfg.Groups)
 }
 
 // gcClock reads the collector's CPU time (runtime/metrics).
@@ -564,15 +585,23 @@ func runError(ctx context.Context, s Subject, phase string, i int, err error) er
 	return fmt.Errorf("perf: variant %s: %s: iteration %d: %w", s.Variant, phase, i, err)
 }
 
-// batchMeans splits samples, in order, into k = max(10, min(30, n/10))
-// contiguous groups of near-equal size (k = n below 10 samples) and returns
-// each group's mean.
-func batchMeans(samples []float64) []float64 {
+// groupMeans splits samples, in order, into groups of perGroup (the last
+// group takes a remainder of at least half a group; a shorter one joins
+// the group before it) and returns each group's mean.
+func groupMeans(samples []float64, perGroup int) []float64 {
 	n := len(samples)
-	k := min(max(10, min(30, n/10)), n)
+	perGroup = max(perGroup, 1)
+	k := n / perGroup
+	if rest := n - k*perGroup; k == 0 || 2*rest >= perGroup {
+		k++
+	}
+	k = min(k, n)
 	means := make([]float64, k)
 	for j := range k {
-		lo, hi := j*n/k, (j+1)*n/k
+		lo, hi := j*perGroup, (j+1)*perGroup
+		if j == k-1 {
+			hi = n
+		}
 		var sum float64
 		for _, v := range samples[lo:hi] {
 			sum += v

@@ -25,15 +25,13 @@ func TestSampleRebuildsWorkloads(t *testing.T) {
 		{Variant: "rebuilt", Workload: first, Rebuild: func() (*Workload, error) { return instance(), nil }},
 		{Variant: "kept", Workload: counter()},
 	}
-	cfg := testConfig
-	cfg.RebuildRounds = 5
-	res, err := Sample(context.Background(), subjects, 1, cfg, nil)
+	res, err := Sample(context.Background(), subjects, 1, testConfig, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rounds := res[0].Samples
-	if want := 1 + rounds/5; built != want || closed != want-1 {
-		t.Errorf("%d rounds: built %d instances, closed %d; want %d built, %d closed", rounds, built, closed, want, want-1)
+	rounds, per := res[0].Samples, res[0].RoundsPerGroup
+	if want := 1 + rounds/per; built != want || closed != want-1 {
+		t.Errorf("%d rounds of %d per group: built %d instances, closed %d; want %d built, %d closed", rounds, per, built, closed, want, want-1)
 	}
 	if subjects[0].Workload == first {
 		t.Error("subjects[0].Workload is still the first instance; want the last one")
@@ -43,9 +41,7 @@ func TestSampleRebuildsWorkloads(t *testing.T) {
 func TestSampleRebuildError(t *testing.T) {
 	boom := errors.New("boom")
 	subjects := []Subject{{Variant: "broken", Workload: counter(), Rebuild: func() (*Workload, error) { return nil, boom }}}
-	cfg := testConfig
-	cfg.RebuildRounds = 2
-	if _, err := Sample(context.Background(), subjects, 1, cfg, nil); !errors.Is(err, boom) || !strings.Contains(err.Error(), "broken") {
+	if _, err := Sample(context.Background(), subjects, 1, testConfig, nil); !errors.Is(err, boom) || !strings.Contains(err.Error(), "broken") {
 		t.Errorf("Sample = %v; want the rebuild's error naming the variant", err)
 	}
 }

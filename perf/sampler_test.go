@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,8 +93,8 @@ func TestSampleBatching(t *testing.T) {
 			if gotBatched := b > 1; gotBatched != tt.wantBatched {
 				t.Errorf("batch size = %d, want batched %v", b, tt.wantBatched)
 			}
-			if n := len(r.BatchMeans); n < 10 || n > 30 {
-				t.Errorf("len(BatchMeans) = %d, want 10..30", n)
+			if n := len(r.BatchMeans); n < 10 || n > 40 || r.RoundsPerGroup < 1 {
+				t.Errorf("len(BatchMeans) = %d of %d rounds; want 10..40 (about 20)", n, r.RoundsPerGroup)
 			}
 			if r.Stats.MeanNS <= 0 || r.Stats.MeanNS < tt.wantMinNS {
 				t.Errorf("Stats.MeanNS = %v, want > 0 and >= %v", r.Stats.MeanNS, tt.wantMinNS)
@@ -374,7 +375,7 @@ func TestSampleInvalid(t *testing.T) {
 	}
 }
 
-func TestBatchMeans(t *testing.T) {
+func TestGroupMeans(t *testing.T) {
 	// floats returns 1, 2, ..., n.
 	floats := func(n int) []float64 {
 		out := make([]float64, n)
@@ -384,45 +385,50 @@ func TestBatchMeans(t *testing.T) {
 		return out
 	}
 	tests := []struct {
-		name      string
-		give      []float64
-		wantLen   int
-		wantFirst float64
-		wantLast  float64
+		name     string
+		give     []float64
+		perGroup int
+		want     []float64
 	}{
-		// 5 samples: fewer than 10 groups possible, one sample each.
-		{name: "5", give: floats(5), wantLen: 5, wantFirst: 1, wantLast: 5},
-		// 100: k = max(10, min(30, 10)) = 10 groups of 10: 1..10 → 5.5, 91..100 → 95.5.
-		{name: "100", give: floats(100), wantLen: 10, wantFirst: 5.5, wantLast: 95.5},
-		// 205: k = 20; group j is [j·205/20, (j+1)·205/20): first 0..9 → 5.5,
-		// last [194, 205) = 195..205 → 200.
-		{name: "205", give: floats(205), wantLen: 20, wantFirst: 5.5, wantLast: 200},
-		// 1000: k = 30; first [0, 33) = 1..33 → 17, last [966, 1000) = 967..1000 → 983.5.
-		{name: "1000", give: floats(1000), wantLen: 30, wantFirst: 17, wantLast: 983.5},
-		{name: "empty", give: nil, wantLen: 0},
+		{"even", floats(6), 2, []float64{1.5, 3.5, 5.5}},
+		// 7 by 2: a remainder of one is half a group: its own group.
+		{"remainder of half a group", floats(7), 2, []float64{1.5, 3.5, 5.5, 7}},
+		// 7 by 3: a remainder of one is under half: it joins the last group.
+		{"short remainder", floats(7), 3, []float64{2, 5.5}},
+		{"fewer than a group", floats(2), 5, []float64{1.5}},
+		{"one per group", floats(3), 1, []float64{1, 2, 3}},
+		{"empty", nil, 4, []float64{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := batchMeans(tt.give)
-			if len(got) != tt.wantLen {
-				t.Fatalf("len(batchMeans(%s)) = %d, want %d", tt.name, len(got), tt.wantLen)
-			}
-			if tt.wantLen > 0 && (got[0] != tt.wantFirst || got[len(got)-1] != tt.wantLast) {
-				t.Errorf("batchMeans(%s) = %v .. %v, want %v .. %v", tt.name, got[0], got[len(got)-1], tt.wantFirst, tt.wantLast)
-			}
-			// Near-equal groups of a linear sequence: the overall mean is kept
-			// within the group-size imbalance.
-			if tt.wantLen > 0 {
-				var sum float64
-				for _, v := range got {
-					sum += v
-				}
-				n := float64(len(tt.give))
-				if mean := sum / float64(len(got)); math.Abs(mean-(n+1)/2) > 1 {
-					t.Errorf("mean of batchMeans(%s) = %v, want ≈ %v", tt.name, mean, (n+1)/2)
-				}
+			if got := groupMeans(tt.give, tt.perGroup); !slices.Equal(got, tt.want) {
+				t.Errorf("groupMeans(%v, %d) = %v; want %v", tt.give, tt.perGroup, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestRoundsPerGroup(t *testing.T) {
+	cfg := SampleConfig{Duration: 2 * time.Second, MinRounds: 20, MinSamples: 200, Groups: 20}
+	tests := []struct {
+		name  string
+		batch []int
+		cost  []time.Duration
+		want  int
+	}{
+		// 20 µs rounds: 100,000 rounds in 2 s, 5,000 per group.
+		{"fast", []int{1, 1}, []time.Duration{10 * time.Microsecond, 10 * time.Microsecond}, 5000},
+		// 1 ms rounds: 2,000 rounds, 100 per group.
+		{"medium", []int{1, 1}, []time.Duration{500 * time.Microsecond, 500 * time.Microsecond}, 100},
+		// 100 ms rounds: the cap allows 60 rounds less the warm-ups, 57: 2 per group.
+		{"slow", []int{1, 1}, []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}, 2},
+		// 1 s rounds: the minimum of 20 rounds, 1 per group.
+		{"very slow", []int{1, 1}, []time.Duration{500 * time.Millisecond, 500 * time.Millisecond}, 1},
+	}
+	for _, tt := range tests {
+		if got := roundsPerGroup(cfg, tt.batch, tt.cost); got != tt.want {
+			t.Errorf("%s: roundsPerGroup = %d; want %d", tt.name, got, tt.want)
+		}
 	}
 }
 

@@ -154,9 +154,9 @@ type Subject struct {
 	Workload *Workload
 	// Rebuild, if set, returns a fresh instance of the workload: a new
 	// executor, steps, caches and state. [Sample] replaces Workload with
-	// one every [SampleConfig.RebuildRounds] rounds (closing the one it
-	// replaces), so that what one instance happens to get — its memory
-	// layout, its maps' hash seeds — is noise spread over the groups, not
-	// a difference between two variants of identical code.
+	// one for every group of rounds (closing the one it replaces), so that
+	// what one instance happens to get — its memory layout, its maps' hash
+	// seeds — is noise between the groups, not a difference between two
+	// variants of identical code.
 	Rebuild func() (*Workload, error)
 }

@@ -98,7 +98,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch), Requested: requested,
 			WarmupNS: int64(cfg.Warmup), MinRounds: cfg.MinRounds, MinSamples: cfg.MinSamples,
 			CalibrationRuns: cfg.CalibrationRuns, MemPasses: cfg.MemPasses, MemMinIters: cfg.MemMinIterations,
-			TailBudgetNS: int64(cfg.TailBudget), RebuildRounds: cfg.RebuildRounds,
+			TailBudgetNS: int64(cfg.TailBudget), Groups: cfg.Groups,
 		},
 	}
 	rep.Machine.Load.Load1Start, rep.Machine.Load.CPUPressureStart = loadNow()
