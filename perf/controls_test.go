@@ -30,18 +30,23 @@ type controlExecutor struct {
 }
 
 func (c *controlExecutor) Execute(ctx context.Context, step caudal.Step, in any, opts ...caudal.Option) (caudal.StepResult, error) {
-	if c.skip && c.calls.Add(1)%2 == 0 {
-		return c.last, nil
-	}
-	res, err := c.inner.Execute(ctx, step, in, opts...)
-	if c.twice && err == nil {
-		res, err = c.inner.Execute(ctx, step, in, opts...)
-	}
 	if c.spin > 0 {
 		spinFor(c.spin)
 	}
-	c.last = res
-	return res, err
+	switch {
+	case c.skip:
+		if c.calls.Add(1)%2 == 0 {
+			return c.last, nil
+		}
+		res, err := c.inner.Execute(ctx, step, in, opts...)
+		c.last = res
+		return res, err
+	case c.twice:
+		if res, err := c.inner.Execute(ctx, step, in, opts...); err != nil {
+			return res, err
+		}
+	}
+	return c.inner.Execute(ctx, step, in, opts...)
 }
 
 func (c *controlExecutor) Close() error { return c.inner.Close() }
@@ -59,17 +64,6 @@ func controlVariant(name string, set func(*controlExecutor)) Variant {
 	}}
 }
 
-// spinOverhead returns what one spinFor call costs beyond the time it
-// is asked to burn: the calibration lookup and the store.
-func spinOverhead() time.Duration {
-	const n = 100_000
-	start := time.Now()
-	for range n {
-		spinFor(time.Nanosecond)
-	}
-	return max(time.Since(start)/n-time.Nanosecond, 0)
-}
-
 // controlConfig is the sampling of the controls: short in CI, longer with
 // -perf.controls.
 func controlConfig() SampleConfig {
@@ -83,23 +77,24 @@ func controlConfig() SampleConfig {
 // the comparisons, judged as on the seed suite (the budget everywhere).
 func measureControl(t *testing.T, sc Scenario, v Variant) []Comparison {
 	t.Helper()
-	cs, err := tryControl(sc, v)
+	cs, err := tryControl(sc, Baseline(), v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cs
 }
 
-// tryControl is measureControl returning the workload's error: a control
-// that changes the answers fails the scenarios that check them.
-func tryControl(sc Scenario, v Variant) ([]Comparison, error) {
+// tryControl samples base beside v on scenario sc and returns the
+// comparisons, or the workload's error: a control that changes the
+// answers fails the scenarios that check them.
+func tryControl(sc Scenario, base, v Variant) ([]Comparison, error) {
 	var subjects []Subject
 	defer func() {
 		for _, s := range subjects {
 			s.Workload.Close()
 		}
 	}()
-	for _, variant := range []Variant{Baseline(), v} {
+	for _, variant := range []Variant{base, v} {
 		w, err := sc.NewWorkload(variant)
 		if err != nil {
 			return nil, err
@@ -158,7 +153,7 @@ func TestControls(t *testing.T) {
 			t.Run("2x slower", func(t *testing.T) {
 				// Twice the executes; on the concurrent scenario the
 				// goroutines' start and join, not doubled, dilute it.
-				cs, err := tryControl(sc, controlVariant("twice", func(c *controlExecutor) { c.twice = true }))
+				cs, err := tryControl(sc, Baseline(), controlVariant("twice", func(c *controlExecutor) { c.twice = true }))
 				if err != nil {
 					t.Skipf("the scenario checks its answers, which twice the executes change: %v", err)
 				}
@@ -168,7 +163,7 @@ func TestControls(t *testing.T) {
 				}
 			})
 			t.Run("half work", func(t *testing.T) {
-				cs, err := tryControl(sc, controlVariant("half", func(c *controlExecutor) { c.skip = true }))
+				cs, err := tryControl(sc, Baseline(), controlVariant("half", func(c *controlExecutor) { c.skip = true }))
 				if err != nil {
 					t.Skipf("the scenario checks its answers, which a replayed answer fails: %v", err)
 				}
@@ -181,16 +176,21 @@ func TestControls(t *testing.T) {
 				return
 			}
 			t.Run("small regressions", func(t *testing.T) {
-				// Spin for a share of the baseline's time per execute,
-				// measured first: that much more work, no clock read added.
+				// The reference and each treatment wrap the executor alike
+				// and both spin: they differ only by the extra spin, a
+				// share of the baseline's time per execute measured first.
 				perExec := baselinePerExecute(t, sc)
-				overhead := spinOverhead()
+				reference := controlVariant("spin0", func(c *controlExecutor) { c.spin = time.Nanosecond })
 				smallest := "none"
 				for _, pct := range regressionSweep {
-					spin := max(time.Duration(pct/100*perExec)-overhead, time.Nanosecond)
-					c := measureControl(t, sc, controlVariant(fmt.Sprintf("slower%g", pct), func(c *controlExecutor) { c.spin = spin }))[0]
+					spin := time.Nanosecond + time.Duration(pct/100*perExec)
+					cs, err := tryControl(sc, reference, controlVariant(fmt.Sprintf("slower%g", pct), func(c *controlExecutor) { c.spin = spin }))
+					if err != nil {
+						t.Fatal(err)
+					}
+					c := cs[0]
 					caught := c.Significant && c.HighPct < 0
-					t.Logf("%g%% more work (a %v spin on %.0f ns per execute): %s, caught %v", pct, spin, perExec, formatInterval(&c), caught)
+					t.Logf("%g%% more work (%v more spin on %.0f ns per execute): %s, caught %v", pct, spin-time.Nanosecond, perExec, formatInterval(&c), caught)
 					if caught && smallest == "none" {
 						smallest = fmt.Sprintf("%g%%", pct)
 					}
