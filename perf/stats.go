@@ -111,13 +111,18 @@ func pctAtLeast(pct func(float64) float64, q float64, n, min int) *float64 {
 	return &v
 }
 
+// histSigFigsStored is the precision of the histogram a report stores:
+// 2 significant digits (buckets within 1 %) keep a result's histogram to
+// a few hundred buckets; the percentiles are computed at 3.
+const histSigFigsStored = 2
+
 // histogram returns the non-empty buckets of an HDR histogram of raw
-// (nanoseconds), 3 significant digits.
+// (nanoseconds), 2 significant digits.
 func histogram(raw []int64) []Bucket {
 	if len(raw) == 0 {
 		return nil
 	}
-	hist := hdrhistogram.New(histLowestNS, histHighestNS, histSigFigs)
+	hist := hdrhistogram.New(histLowestNS, histHighestNS, histSigFigsStored)
 	for _, v := range raw {
 		_ = hist.RecordValue(min(max(v, 0), histHighestNS))
 	}
