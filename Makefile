@@ -14,7 +14,7 @@ TOOLS_DEPS    := tools/go.mod tools/go.sum
 
 BENCH_REPORT := go run ./cmd/caudal bench --variant naive
 
-.PHONY: bench-compare bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
+.PHONY: bench-compare bench-ir bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -55,6 +55,9 @@ bench-table: ## Run the core and control-flow benchmarks (-count=10) and regener
 
 bench-compare: $(BENCHSTAT) ## Compare the README table's benchmarks at BASE (a git revision) with the working tree, alternating (COUNT=15)
 	./internal/tools/benchcompare/benchcompare.sh $(BASE) $(or $(COUNT),15)
+
+bench-ir: ## Instructions per op of the README table's rows at BASE and in the working tree (callgrind; needs valgrind)
+	./internal/tools/benchcompare/ircompare.sh $(BASE)
 
 bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
 	cd benchmarks && ./run.sh
