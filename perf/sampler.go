@@ -71,6 +71,7 @@ const (
 	defaultGroups     = 20
 
 	memPassTarget = 20 * time.Millisecond // default memory pass length
+	memPassSpan   = 10 * memPassTarget    // how long a pass may grow by taking another subject's length
 	memMaxIters   = 1 << 20               // bounds what Prepare(MemIterations) must build
 	memCheckpoint = 10                    // heap reads in the peak-heap pass
 	tailMaxIters  = 10000                 // tail pass timings per subject
@@ -187,7 +188,9 @@ type Progress func(done float64, phase string)
 //     cfg.MemPasses passes per subject, interleaved (pass p runs every
 //     subject in turn). A pass is Prepare(n), runtime.GC, RSS and
 //     runtime.MemStats read, n iterations run, MemStats and RSS read
-//     again, with n = cfg.MemIterations. AllocsPasses and BytesPasses hold
+//     again, with n = cfg.MemIterations, or by default the largest of the
+//     subjects' lengths for 20ms, unless a subject's pass would then last
+//     over 200ms. AllocsPasses and BytesPasses hold
 //     each pass's ΔMallocs/n and ΔTotalAlloc/n; Stats holds their medians,
 //     and RSSDeltaBytes the first pass's RSS growth (Linux:
 //     /proc/self/statm resident pages × page size; elsewhere 0). A last
@@ -341,6 +344,15 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			iters[i] = defaultMemIterations(results[i].Stats.MeanNS, cfg.MemMinIterations)
 		}
 	}
+	// One pass length for all, as one batch size: a workload whose state
+	// grows over a pass (a cache filling with fresh keys) allocates per
+	// iteration according to the pass's length — an A/A run measured passes
+	// of different lengths 4 % apart in bytes per op.
+	means := make([]time.Duration, len(subjects))
+	for i := range results {
+		means[i] = time.Duration(results[i].Stats.MeanNS)
+	}
+	commonBatch(iters, means, memPassSpan)
 	for pass := range cfg.MemPasses {
 		for j := range subjects {
 			i := j
