@@ -22,11 +22,11 @@ var (
 // done per execute.
 type controlExecutor struct {
 	inner Executor
-	twice bool          // run every execute twice: 2× the work
-	skip  bool          // answer every other execute from the last result: half the work
-	spin  time.Duration // CPU time burnt after each execute
-	calls atomic.Int64  // executes asked for
-	last  caudal.StepResult
+	twice bool                              // run every execute twice: 2× the work
+	skip  bool                              // answer every other execute from the last result: half the work
+	spin  time.Duration                     // CPU time burnt after each execute
+	calls atomic.Int64                      // executes asked for
+	first atomic.Pointer[caudal.StepResult] // the first result, replayed by skip (executes may run concurrently)
 }
 
 func (c *controlExecutor) Execute(ctx context.Context, step caudal.Step, in any, opts ...caudal.Option) (caudal.StepResult, error) {
@@ -35,11 +35,14 @@ func (c *controlExecutor) Execute(ctx context.Context, step caudal.Step, in any,
 	}
 	switch {
 	case c.skip:
-		if c.calls.Add(1)%2 == 0 {
-			return c.last, nil
+		if first := c.first.Load(); first != nil && c.calls.Add(1)%2 == 0 {
+			return *first, nil
 		}
 		res, err := c.inner.Execute(ctx, step, in, opts...)
-		c.last = res
+		if c.first.Load() == nil {
+			kept := res
+			c.first.CompareAndSwap(nil, &kept)
+		}
 		return res, err
 	case c.twice:
 		_, _ = c.inner.Execute(ctx, step, in, opts...) // the same work again, whatever its outcome

@@ -177,19 +177,25 @@ func seedScenarios() []Scenario {
 	}
 }
 
-// seedCache is the seed cache scenario: a miss then a hit per iteration.
-// Prepare rebuilds the cached step over an empty cache and restarts the key
-// sequence, so every batch starts from the same state however fast the
-// variant filled the cache in the last one.
-func seedCache(ex Executor) (*Workload, error) {
-	def := caudal.AgentStep("cache_performance", unlimitedAgent())
-	fresh := func() (caudal.Step, error) {
+// freshCached returns a function that builds def cached over a new, empty
+// MemoryCache: a workload's Prepare calls it so that every batch starts
+// from the same cache state.
+func freshCached(def caudal.Step) func() (caudal.Step, error) {
+	return func() (caudal.Step, error) {
 		cache, err := caudal.NewMemoryCache(1 << 16)
 		if err != nil {
 			return caudal.Step{}, err
 		}
 		return build(caudal.Cached(def, cache))
 	}
+}
+
+// seedCache is the seed cache scenario: a miss then a hit per iteration.
+// Prepare rebuilds the cached step over an empty cache and restarts the key
+// sequence, so every batch starts from the same state however fast the
+// variant filled the cache in the last one.
+func seedCache(ex Executor) (*Workload, error) {
+	fresh := freshCached(caudal.AgentStep("cache_performance", unlimitedAgent()))
 	step, err := fresh()
 	if err != nil {
 		return nil, err
@@ -647,14 +653,7 @@ func cacheMissScenario(suite string) Scenario {
 		Setup: func(ex Executor) (*Workload, error) {
 			spinRounds() // calibrated outside any timing
 			agent := &countingAgent{}
-			def := caudal.AgentStep("lookup", agent)
-			fresh := func() (caudal.Step, error) {
-				cache, err := caudal.NewMemoryCache(1 << 16)
-				if err != nil {
-					return caudal.Step{}, err
-				}
-				return build(caudal.Cached(def, cache))
-			}
+			fresh := freshCached(caudal.AgentStep("lookup", agent))
 			step, err := fresh()
 			if err != nil {
 				return nil, err
