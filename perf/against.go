@@ -43,13 +43,15 @@ const bootstrapResamples = 2000
 //     cur's memory passes is over 3 % above ref's and the difference
 //     exceeds ref's own pass-to-pass range.
 //
-// Scenarios only one run has are skipped.
+// Scenarios only one run has are skipped; a reference that shares none
+// with cur fails, as a check that compared nothing.
 func CheckAgainst(cur, ref *Report) []GateFailure {
 	if cur.Suite != ref.Suite {
 		return []GateFailure{{Variant: VariantBaseline, Reason: fmt.Sprintf("the reference run is of the %s suite, this one of %s", ref.Suite, cur.Suite)}}
 	}
 	sameMachine := cur.Machine.CPUModel == ref.Machine.CPUModel && cur.Machine.CPUs == ref.Machine.CPUs
 	var fails []GateFailure
+	compared := 0
 	for _, now := range cur.Results {
 		if now.Variant != VariantBaseline {
 			continue
@@ -59,6 +61,7 @@ func CheckAgainst(cur, ref *Report) []GateFailure {
 			continue
 		}
 		then := ref.Results[i]
+		compared++
 		if sameMachine && len(now.BatchMeans) >= 5 && len(then.BatchMeans) >= 5 {
 			ratio, lo, _ := medianRatioInterval(then.BatchMeans, now.BatchMeans, now.Scenario)
 			if lo > 1+againstBudgetPct/100 {
@@ -84,6 +87,9 @@ func CheckAgainst(cur, ref *Report) []GateFailure {
 					"%s than in the reference run: %.1f against %.1f %s", m.what, m.now, m.then, m.metric)})
 			}
 		}
+	}
+	if compared == 0 {
+		fails = append(fails, GateFailure{Variant: VariantBaseline, Reason: "the reference run has a baseline result for no scenario of this run: nothing was compared"})
 	}
 	return fails
 }

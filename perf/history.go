@@ -42,7 +42,39 @@ func ReadJSON(rd io.Reader) (*Report, error) {
 	if r.SchemaVersion != SchemaVersion && r.SchemaVersion != 1 {
 		return nil, fmt.Errorf("perf: report schema_version %d is not supported: this version of perf reads schema_version 1 and %d", r.SchemaVersion, SchemaVersion)
 	}
+	if err := r.checkFigures(); err != nil {
+		return nil, fmt.Errorf("perf: report: %w", err)
+	}
 	return &r, nil
+}
+
+// checkFigures rejects a report whose results could not come from a
+// measurement — a stored file may be truncated, edited or corrupted, and
+// CheckAgainst gates on it: a result without a scenario or variant, a
+// negative count or figure, or a group mean that is not positive.
+func (r *Report) checkFigures() error {
+	for i, res := range r.Results {
+		where := fmt.Sprintf("result %d (%s on %s)", i, res.Variant, res.Scenario)
+		switch {
+		case res.Scenario == "" || res.Variant == "":
+			return fmt.Errorf("result %d: no scenario or variant", i)
+		case res.Samples < 0 || res.Iterations < 0 || res.BatchSize < 0:
+			return fmt.Errorf("%s: a negative count", where)
+		case res.Stats.MeanNS < 0 || res.Stats.AllocsPerOp < 0 || res.Stats.BytesPerOp < 0:
+			return fmt.Errorf("%s: a negative figure", where)
+		}
+		for _, m := range res.BatchMeans {
+			if !(m > 0) {
+				return fmt.Errorf("%s: group mean %v is not positive", where, m)
+			}
+		}
+		for _, v := range slices.Concat(res.AllocsPasses, res.BytesPasses) {
+			if v < 0 {
+				return fmt.Errorf("%s: memory pass figure %v is negative", where, v)
+			}
+		}
+	}
+	return nil
 }
 
 // historyFileName returns the name SaveHistory gives a report started at t.

@@ -477,6 +477,9 @@ func TestReadJSONRejects(t *testing.T) {
 		{"missing version", `{"suite": "seed"}`, "schema_version 0 is not supported"},
 		{"not JSON", `suite: seed`, "decoding report"},
 		{"wrong type", `{"schema_version": "1"}`, "decoding report"},
+		{"non-positive group mean", `{"schema_version": 2, "results": [{"scenario": "cache", "variant": "baseline", "batch_means_ns": [120, 0]}]}`, "group mean 0 is not positive"},
+		{"negative memory pass", `{"schema_version": 2, "results": [{"scenario": "cache", "variant": "baseline", "bytes_passes": [-5]}]}`, "memory pass figure -5 is negative"},
+		{"result without a variant", `{"schema_version": 2, "results": [{"scenario": "cache"}]}`, "no scenario or variant"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

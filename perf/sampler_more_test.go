@@ -143,6 +143,11 @@ func TestCheckAgainst(t *testing.T) {
 			}
 		})
 	}
+	other := againstReport(1000, 10, 10, 10)
+	other.Results[0].Scenario = ScenarioCache
+	if fails := CheckAgainst(againstReport(1000, 10, 10, 10), other); len(fails) != 1 || !strings.Contains(fails[0].String(), "nothing was compared") {
+		t.Errorf("against a reference with no scenario in common = %v; want it to fail", fails)
+	}
 	old := againstReport(1000, 10, 10, 10)
 	old.SchemaVersion, old.Results[0].BatchMeans = 1, nil
 	if fails := CheckAgainst(againstReport(5000, 10, 10, 10), old); len(fails) != 0 {

@@ -114,14 +114,7 @@ func TestBadPaths(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"bench", "--history", filepath.Join(dir, "h")}, tt.give...)
-			var stderr bytes.Buffer
-			err := Run(canceled(), args, nil, &bytes.Buffer{}, &stderr)
-			if ExitCode(err) != exitUsage || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Run(%q) = %v (exit %d); want %q, exit 2", args, err, ExitCode(err), tt.want)
-			}
-			if stderr.Len() > 0 {
-				t.Errorf("Run(%q) wrote %q on stderr; want nothing (no run)", args, stderr.String())
-			}
+			wantUsageErrorBeforeRun(t, args, tt.want)
 		})
 	}
 	if got := dirNames(t, dir); !slices.Equal(got, []string{"file.txt", "sub"}) {
@@ -184,14 +177,7 @@ func TestAgainstUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"bench", "--history", ""}, tt.give...)
-			var stderr bytes.Buffer
-			err := Run(canceled(), args, nil, &bytes.Buffer{}, &stderr)
-			if ExitCode(err) != exitUsage || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Run(%q) = %v (exit %d); want %q, exit 2", args, err, ExitCode(err), tt.want)
-			}
-			if stderr.Len() > 0 {
-				t.Errorf("Run(%q) wrote %q on stderr; want nothing (no run)", args, stderr.String())
-			}
+			wantUsageErrorBeforeRun(t, args, tt.want)
 		})
 	}
 
@@ -397,4 +383,19 @@ func dirNames(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// wantUsageErrorBeforeRun runs the command with args on a cancelled
+// context and checks it is refused as a usage error containing want
+// before anything ran: a run would exit 1 and write progress on stderr.
+func wantUsageErrorBeforeRun(t *testing.T, args []string, want string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	err := Run(canceled(), args, nil, &bytes.Buffer{}, &stderr)
+	if ExitCode(err) != exitUsage || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run(%q) = %v (exit %d); want %q, exit 2", args, err, ExitCode(err), want)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("Run(%q) wrote %q on stderr; want nothing (no run)", args, stderr.String())
+	}
 }
