@@ -179,6 +179,13 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 		// the snapshot's).
 		return c.miss(ctx, r, p, in, res, strat, key, cacheErr, false)
 	}
+	if near := strat.Near; near != nil && cacheErr == nil {
+		if cached, ok := near.Get(c.site, key); ok {
+			if writes, werr := storedWrites(cached); werr == nil {
+				return c.served(ctx, r, p, strat, cached, writes, res, start)
+			}
+		}
+	}
 	if cacheErr == nil {
 		v, ok, err := c.get(ctx, p, key)
 		cached, isResult := v.(StepResult)
@@ -193,17 +200,25 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 				cacheErr = fmt.Errorf("cache get: %w", werr)
 				break
 			}
-			if err := c.hit(ctx, r, p, strat, cached, writes, res); err != nil {
-				return err
+			if near := strat.Near; near != nil {
+				near.Set(c.site, key, cached, c.ttl)
 			}
-			res.Latency = r.rt.mono() - start
-			if r.rec != nil {
-				r.emit(ctx, Event{Kind: EventCacheHit, Path: p})
-			}
-			return nil
+			return c.served(ctx, r, p, strat, cached, writes, res, start)
 		}
 	}
 	return c.miss(ctx, r, p, in, res, strat, key, cacheErr, true)
+}
+
+// served answers an execution with a stored result.
+func (c *cacheNode) served(ctx context.Context, r *run, p string, strat *engine.Strategy[StepResult], cached StepResult, writes []Write, res *StepResult, start time.Duration) error {
+	if err := c.hit(ctx, r, p, strat, cached, writes, res); err != nil {
+		return err
+	}
+	res.Latency = r.rt.mono() - start
+	if r.rec != nil {
+		r.emit(ctx, Event{Kind: EventCacheHit, Path: p})
+	}
+	return nil
 }
 
 // hit fills res from a stored result and re-applies the state writes the
@@ -335,6 +350,10 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 	if err == nil && cacheErr == nil {
 		if serr := c.set(ctx, p, key, stored); serr != nil {
 			cacheErr = fmt.Errorf("cache set: %w", serr)
+		} else if near := strat.Near; near != nil {
+			if keep, ok := stored.(StepResult); ok {
+				near.Set(c.site, key, keep, c.ttl)
+			}
 		}
 	}
 	res.setMeta(MetaCacheHit, false)

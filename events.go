@@ -20,6 +20,7 @@ const (
 	EventUsageBreach                        // the run's limits were breached; Usage is the run's usage
 	EventPaused                             // a human-input step paused the run; Err is the *PausedError
 	EventMergeConflict                      // parallel branches wrote the same state key; Err is a *MergeConflictError
+	EventDropped                            // a bounded recorder (the optimization layer's telemetry) dropped events; Dropped is how many since the last such event
 )
 
 var eventKindNames = [...]string{
@@ -32,6 +33,7 @@ var eventKindNames = [...]string{
 	EventUsageBreach:   "usage_breach",
 	EventPaused:        "paused",
 	EventMergeConflict: "merge_conflict",
+	EventDropped:       "dropped",
 }
 
 // String returns the kind's snake_case name, e.g. "step_started".
@@ -58,6 +60,8 @@ type Event struct {
 	// Reason is, for the EventAttemptFailed of a step's last attempt, why
 	// no further attempt follows (see [MetaRetryStopped]); "" otherwise.
 	Reason string
+	// Dropped is, for EventDropped, how many events were dropped.
+	Dropped int64
 }
 
 // Sink receives events synchronously, on the goroutine running the step, in
@@ -84,7 +88,7 @@ type slogSink struct{ l *slog.Logger }
 func (s slogSink) Record(ctx context.Context, e *Event) {
 	level := slog.LevelDebug
 	switch {
-	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback || e.Kind == EventMergeConflict:
+	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback || e.Kind == EventMergeConflict || e.Kind == EventDropped:
 		level = slog.LevelWarn
 	case e.Kind == EventStepFinished && !e.Success:
 		level = slog.LevelWarn
@@ -112,6 +116,8 @@ func (s slogSink) Record(ctx context.Context, e *Event) {
 		attrs = append(attrs, slog.Duration("delay", e.Delay))
 	case EventUsageBreach:
 		attrs = append(attrs, slog.Int64("tokens", e.Usage.Tokens()), slog.Float64("cost_usd", e.Usage.CostUSD))
+	case EventDropped:
+		attrs = append(attrs, slog.Int64("dropped", e.Dropped))
 	case EventAttemptFailed:
 		if e.Reason != "" {
 			attrs = append(attrs, slog.String("retry_stopped", e.Reason))

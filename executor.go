@@ -28,12 +28,22 @@ type Executor struct {
 	simple   bool
 	quietRun run // the frame of a quiet execution (executeQuiet, executeAgent)
 	closed   atomic.Bool
+	// closeOnce runs Close's work once; closeErr is its outcome.
+	closeOnce sync.Once
+	closeErr  error
 	graphs   sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
 }
 
 func init() {
 	engine.ErrCircuitOpen = ErrCircuitOpen
 	engine.Install = installSeams
+	engine.Refuse = refuse
+}
+
+// refuse returns an option that fails New with err, naming the option
+// name (see engine.Refuse).
+func refuse(name string, err error) Option {
+	return &option{name: name, scope: scopeNew, kind: optSeams, err: err}
 }
 
 // installSeams returns the option that lets fn change an executor's seams
@@ -56,6 +66,7 @@ func New(opts ...Option) (*Executor, error) {
 	}
 	ex := &Executor{limits: s.limits, checkpointer: s.checkpointer}
 	ex.seams = engine.Seams[Event, StepResult]{
+		Owner: ex,
 		Alloc: engine.Fresh{},
 		Strategy: engine.Strategy[StepResult]{
 			Isolation:  engine.DeepCopy{},
@@ -75,8 +86,17 @@ func New(opts ...Option) (*Executor, error) {
 	for _, fn := range s.seams {
 		fn(&ex.seams)
 	}
+	ex.seams.Owner = nil // read by installing functions only
 	if err := checkSeams(&ex.seams); err != nil {
 		return nil, err
+	}
+	for _, svc := range ex.seams.Services {
+		if svc == nil {
+			return nil, errors.New("caudal: New: an installed seam added a nil service")
+		}
+	}
+	for _, svc := range ex.seams.Services {
+		svc.Start()
 	}
 	if s.runtime != nil {
 		ex.rt = rtime{rt: s.runtime, epoch: s.runtime.Now()}
@@ -98,10 +118,47 @@ func checkSeams(s *engine.Seams[Event, StepResult]) error {
 }
 
 // Close releases the executor. Executions started after Close fail with
-// [ErrClosed]. Close is idempotent and returns nil.
+// [ErrClosed]. The background work of installed components (an event
+// drain, a ticker) is flushed and stopped, and Close waits for it; call
+// Close once the executions in flight are done, or events they record
+// afterwards may be lost. Close is idempotent: the first call's error is
+// returned again by later ones.
 func (ex *Executor) Close() error {
-	ex.closed.Store(true)
-	return nil
+	ex.closeOnce.Do(func() {
+		ex.closed.Store(true)
+		var errs []error
+		for i := len(ex.seams.Services) - 1; i >= 0; i-- {
+			if err := stopService(ex.seams.Services[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		ex.closeErr = errors.Join(errs...)
+	})
+	return ex.closeErr
+}
+
+// stopService stops s, containing a panic in it as an error.
+func stopService(s engine.Service) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("caudal: Close: a component's background work panicked: %v", v)
+		}
+	}()
+	return s.Stop()
+}
+
+// Flush returns once the background work of installed components has
+// handled everything the executions before the call handed it — every
+// event recorded before Flush is delivered to the sinks — or ctx ends
+// (then ctx's cause). Without such components it returns nil at once.
+func (ex *Executor) Flush(ctx context.Context) error {
+	var errs []error
+	for _, s := range ex.seams.Services {
+		if err := s.Flush(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Execute runs step with input in and returns its result. err is non-nil

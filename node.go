@@ -317,15 +317,21 @@ func (r *run) updateState(ctx context.Context, p string, res *StepResult) error 
 	return nil
 }
 
+// emitFresh is emit with the baseline allocator: the event itself, moved
+// to the heap here (not in emit, where it would be for every allocator),
+// is the fresh object.
+func (r *run) emitFresh(ctx context.Context, e Event) {
+	e.RunID, e.Time = r.runID, r.rt.now()
+	r.rec.Record(ctx, &e)
+}
+
 var eventClass = engine.Class{Name: "event", New: func() any { return new(Event) }}
 
 // emit stamps e and hands it to the recorder. Callers check r.rec != nil
 // first, so no event is built without a sink.
 func (r *run) emit(ctx context.Context, e Event) {
 	if _, fresh := r.alloc.(engine.Fresh); fresh {
-		// The baseline allocator: the event itself is the fresh object.
-		e.RunID, e.Time = r.runID, r.rt.now()
-		r.rec.Record(ctx, &e)
+		r.emitFresh(ctx, e)
 		return
 	}
 	ev := r.alloc.Get(&eventClass).(*Event)

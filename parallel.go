@@ -321,8 +321,9 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 }
 
 // fanOut runs run(ctx, i) for every branch or item i of runs — which sets
-// runs[i].err and returns it — on up to limit workers of the runtime, each
-// admitted by the step's limiter first, and returns when all have run.
+// runs[i].err and returns it — on up to limit workers of the runtime (or
+// as many as the step's limiter asks for), each admitted by the limiter
+// first, and returns when all have run.
 //
 // A failure stops the others — the branches or items not yet started are
 // refused at once, the running ones are cancelled — when it is a budget
@@ -339,10 +340,14 @@ func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *
 	if _, fixed := f.lim.(engine.Fixed); fixed {
 		f.lim = nil
 	}
+	workers := min(limit, len(runs))
+	if f.lim != nil {
+		workers = min(max(f.lim.Workers(b.site, limit, len(runs)), 1), len(runs))
+	}
 	var wctx context.Context
 	wctx, f.cancel = context.WithCancelCause(ctx)
 	defer f.cancel(nil)
-	r.rt.fork(wctx, min(limit, len(runs)), f.work)
+	r.rt.fork(wctx, workers, f.work)
 	if i := int(f.first.Load()) - 1; i >= 0 && ctx.Err() == nil {
 		return i, context.Cause(wctx)
 	}

@@ -392,6 +392,8 @@ type limiterSpy struct {
 	releases []limitRelease
 }
 
+func (l *limiterSpy) Workers(_ engine.Site, limit, n int) int { return min(limit, n) }
+
 func (l *limiterSpy) Acquire(_ context.Context, site engine.Site, limit int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -521,6 +523,8 @@ func TestSeamLimiterRefusal(t *testing.T) {
 // to 1 would.
 type oneAtATime struct{ sem chan struct{} }
 
+func (l oneAtATime) Workers(_ engine.Site, limit, n int) int { return min(limit, n) }
+
 func (l oneAtATime) Acquire(ctx context.Context, _ engine.Site, _ int) error {
 	select {
 	case l.sem <- struct{}{}:
@@ -531,6 +535,15 @@ func (l oneAtATime) Acquire(ctx context.Context, _ engine.Site, _ int) error {
 }
 
 func (l oneAtATime) Release(engine.Site, time.Duration, error) { <-l.sem }
+
+// wider is an [engine.Limiter] that starts a worker for every branch or
+// item whatever the step's cap, as an adaptive limiter that raised its
+// limit past it would.
+type wider struct{}
+
+func (wider) Workers(_ engine.Site, _, n int) int             { return n }
+func (wider) Acquire(context.Context, engine.Site, int) error { return nil }
+func (wider) Release(engine.Site, time.Duration, error)       {}
 
 func TestSeamLimiterAdaptive(t *testing.T) {
 	// The limiter is consulted for every branch while the step runs, so it
@@ -559,6 +572,7 @@ func TestSeamLimiterAdaptive(t *testing.T) {
 		{"map, one at a time", single, mapped, 1},
 		{"parallel, fixed baseline", fixed, parallel, 4},
 		{"parallel, one at a time", single, parallel, 1},
+		{"map, more workers than the cap", func() engine.Limiter { return wider{} }, mapped, 8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -129,13 +129,17 @@ func (CopyOnWrite) Fork(parent *state.Store) *state.Store { return parent.Fork()
 func (CopyOnWrite) Writes(_, child *state.Store) []statemerge.Write { return child.Written() }
 
 // Limiter bounds how many branches of a parallel step, or items of a
-// concurrent map, run at once, within the step's configured cap. The
-// executor starts at most cap workers for a fan-out, and each worker calls
-// Acquire before every branch or item and Release after it, with the
-// branch's wall time and error: an adaptive limiter changes its limit
-// while the step runs. Acquire may block until a slot frees or ctx is
-// done (then it returns ctx's cause and the branch fails with it).
+// concurrent map, run at once. For each fan-out of n branches or items
+// over a step whose configured cap is cap, the executor asks Workers how
+// many workers to start (it starts between 1 and n; the baseline starts
+// min(cap, n)), and each worker calls Acquire before every branch or item
+// and Release after it, with the branch's wall time and error: an
+// adaptive limiter changes its limit while the step runs. Acquire may
+// block until a slot frees or ctx is done (then it returns ctx's cause and
+// the branch fails with it). A sequential map (cap 1 by default) runs its
+// items in order on the caller's goroutine and consults no limiter.
 type Limiter interface {
+	Workers(site Site, cap, n int) int
 	Acquire(ctx context.Context, site Site, cap int) error
 	Release(site Site, latency time.Duration, err error)
 }
@@ -143,6 +147,9 @@ type Limiter interface {
 // Fixed is the baseline [Limiter]: the configured cap, which the number of
 // workers already enforces, so Acquire never waits.
 type Fixed struct{}
+
+// Workers returns min(cap, n).
+func (Fixed) Workers(_ Site, cap, n int) int { return min(cap, n) }
 
 // Acquire returns nil.
 func (Fixed) Acquire(context.Context, Site, int) error { return nil }
@@ -217,6 +224,17 @@ func (Rules) Classify(_ Site, err error) Verdict {
 	return Verdict{Retry: true, Class: "transient"}
 }
 
+// Near is an in-process cache in front of a cache step's backend: a hit
+// there is served without calling the backend (nor copying what the
+// backend would give back). Get returns a result Set stored for the same
+// site and key, unexpired; Set stores one the [Sharer] prepared, for at
+// most ttl (0: the near cache's own bound). Implementations must be safe
+// for concurrent use. The baseline has none: every lookup is the backend's.
+type Near[R any] interface {
+	Get(site Site, key string) (R, bool)
+	Set(site Site, key string, r R, ttl time.Duration)
+}
+
 // Strategy is the set of seams that may differ per step: a tuner switches
 // a step to another Strategy at run time through its [Slot]. R is the
 // core's result type.
@@ -228,6 +246,7 @@ type Strategy[R any] struct {
 	Flight     Flight     // nil: no flight group
 	Keyer      Keyer
 	Sharer     Sharer[R]
+	Near       Near[R] // nil: no near cache
 }
 
 // Slot is one step's switch in one executor: Strategy, when set, replaces
@@ -259,10 +278,31 @@ type Tuner[R any] interface {
 // executor ([Install]): the executor-wide seams and the default strategy
 // of its steps. E is the core's event type, R its result type.
 type Seams[E, R any] struct {
+	// Owner is the executor being built (a *caudal.Executor), for a package
+	// that keeps per-executor figures: read it, never call it from the
+	// installing function.
+	Owner    any
 	Recorder Recorder[E] // nil: no sink, no event is built
 	Alloc    Allocator
 	Strategy Strategy[R]
 	Tuner    Tuner[R] // nil: no per-step switch
+	// Services is the background work installed seams need (a drain, a
+	// ticker): the executor starts each once it is built, in order,
+	// flushes them on its Flush, and stops them, in reverse order, on its
+	// Close.
+	Services []Service
+}
+
+// Service is background work an executor owns. Start begins it; Flush
+// returns once everything handed to it before the call is done (or ctx
+// ends: then ctx's cause); Stop flushes, ends the work and waits for its
+// goroutines. The executor calls Start once, before any execution, and
+// Stop once; Flush any number of times in between, also concurrently with
+// executions.
+type Service interface {
+	Start()
+	Flush(ctx context.Context) error
+	Stop() error
 }
 
 // Install is set by package caudal at init. Install(fn) returns a
@@ -271,3 +311,10 @@ type Seams[E, R any] struct {
 // every other option has been applied, baselines already in place. Its
 // dynamic type is func(func(*Seams[caudal.Event, caudal.StepResult])) any.
 var Install any
+
+// Refuse is set by package caudal at init. Refuse(name, err) returns a
+// caudal.Option (typed any here) that makes caudal.New fail with err,
+// naming the option name: how a package of this module reports an invalid
+// configuration through the option that would have installed it. Its
+// dynamic type is func(string, error) caudal.Option.
+var Refuse any

@@ -1,0 +1,332 @@
+package optimize
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"slices"
+	"time"
+)
+
+// Config chooses the components of the optimization layer and their
+// knobs. The zero Config turns every component off: an executor built with
+// it is the baseline. A knob left at its zero value takes the default its
+// doc states; [Config.Validate] rejects the values no component can work
+// with. Config is plain data: copy it, compare it, encode it as JSON.
+type Config struct {
+	ObjectPool              ObjectPoolConfig     `json:"object_pool"`
+	ContextManager          ContextManagerConfig `json:"context_manager"`
+	Telemetry               TelemetryConfig      `json:"telemetry"`
+	AdaptiveResourceManager AdaptiveConfig       `json:"adaptive_resource_manager"`
+	CacheOptimization       CacheConfig          `json:"cache_optimization"`
+}
+
+// ObjectPoolConfig configures the object pool: the executor's
+// per-execution internals (event records, attempt frames, key buffers) are
+// recycled through pools instead of allocated afresh, and handed back once
+// the execution no longer uses them. What a caller keeps — results,
+// outputs, metadata, snapshots — is never pooled. It is for
+// allocation-heavy executes: many steps, retries, fallbacks, events.
+type ObjectPoolConfig struct {
+	Enabled bool `json:"enabled"`
+}
+
+// ContextManagerConfig configures the context manager: parallel branches,
+// loop iterations, map items and retried attempts get an O(1)
+// copy-on-write overlay of the run's state instead of a deep copy, and a
+// branch merges back only the keys it wrote instead of a diff of the whole
+// tree. A nested value a child reads is copied on its first read, so the
+// child can never mutate its parent through it. It is for large states
+// under fan-out.
+type ContextManagerConfig struct {
+	Enabled bool `json:"enabled"`
+}
+
+// TelemetryConfig configures telemetry: the executor's events are copied
+// into a bounded ring in O(1), without locks, on the executing goroutine,
+// and a goroutine the executor owns delivers them to the sinks, in order
+// per run. A step's latency goes into a fixed-bucket histogram as its
+// finished event is recorded. When the ring is full an event is dropped
+// and counted; the count is delivered as an [EventDropped] event
+// ([caudal.EventDropped]) and read with [StatsOf]. The executor's Flush
+// waits for the ring to drain and Close flushes it. It is for executions
+// whose sinks are slow (a JSON log, a span exporter).
+type TelemetryConfig struct {
+	Enabled bool `json:"enabled"`
+	// BufferSize is the ring's capacity in events, rounded up to a power
+	// of two; default 8192.
+	BufferSize int `json:"buffer_size,omitempty"`
+	// LatencyBuckets are the upper bounds of the latency histogram's
+	// buckets, ascending; a last bucket holds what exceeds them. Default:
+	// powers of two from 1 µs to about 1 min.
+	LatencyBuckets []time.Duration `json:"latency_buckets,omitempty"`
+}
+
+// AdaptiveConfig configures the adaptive resource manager: the number of
+// branches of a parallel step, or items of a concurrent map (a map with a
+// concurrency above 1), that run at once follows a limit learned per step
+// while the step runs — raised while latency holds and the limit is what
+// holds the work back, cut when latency grows or items fail — instead of
+// the step's fixed [caudal.WithConcurrency]. Memory pressure, read from
+// runtime/metrics on a ticker (never per call), lowers every limit. It is
+// for fan-out that waits on I/O.
+type AdaptiveConfig struct {
+	Enabled bool `json:"enabled"`
+	// InitialLimit is where a step's limit starts; default 4, or the
+	// step's own concurrency with RespectStepLimits.
+	InitialLimit int `json:"initial_limit,omitempty"`
+	// MinLimit is the least a limit falls to; default 1.
+	MinLimit int `json:"min_limit,omitempty"`
+	// MaxLimit is the most a limit rises to; default 256.
+	MaxLimit int `json:"max_limit,omitempty"`
+	// RespectStepLimits keeps each step's WithConcurrency as the most its
+	// limit may reach; without it the limit replaces it.
+	RespectStepLimits bool `json:"respect_step_limits,omitempty"`
+	// Tolerance is how much slower than the fastest recent branch or item
+	// one may be before the limit is cut, as a ratio; default 1.5.
+	Tolerance float64 `json:"tolerance,omitempty"`
+	// Backoff is the factor a cut multiplies the limit by, in (0, 1);
+	// default 0.9.
+	Backoff float64 `json:"backoff,omitempty"`
+	// MemoryLimit is the heap size, in bytes, against which pressure is
+	// judged; default the runtime's soft memory limit (GOMEMLIMIT) when
+	// one is set. Without either, memory pressure is not watched.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// PressureThreshold is the share of MemoryLimit above which memory is
+	// under pressure, in (0, 1]; default 0.85.
+	PressureThreshold float64 `json:"pressure_threshold,omitempty"`
+	// PressureInterval is how often memory is read; default 100 ms.
+	PressureInterval time.Duration `json:"pressure_interval,omitempty"`
+}
+
+// CacheConfig configures the cache optimization of cache steps
+// ([caudal.Cached]): keys are a fast hash of a canonical binary encoding of
+// the step's fingerprint, input and selected state (no JSON, no SHA-256),
+// with the encoding itself kept in the key so that two inputs never share
+// an entry; a sharded in-process cache with a TTL stands in front of each
+// step's backend and serves hits without copying what a caller cannot
+// change; and concurrent executions that miss on one key run the step
+// once. A step with its own key function ([caudal.WithCacheKey]) keeps it.
+// It is for repeated inputs.
+type CacheConfig struct {
+	Enabled bool `json:"enabled"`
+	// Shards is the number of shards of the in-process cache, rounded up
+	// to a power of two; default 16.
+	Shards int `json:"shards,omitempty"`
+	// Capacity is the most entries the in-process cache holds, over all
+	// steps of the executor; default 4096. The least recently used entry
+	// of a full shard makes room.
+	Capacity int `json:"capacity,omitempty"`
+	// TTL is the longest an entry stays in the in-process cache; default
+	// 1 min. An entry never outlives the step's own TTL
+	// ([caudal.WithCacheTTL]) either, counted from when the in-process
+	// cache took it.
+	TTL time.Duration `json:"ttl,omitempty"`
+	// WithoutFlight lets concurrent misses on one key each run the step.
+	WithoutFlight bool `json:"without_flight,omitempty"`
+}
+
+// Defaults of the knobs.
+const (
+	defaultBufferSize        = 8192
+	defaultInitialLimit      = 4
+	defaultMinLimit          = 1
+	defaultMaxLimit          = 256
+	defaultTolerance         = 1.5
+	defaultBackoff           = 0.9
+	defaultPressureThreshold = 0.85
+	defaultPressureInterval  = 100 * time.Millisecond
+	defaultShards            = 16
+	defaultCapacity          = 4096
+	defaultCacheTTL          = time.Minute
+
+	maxBufferSize = 1 << 24
+	maxShards     = 1 << 12
+)
+
+// Validate reports every knob no component can work with, each named by
+// its field path (as "Telemetry.BufferSize"), joined. Knobs of a disabled
+// component are checked too: enabling it later must not surprise.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("optimize: %s %s", field, fmt.Sprintf(format, args...)))
+	}
+	t := c.Telemetry
+	if t.BufferSize < 0 || t.BufferSize > maxBufferSize {
+		bad("Telemetry.BufferSize", "is %d; want 0 (default) to %d", t.BufferSize, maxBufferSize)
+	}
+	for i, b := range t.LatencyBuckets {
+		if b <= 0 {
+			bad(fmt.Sprintf("Telemetry.LatencyBuckets[%d]", i), "is %v; want > 0", b)
+		} else if i > 0 && b <= t.LatencyBuckets[i-1] {
+			bad(fmt.Sprintf("Telemetry.LatencyBuckets[%d]", i), "is %v, not above the bucket before (%v); want ascending", b, t.LatencyBuckets[i-1])
+		}
+	}
+	a := c.AdaptiveResourceManager
+	for _, k := range []struct {
+		field string
+		v     int
+	}{{"InitialLimit", a.InitialLimit}, {"MinLimit", a.MinLimit}, {"MaxLimit", a.MaxLimit}} {
+		if k.v < 0 {
+			bad("AdaptiveResourceManager."+k.field, "is %d; want >= 1, or 0 for the default", k.v)
+		}
+	}
+	if lo, hi := a.minLimit(), a.maxLimit(); a.MinLimit >= 0 && a.MaxLimit >= 0 && lo > hi {
+		bad("AdaptiveResourceManager.MinLimit", "(%d) is above MaxLimit (%d)", lo, hi)
+	} else if a.InitialLimit > 0 && a.MinLimit >= 0 && a.MaxLimit >= 0 && (a.InitialLimit < lo || a.InitialLimit > hi) {
+		bad("AdaptiveResourceManager.InitialLimit", "(%d) is outside [MinLimit, MaxLimit] = [%d, %d]", a.InitialLimit, lo, hi)
+	}
+	if a.Tolerance != 0 && (math.IsNaN(a.Tolerance) || a.Tolerance <= 1 || math.IsInf(a.Tolerance, 0)) {
+		bad("AdaptiveResourceManager.Tolerance", "is %v; want a ratio > 1, or 0 for the default", a.Tolerance)
+	}
+	if a.Backoff != 0 && (math.IsNaN(a.Backoff) || a.Backoff <= 0 || a.Backoff >= 1) {
+		bad("AdaptiveResourceManager.Backoff", "is %v; want a factor in (0, 1), or 0 for the default", a.Backoff)
+	}
+	if a.MemoryLimit < 0 {
+		bad("AdaptiveResourceManager.MemoryLimit", "is %d; want bytes > 0, or 0 for GOMEMLIMIT", a.MemoryLimit)
+	}
+	if a.PressureThreshold != 0 && (math.IsNaN(a.PressureThreshold) || a.PressureThreshold <= 0 || a.PressureThreshold > 1) {
+		bad("AdaptiveResourceManager.PressureThreshold", "is %v; want a share in (0, 1], or 0 for the default", a.PressureThreshold)
+	}
+	if a.PressureInterval < 0 || (a.PressureInterval > 0 && a.PressureInterval < time.Millisecond) {
+		bad("AdaptiveResourceManager.PressureInterval", "is %v; want >= 1ms, or 0 for the default", a.PressureInterval)
+	}
+	if (a.PressureThreshold != 0 || a.PressureInterval != 0) && a.MemoryLimit == 0 && softMemoryLimit() == 0 {
+		bad("AdaptiveResourceManager.PressureThreshold", "is set, but there is no memory limit to judge pressure against: set MemoryLimit or GOMEMLIMIT")
+	}
+	k := c.CacheOptimization
+	if k.Shards < 0 || k.Shards > maxShards {
+		bad("CacheOptimization.Shards", "is %d; want 0 (default) to %d", k.Shards, maxShards)
+	}
+	if k.Capacity < 0 {
+		bad("CacheOptimization.Capacity", "is %d; want >= 1, or 0 for the default", k.Capacity)
+	} else if k.Capacity > 0 && k.Capacity < k.shards() {
+		bad("CacheOptimization.Capacity", "(%d) is below Shards (%d): every shard needs room for an entry", k.Capacity, k.shards())
+	}
+	if k.TTL < 0 {
+		bad("CacheOptimization.TTL", "is %v; want > 0, or 0 for the default", k.TTL)
+	}
+	return errors.Join(errs...)
+}
+
+// Enabled reports whether any component is on.
+func (c Config) Enabled() bool {
+	return c.ObjectPool.Enabled || c.ContextManager.Enabled || c.Telemetry.Enabled ||
+		c.AdaptiveResourceManager.Enabled || c.CacheOptimization.Enabled
+}
+
+// Components returns the names of the components c turns on, in the order
+// of [Config]'s fields, in kebab-case (the names `caudal bench` uses).
+func (c Config) Components() []string {
+	var names []string
+	for _, on := range []struct {
+		name string
+		on   bool
+	}{
+		{"object-pool", c.ObjectPool.Enabled},
+		{"context-manager", c.ContextManager.Enabled},
+		{"telemetry", c.Telemetry.Enabled},
+		{"adaptive-resource-manager", c.AdaptiveResourceManager.Enabled},
+		{"cache-optimization", c.CacheOptimization.Enabled},
+	} {
+		if on.on {
+			names = append(names, on.name)
+		}
+	}
+	return names
+}
+
+func (t TelemetryConfig) bufferSize() int {
+	n := t.BufferSize
+	if n == 0 {
+		n = defaultBufferSize
+	}
+	return ceilPow2(n)
+}
+
+func (t TelemetryConfig) latencyBuckets() []time.Duration {
+	if len(t.LatencyBuckets) > 0 {
+		return slices.Clone(t.LatencyBuckets)
+	}
+	var b []time.Duration
+	for d := time.Microsecond; d <= 64*time.Second; d *= 2 {
+		b = append(b, d)
+	}
+	return b
+}
+
+func (a AdaptiveConfig) minLimit() int { return orDefault(a.MinLimit, defaultMinLimit) }
+func (a AdaptiveConfig) maxLimit() int { return orDefault(a.MaxLimit, defaultMaxLimit) }
+
+func (a AdaptiveConfig) tolerance() float64 {
+	if a.Tolerance == 0 {
+		return defaultTolerance
+	}
+	return a.Tolerance
+}
+
+func (a AdaptiveConfig) backoff() float64 {
+	if a.Backoff == 0 {
+		return defaultBackoff
+	}
+	return a.Backoff
+}
+
+func (a AdaptiveConfig) pressureThreshold() float64 {
+	if a.PressureThreshold == 0 {
+		return defaultPressureThreshold
+	}
+	return a.PressureThreshold
+}
+
+func (a AdaptiveConfig) pressureInterval() time.Duration {
+	if a.PressureInterval == 0 {
+		return defaultPressureInterval
+	}
+	return a.PressureInterval
+}
+
+// memoryLimit is the limit pressure is judged against; 0: none.
+func (a AdaptiveConfig) memoryLimit() int64 {
+	if a.MemoryLimit > 0 {
+		return a.MemoryLimit
+	}
+	return softMemoryLimit()
+}
+
+// softMemoryLimit returns the runtime's soft memory limit, or 0 when none
+// is set.
+func softMemoryLimit() int64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return l
+	}
+	return 0
+}
+
+func (k CacheConfig) shards() int   { return ceilPow2(orDefault(k.Shards, defaultShards)) }
+func (k CacheConfig) capacity() int { return orDefault(k.Capacity, defaultCapacity) }
+
+func (k CacheConfig) ttl() time.Duration {
+	if k.TTL == 0 {
+		return defaultCacheTTL
+	}
+	return k.TTL
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// ceilPow2 returns the least power of two >= n (n >= 1).
+func ceilPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}

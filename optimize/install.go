@@ -1,0 +1,126 @@
+package optimize
+
+import (
+	"runtime"
+	"sync"
+	"weak"
+
+	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/internal/engine"
+)
+
+// seams is what the core hands an installing function.
+type seams = engine.Seams[caudal.Event, caudal.StepResult]
+
+// Use returns the option that builds an executor with the components cfg
+// turns on: caudal.New(optimize.Use(cfg)). Each executor built with it
+// gets components of its own. Every choice is made there, once: a
+// component that is off is not consulted, and costs nothing, on any call.
+// An invalid cfg (see [Config.Validate]) makes caudal.New fail with its
+// errors. Use applies to caudal.New only.
+func Use(cfg Config) caudal.Option {
+	if err := cfg.Validate(); err != nil {
+		return refuse("optimize.Use", err)
+	}
+	cfg.Telemetry.LatencyBuckets = cfg.Telemetry.latencyBuckets() // the caller's slice is not kept
+	return install(func(s *seams) { newLayer(cfg).install(s) })
+}
+
+// install and refuse are the core's hooks (see engine.Install).
+var (
+	install = engine.Install.(func(func(*seams)) caudal.Option)
+	refuse  = engine.Refuse.(func(string, error) caudal.Option)
+)
+
+// layer is the optimization layer of one executor.
+type layer struct {
+	cfg       Config
+	telemetry *telemetry // nil: off, or no sink to deliver to
+	adaptive  *adaptive  // nil: off
+	near      *near      // nil: cache optimization off
+}
+
+func newLayer(cfg Config) *layer { return &layer{cfg: cfg} }
+
+// install puts the layer's components in place of the baselines in s.
+func (l *layer) install(s *seams) {
+	c := &l.cfg
+	if c.ObjectPool.Enabled {
+		s.Alloc = newPool()
+	}
+	if c.ContextManager.Enabled {
+		s.Strategy.Isolation = engine.CopyOnWrite{}
+	}
+	if c.Telemetry.Enabled && s.Recorder != nil {
+		// Without a sink no event is built: there is nothing to deliver.
+		l.telemetry = newTelemetry(c.Telemetry, s.Recorder)
+		s.Recorder = l.telemetry
+		s.Services = append(s.Services, l.telemetry)
+	}
+	if c.AdaptiveResourceManager.Enabled {
+		l.adaptive = newAdaptive(c.AdaptiveResourceManager)
+		s.Strategy.Limiter = l.adaptive
+		s.Services = append(s.Services, l.adaptive)
+	}
+	if c.CacheOptimization.Enabled {
+		l.near = newNear(c.CacheOptimization)
+		s.Strategy.Keyer = fastKeyer{}
+		s.Strategy.Sharer = immutableSharer{}
+		s.Strategy.Near = l.near
+		if !c.CacheOptimization.WithoutFlight {
+			s.Strategy.Flight = newFlight()
+		}
+	}
+	if ex, ok := s.Owner.(*caudal.Executor); ok {
+		register(ex, l)
+	}
+}
+
+// layers maps each executor built with [Use] to its layer, for [StatsOf];
+// an entry goes when its executor is collected.
+var layers sync.Map // weak.Pointer[caudal.Executor] → *layer
+
+func register(ex *caudal.Executor, l *layer) {
+	wp := weak.Make(ex)
+	layers.Store(wp, l)
+	runtime.AddCleanup(ex, func(wp weak.Pointer[caudal.Executor]) { layers.Delete(wp) }, wp)
+}
+
+// Stats is what the optimization layer of one executor reports.
+type Stats struct {
+	// Components are the components on, as [Config.Components] names them.
+	Components []string
+	// Telemetry is the telemetry's figures; zero when it is off.
+	Telemetry TelemetryStats
+	// Limits are the adaptive limits of the steps that have fanned out, by
+	// step path; nil when the adaptive resource manager is off.
+	Limits map[string]int
+	// UnderPressure reports that the last reading of memory found it
+	// under pressure.
+	UnderPressure bool
+	// CacheEntries is how many entries the in-process cache holds.
+	CacheEntries int
+}
+
+// StatsOf returns the figures of ex's optimization layer; ok is false for
+// an executor not built with [Use]. It is safe to call at any time, also
+// while ex executes.
+func StatsOf(ex *caudal.Executor) (st Stats, ok bool) {
+	v, ok := layers.Load(weak.Make(ex))
+	if !ok {
+		return Stats{}, false
+	}
+	l := v.(*layer)
+	st.Components = l.cfg.Components()
+	if l.telemetry != nil {
+		st.Telemetry = l.telemetry.stats()
+	}
+	if l.adaptive != nil {
+		st.Limits = l.adaptive.limits()
+		st.UnderPressure = l.adaptive.underPressure()
+	}
+	if l.near != nil {
+		st.CacheEntries = l.near.len()
+	}
+	return st, true
+}
