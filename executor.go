@@ -31,7 +31,7 @@ type Executor struct {
 	// closeOnce runs Close's work once; closeErr is its outcome.
 	closeOnce sync.Once
 	closeErr  error
-	graphs   sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
+	graphs    sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
 }
 
 func init() {
