@@ -78,7 +78,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	// Every component that does not exist yet is listed too.
 	for _, c := range componentNames {
-		if !slices.Contains(notBuilt, c) {
+		if _, built, _ := LookupVariant(c); !built && !slices.Contains(notBuilt, c) {
 			notBuilt = append(notBuilt, c)
 		}
 	}

@@ -121,9 +121,12 @@ func TestLookupVariant(t *testing.T) {
 		{"baseline", true, false},
 		{"baseline-aa", true, false},
 		{"naive", true, false},
-		{"optimized", false, false},
-		{"context-manager", false, false},
-		{"high-allocation", false, false},
+		{"optimized", true, false},
+		{"context-manager", true, false},
+		{"high-allocation", true, false},
+		{"all", false, true}, // the preset's name in the suite is optimized
+		{"auto", false, false},
+		{"circuit-breaker", false, false},
 		{"turbo", false, true},
 	}
 	for _, tt := range tests {

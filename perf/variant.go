@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/optimize"
 )
 
 // Executor is what a scenario drives: [caudal.Executor], or a variant's
@@ -189,6 +190,17 @@ func (n *naiveExecutor) beforeBatch() {
 	}
 }
 
+// Optimized is the variant called name: the baseline executor with the
+// optimization layer cfg chooses ([optimize.Use]).
+func Optimized(name string, cfg optimize.Config) Variant {
+	return Variant{
+		Name: name,
+		New: func(opts ...caudal.Option) (Executor, error) {
+			return caudal.New(append(opts[:len(opts):len(opts)], optimize.Use(cfg))...)
+		},
+	}
+}
+
 // componentNames are the optimization components of DESIGN.md, in
 // kebab-case; presetNames its presets.
 var (
@@ -205,14 +217,18 @@ var (
 // the A/A control, the negative control, optimized (the All preset), auto, the presets and
 // the components.
 func KnownVariants() []string {
-	names := []string{VariantBaseline, VariantAA, VariantNaive, "optimized", "auto"}
+	names := []string{VariantBaseline, VariantAA, VariantNaive, VariantOptimized, "auto"}
 	names = append(names, presetNames...)
 	return append(names, componentNames...)
 }
 
+// VariantOptimized is every component on: the [optimize.All] preset.
+const VariantOptimized = "optimized"
+
 // LookupVariant returns the variant called name. It reports built false
 // for a known variant that does not exist yet (the optimization layer's
-// presets and components), and an error for an unknown name.
+// components of its second part, and auto), and an error for an unknown
+// name.
 func LookupVariant(name string) (v Variant, built bool, err error) {
 	switch name {
 	case VariantBaseline:
@@ -223,6 +239,14 @@ func LookupVariant(name string) (v Variant, built bool, err error) {
 		return v, true, nil
 	case VariantNaive:
 		return Naive(), true, nil
+	case VariantOptimized:
+		return Optimized(name, optimize.All()), true, nil
+	}
+	if cfg, ok := optimize.Component(name); ok {
+		return Optimized(name, cfg), true, nil
+	}
+	if cfg, ok := optimize.Preset(name); ok && name != "all" {
+		return Optimized(name, cfg), true, nil
 	}
 	if slices.Contains(KnownVariants(), name) {
 		return Variant{Name: name}, false, nil
