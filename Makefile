@@ -14,7 +14,7 @@ TOOLS_DEPS    := tools/go.mod tools/go.sum
 
 BENCH_REPORT := go run ./cmd/caudal bench --variant naive
 
-.PHONY: bench-compare bench-ir bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
+.PHONY: bench-compare bench-ir bench-optimize bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -81,6 +81,14 @@ example: ## Run the quickstart example (go run ./examples/quickstart)
 
 clean: ## Remove ./bin and generated reports (bench.txt, coverage.out)
 	rm -rf $(BIN) bench.txt coverage.out
+
+OPTIMIZE_VARIANTS := --variant object-pool --variant context-manager --variant telemetry --variant adaptive-resource-manager --variant cache-optimization
+
+bench-optimize: ## Measure every component of the optimization layer (designed suite) and optimized (seed suite), --check them, and regenerate the README's optimization table
+	mkdir -p docs/bench
+	go run ./cmd/caudal bench --suite designed $(OPTIMIZE_VARIANTS) --check --md docs/bench/optimize-designed.md --json docs/bench/optimize-designed.json > /dev/null
+	go run ./cmd/caudal bench --suite seed --variant optimized --check --md docs/bench/optimize-seed.md --json docs/bench/optimize-seed.json > /dev/null
+	go run ./internal/tools/optimizetable -designed docs/bench/optimize-designed.json -seed docs/bench/optimize-seed.json -cmd 'make bench-optimize' -readme README.md
 
 bench-report: ## Run the seed and designed suites with the negative control and regenerate docs/bench/
 	mkdir -p docs/bench
