@@ -360,3 +360,27 @@ func TestCloseIsIdempotentAndExecutesFailAfter(t *testing.T) {
 		t.Fatalf("Execute after Close = %v; want ErrClosed", err)
 	}
 }
+
+func TestDisabledComponentsCostNothing(t *testing.T) {
+	// An executor built with the layer and every component off allocates
+	// exactly what the baseline does, on every kind of step.
+	steps := map[string]caudal.Step{"memory": memoryPipeline(t), "fan-out": fanOut8(t)}
+	for name, step := range steps {
+		allocs := func(opts ...caudal.Option) float64 {
+			ex, err := caudal.New(append(opts, caudal.WithSink(discard{}))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ex.Close()
+			st := wideState(16)
+			return testing.AllocsPerRun(100, func() {
+				if _, err := ex.Execute(context.Background(), step, "in", caudal.WithState(st)); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+		if base, off := allocs(), allocs(optimize.Use(optimize.Config{})); off != base {
+			t.Errorf("%s: %v allocs per execute with every component off; the baseline makes %v", name, off, base)
+		}
+	}
+}
