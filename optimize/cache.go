@@ -42,8 +42,27 @@ import (
 // share a key, whatever their hashes: the hash only places a key in the
 // in-process cache and the flight group, which compare whole keys. The
 // price is a key as long as the encoding (about the size of the input)
-// where the baseline's is 64 bytes.
-type fastKeyer struct{}
+// where the baseline's is 64 bytes. A key of a short encoding is interned
+// in a direct-mapped table, read without a lock: a repeated input gets the
+// key made for it before, without building or allocating it again.
+type fastKeyer struct {
+	interned []atomic.Pointer[internedKey]
+}
+
+// internedKey is a key and the encoding it was made from.
+type internedKey struct {
+	enc, key string
+}
+
+// Bounds of a keyer's interning table.
+const (
+	internSlots  = 1024 // a power of two
+	maxInternLen = 512  // the longest encoding interned, in bytes
+)
+
+func newFastKeyer() *fastKeyer {
+	return &fastKeyer{interned: make([]atomic.Pointer[internedKey], internSlots)}
+}
 
 // keyPrefix opens every key fastKeyer makes: the near cache reads the hash
 // after it.
@@ -53,8 +72,22 @@ const keyPrefix = "ck1:"
 var keyHash = hash64
 
 // Key implements [engine.Keyer].
-func (fastKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
-	return engine.EncodeKey(fingerprint, input, state, fastKey)
+func (k *fastKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
+	return engine.EncodeKey(fingerprint, input, state, k.intern)
+}
+
+// intern returns the key of enc, from the table when it is there.
+func (k *fastKeyer) intern(enc []byte) string {
+	if len(enc) > maxInternLen {
+		return fastKey(enc)
+	}
+	slot := &k.interned[keyHash(enc)&(internSlots-1)]
+	if e := slot.Load(); e != nil && e.enc == string(enc) {
+		return e.key
+	}
+	key := fastKey(enc)
+	slot.Store(&internedKey{enc: string(enc), key: key})
+	return key
 }
 
 // fastKey makes the key of an encoding, in one allocation.
@@ -92,7 +125,15 @@ func fastKey(enc []byte) string {
 const hexDigits = "0123456789abcdef"
 
 // plain reports whether a key keeps byte c as it is.
-func plain(c byte) bool { return c >= 0x20 && c < 0x7f && c != '%' }
+func plain(c byte) bool { return plainBytes[c] }
+
+// plainBytes are the bytes a key keeps as they are.
+var plainBytes = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '%'
+	}
+	return t
+}()
 
 // hashOfKey returns the hash a key fastKeyer made carries, or a hash of
 // any other key (one a step's own key function computed).
@@ -189,7 +230,7 @@ var errTooDeep = errors.New("too deep")
 
 // shareValue returns v, or a copy of v sharing its immutable parts.
 func shareValue(v any) any {
-	out, err := share(v, 0)
+	out, _, err := share(v, 0)
 	if err != nil {
 		return deepcopy.Copy(v)
 	}
@@ -205,47 +246,63 @@ func shareMapTop(m map[string]any) map[string]any {
 	return out
 }
 
-func share(v any, depth int) (any, error) {
+// share returns v, or a copy of v sharing its immutable parts; copied
+// reports a copy.
+func share(v any, depth int) (out any, copied bool, err error) {
+	if scalar(v) {
+		return v, false, nil
+	}
 	switch x := v.(type) {
-	case nil, bool, string, float64, int, int64, float32, int32, uint, uint64, uint32,
+	case bool, float32, int32, uint, uint64, uint32,
 		int8, int16, uint8, uint16, uintptr, complex64, complex128,
-		time.Time, time.Duration, json.Number:
-		return v, nil
+		time.Time, time.Duration:
+		return v, false, nil
 	case map[string]any:
 		if x == nil {
-			return x, nil
+			return v, false, nil
 		}
-		return shareMap(x, depth)
+		m, err := shareMap(x, depth)
+		return m, true, err
 	case []any:
-		return shareSlice(x, depth)
+		s, err := shareSlice(x, depth)
+		return s, true, err
 	case []string:
-		return slices.Clone(x), nil
+		return slices.Clone(x), true, nil
 	case map[string]string:
-		return maps.Clone(x), nil
+		return maps.Clone(x), true, nil
 	case []byte:
-		return slices.Clone(x), nil
+		return slices.Clone(x), true, nil
 	}
 	if immutableType(reflect.TypeOf(v)) {
-		return v, nil
+		return v, false, nil
 	}
-	return deepcopy.Copy(v), nil
+	return deepcopy.Copy(v), true, nil
 }
 
+// shareMap clones m whole (the runtime copies its table as is) and
+// replaces the values that need a copy of their own.
 func shareMap(m map[string]any, depth int) (map[string]any, error) {
 	if depth > maxShareDepth {
 		return nil, errTooDeep
 	}
-	out := make(map[string]any, len(m))
+	out := maps.Clone(m)
 	for k, x := range m {
-		y, err := share(x, depth+1)
+		if scalar(x) {
+			continue
+		}
+		y, copied, err := share(x, depth+1)
 		if err != nil {
 			return nil, err
 		}
-		out[k] = y
+		if copied {
+			out[k] = y
+		}
 	}
 	return out, nil
 }
 
+// shareSlice clones s whole and replaces the elements that need a copy
+// of their own.
 func shareSlice(s []any, depth int) ([]any, error) {
 	if s == nil {
 		return nil, nil
@@ -253,29 +310,45 @@ func shareSlice(s []any, depth int) ([]any, error) {
 	if depth > maxShareDepth {
 		return nil, errTooDeep
 	}
-	i := 0
-	for ; i < len(s) && scalar(s[i]); i++ {
-	}
-	out := make([]any, len(s))
-	copy(out, s[:i])
-	for ; i < len(s); i++ {
-		y, err := share(s[i], depth+1)
+	out := slices.Clone(s)
+	for i, x := range s {
+		if scalar(x) {
+			continue
+		}
+		y, copied, err := share(x, depth+1)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = y
+		if copied {
+			out[i] = y
+		}
 	}
 	return out, nil
 }
 
 // scalar reports whether x is of one of the immutable types JSON decodes
-// into: the quick test of a []any's elements.
+// into: the quick test, one comparison of a type word each.
 func scalar(x any) bool {
-	switch x.(type) {
-	case nil, float64, string, bool, json.Number, int, int64:
+	if x == nil {
 		return true
 	}
-	return false
+	if _, ok := x.(float64); ok {
+		return true
+	}
+	if _, ok := x.(string); ok {
+		return true
+	}
+	if _, ok := x.(bool); ok {
+		return true
+	}
+	if _, ok := x.(json.Number); ok {
+		return true
+	}
+	if _, ok := x.(int); ok {
+		return true
+	}
+	_, ok := x.(int64)
+	return ok
 }
 
 var (

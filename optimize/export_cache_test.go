@@ -14,7 +14,7 @@ func SetKeyHash(h func([]byte) uint64) (restore func()) {
 }
 
 // FastKeyer is the cache optimization's keyer.
-var FastKeyer engine.Keyer = fastKeyer{}
+var FastKeyer engine.Keyer = newFastKeyer()
 
 // Sharer is the cache optimization's sharer.
 var Sharer engine.Sharer[caudal.StepResult] = immutableSharer{}
