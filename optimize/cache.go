@@ -1,26 +1,674 @@
 package optimize
 
 import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"maps"
+	"math/bits"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/internal/deepcopy"
 	"github.com/caudal-go/caudal/internal/engine"
 )
 
-// STUB (to be replaced).
-type fastKeyer struct{ engine.CanonicalKeyer }
+// The cache optimization: a key that is a fast hash plus the canonical
+// encoding itself (fastKeyer), results shared instead of deep-copied where
+// no caller can change them (immutableSharer), a sharded in-process cache
+// in front of each cache step's backend (near) and a flight group for
+// concurrent identical misses (flight). None of it runs for a step that is
+// not a cache step. BenchmarkCacheKey, BenchmarkCacheShare and
+// BenchmarkNearGet measure the hot path.
 
+// ---- keys ----
+
+// fastKeyer is the cache optimization's [engine.Keyer]. Its key is
+//
+//	"ck1:" + 16 hex digits of a 64-bit hash of the encoding + ":" + the encoding, escaped
+//
+// where the encoding is [engine.CanonicalKeyer]'s (the same fingerprint,
+// input and state values key alike, across processes: the hash has no
+// per-process seed), and the escape keeps the printable ASCII bytes but
+// '%' and writes every other byte as '%' and two hex digits, so the key is
+// printable ASCII text, like the baseline's. Two different encodings never
+// share a key, whatever their hashes: the hash only places a key in the
+// in-process cache and the flight group, which compare whole keys. The
+// price is a key as long as the encoding (about the size of the input)
+// where the baseline's is 64 bytes. A key of a short encoding is interned
+// in a direct-mapped table, read without a lock: a repeated input gets the
+// key made for it before, without building or allocating it again.
+type fastKeyer struct {
+	interned []atomic.Pointer[internedKey]
+}
+
+// internedKey is a key and the encoding it was made from.
+type internedKey struct {
+	enc, key string
+}
+
+// Bounds of a keyer's interning table.
+const (
+	internSlots  = 1024 // a power of two
+	maxInternLen = 512  // the longest encoding interned, in bytes
+)
+
+func newFastKeyer() *fastKeyer {
+	return &fastKeyer{interned: make([]atomic.Pointer[internedKey], internSlots)}
+}
+
+// keyPrefix opens every key fastKeyer makes: the near cache reads the hash
+// after it.
+const keyPrefix = "ck1:"
+
+// keyHash hashes an encoding; tests swap it for one that collides.
+var keyHash = hash64
+
+// Key implements [engine.Keyer].
+func (k *fastKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
+	return engine.EncodeKey(fingerprint, input, state, k.intern)
+}
+
+// intern returns the key of enc, from the table when it is there.
+func (k *fastKeyer) intern(enc []byte) string {
+	if len(enc) > maxInternLen {
+		return fastKey(enc)
+	}
+	slot := &k.interned[keyHash(enc)&(internSlots-1)]
+	if e := slot.Load(); e != nil && e.enc == string(enc) {
+		return e.key
+	}
+	key := fastKey(enc)
+	slot.Store(&internedKey{enc: string(enc), key: key})
+	return key
+}
+
+// fastKey makes the key of an encoding, in one allocation.
+func fastKey(enc []byte) string {
+	n := len(keyPrefix) + 16 + 1
+	for _, c := range enc {
+		if plain(c) {
+			n++
+		} else {
+			n += 3
+		}
+	}
+	b := make([]byte, n)
+	i := copy(b, keyPrefix)
+	h := keyHash(enc)
+	for j := 15; j >= 0; j-- {
+		b[i+j] = hexDigits[h&0xf]
+		h >>= 4
+	}
+	i += 16
+	b[i] = ':'
+	i++
+	for _, c := range enc {
+		if plain(c) {
+			b[i] = c
+			i++
+			continue
+		}
+		b[i], b[i+1], b[i+2] = '%', hexDigits[c>>4], hexDigits[c&0xf]
+		i += 3
+	}
+	return unsafe.String(&b[0], n) // b is never written again
+}
+
+const hexDigits = "0123456789abcdef"
+
+// plain reports whether a key keeps byte c as it is.
+func plain(c byte) bool { return plainBytes[c] }
+
+// plainBytes are the bytes a key keeps as they are.
+var plainBytes = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '%'
+	}
+	return t
+}()
+
+// hashOfKey returns the hash a key fastKeyer made carries, or a hash of
+// any other key (one a step's own key function computed).
+func hashOfKey(key string) uint64 {
+	const at = len(keyPrefix)
+	if len(key) > at+16 && key[:at] == keyPrefix && key[at+16] == ':' {
+		var h uint64
+		for i := at; i < at+16; i++ {
+			c := key[i]
+			switch {
+			case '0' <= c && c <= '9':
+				c -= '0'
+			case 'a' <= c && c <= 'f':
+				c -= 'a' - 10
+			default:
+				return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
+			}
+			h = h<<4 | uint64(c)
+		}
+		return h
+	}
+	return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
+}
+
+// Constants of hash64 (wyhash's).
+const (
+	hashK0 = 0xa0761d6478bd642f
+	hashK1 = 0xe7037ed1a0b428db
+	hashK2 = 0x8ebc6af09c88c6e3
+)
+
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hash64 is a fast, unseeded 64-bit hash in the manner of wyhash: the same
+// bytes hash alike in every process. It is not a defence against chosen
+// collisions, which only cost probes: keys are compared whole.
+func hash64(b []byte) uint64 {
+	h := uint64(len(b)) ^ hashK2
+	for len(b) >= 16 {
+		h = mix(binary.LittleEndian.Uint64(b)^hashK0^h, binary.LittleEndian.Uint64(b[8:])^hashK1)
+		b = b[16:]
+	}
+	var t [16]byte
+	copy(t[:], b)
+	h = mix(binary.LittleEndian.Uint64(t[:])^hashK0^h, binary.LittleEndian.Uint64(t[8:])^hashK1^uint64(len(b)))
+	return mix(h^hashK0, hashK2)
+}
+
+// ---- sharing ----
+
+// immutableSharer is the cache optimization's [engine.Sharer]: a result
+// crosses the cache boundary as a copy of its mutable parts only. What no
+// caller can change — strings, numbers, booleans, times, json.Number,
+// structs and arrays of those (a type's verdict is computed once) — is
+// shared as is, at any depth: a []any of such values is copied with one
+// slices.Clone, a map[string]any entry by assignment. A mutable value of
+// another type (a pointer, a []byte, a struct with a slice) is copied as
+// the baseline copies it (deepcopy, Clone methods included). The Metadata
+// map and the Children slice are always fresh: the core writes to a hit's
+// metadata. So no caller can mutate what another reads, and a hit whose
+// output is immutable costs no copy of it at all.
 type immutableSharer struct{}
 
-func (immutableSharer) Store(r caudal.StepResult) caudal.StepResult { return r }
-func (immutableSharer) Load(r caudal.StepResult) caudal.StepResult  { return r }
+// Store implements [engine.Sharer].
+func (immutableSharer) Store(r caudal.StepResult) caudal.StepResult { return shareResult(r) }
 
-type near struct{}
+// Load implements [engine.Sharer].
+func (immutableSharer) Load(r caudal.StepResult) caudal.StepResult { return shareResult(r) }
 
-func newNear(CacheConfig) *near { return &near{} }
+func shareResult(r caudal.StepResult) caudal.StepResult {
+	r.Output = shareValue(r.Output)
+	if r.Metadata != nil {
+		r.Metadata = shareMapTop(r.Metadata)
+	}
+	if r.Children != nil {
+		kids := make([]caudal.StepResult, len(r.Children))
+		for i, c := range r.Children {
+			kids[i] = shareResult(c)
+		}
+		r.Children = kids
+	}
+	return r
+}
 
-func (n *near) Get(engine.Site, string) (caudal.StepResult, bool)         { return caudal.StepResult{}, false }
-func (n *near) Set(engine.Site, string, caudal.StepResult, time.Duration) {}
-func (n *near) len() int                                                  { return 0 }
+// maxShareDepth is the nesting past which the sharer leaves the copy to
+// deepcopy, which handles cycles.
+const maxShareDepth = 256
 
-func newFlight() engine.Flight { return nil }
+// errTooDeep aborts a share that nests too deep.
+var errTooDeep = errors.New("too deep")
+
+// shareValue returns v, or a copy of v sharing its immutable parts.
+func shareValue(v any) any {
+	out, _, err := share(v, 0)
+	if err != nil {
+		return deepcopy.Copy(v)
+	}
+	return out
+}
+
+// shareMapTop is shareValue for a map[string]any.
+func shareMapTop(m map[string]any) map[string]any {
+	out, err := shareMap(m, 0)
+	if err != nil {
+		return deepcopy.CopyMap(m)
+	}
+	return out
+}
+
+// share returns v, or a copy of v sharing its immutable parts; copied
+// reports a copy.
+func share(v any, depth int) (out any, copied bool, err error) {
+	if scalar(v) {
+		return v, false, nil
+	}
+	switch x := v.(type) {
+	case bool, float32, int32, uint, uint64, uint32,
+		int8, int16, uint8, uint16, uintptr, complex64, complex128,
+		time.Time, time.Duration:
+		return v, false, nil
+	case map[string]any:
+		if x == nil {
+			return v, false, nil
+		}
+		m, err := shareMap(x, depth)
+		return m, true, err
+	case []any:
+		s, err := shareSlice(x, depth)
+		return s, true, err
+	case []string:
+		return slices.Clone(x), true, nil
+	case map[string]string:
+		return maps.Clone(x), true, nil
+	case []byte:
+		return slices.Clone(x), true, nil
+	}
+	if immutableType(reflect.TypeOf(v)) {
+		return v, false, nil
+	}
+	return deepcopy.Copy(v), true, nil
+}
+
+// shareMap clones m whole (the runtime copies its table as is) and
+// replaces the values that need a copy of their own.
+func shareMap(m map[string]any, depth int) (map[string]any, error) {
+	if depth > maxShareDepth {
+		return nil, errTooDeep
+	}
+	out := maps.Clone(m)
+	for k, x := range m {
+		if scalar(x) {
+			continue
+		}
+		y, copied, err := share(x, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if copied {
+			out[k] = y
+		}
+	}
+	return out, nil
+}
+
+// shareSlice clones s whole and replaces the elements that need a copy
+// of their own.
+func shareSlice(s []any, depth int) ([]any, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if depth > maxShareDepth {
+		return nil, errTooDeep
+	}
+	out := slices.Clone(s)
+	for i, x := range s {
+		if scalar(x) {
+			continue
+		}
+		y, copied, err := share(x, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if copied {
+			out[i] = y
+		}
+	}
+	return out, nil
+}
+
+// scalar reports whether x is of one of the immutable types JSON decodes
+// into: the quick test, one comparison of a type word each.
+func scalar(x any) bool {
+	if x == nil {
+		return true
+	}
+	if _, ok := x.(float64); ok {
+		return true
+	}
+	if _, ok := x.(string); ok {
+		return true
+	}
+	if _, ok := x.(bool); ok {
+		return true
+	}
+	if _, ok := x.(json.Number); ok {
+		return true
+	}
+	if _, ok := x.(int); ok {
+		return true
+	}
+	_, ok := x.(int64)
+	return ok
+}
+
+var (
+	timeType   = reflect.TypeFor[time.Time]()
+	clonerType = reflect.TypeFor[deepcopy.Cloner]()
+)
+
+// immutables caches immutableType's verdicts.
+var immutables sync.Map // reflect.Type → bool
+
+// immutableType reports whether no holder of a value of type t can change
+// it, nor anything it reaches, nor would the baseline copy do anything but
+// assign it: booleans, numbers, strings, time.Time, and arrays and structs
+// (all fields, unexported ones too) of those, none with a Clone method.
+func immutableType(t reflect.Type) bool {
+	if v, ok := immutables.Load(t); ok {
+		return v.(bool)
+	}
+	ok := newImmutableType(t)
+	immutables.Store(t, ok)
+	return ok
+}
+
+func newImmutableType(t reflect.Type) bool {
+	if t == timeType {
+		return true
+	}
+	if t.Implements(clonerType) || reflect.PointerTo(t).Implements(clonerType) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return immutableType(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !immutableType(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false // pointers, maps, slices, interfaces, chans, funcs
+}
+
+// ---- the near cache ----
+
+// near is the in-process cache in front of the cache steps' backends
+// ([engine.Near]): shards picked by the key's hash, each an open-addressing
+// table read without a lock (an atomic load per probed slot) and written
+// under the shard's mutex, evicting by CLOCK (a hit marks its entry; the
+// hand spares a marked entry once) when the shard is full. An entry is
+// served until its TTL — the least of the configured one and the step's —
+// runs out, counted from Set; an expired entry is not served and goes when
+// the hand reaches it. Safe for concurrent use.
+type near struct {
+	shards []nearShard
+	shift  uint // a hash's shard is hash >> shift
+	ttl    time.Duration
+	epoch  time.Time // of the entries' deadlines
+}
+
+// nearShard is one shard of a near cache.
+type nearShard struct {
+	tab atomic.Pointer[nearTable]
+
+	mu         sync.Mutex // protects the writes to tab's slots, and live, dead, hand
+	capacity   int        // the most live entries
+	live, dead int        // entries, tombstones in tab
+	hand       int        // the CLOCK hand: a slot of tab
+
+	_ [64]byte // keeps shards apart in memory
+}
+
+// nearTable is a shard's table: a power of two of slots, at least a
+// quarter of them nil, so that a probe always ends.
+type nearTable struct {
+	slots []atomic.Pointer[nearEntry]
+	mask  uint64
+}
+
+// nearEntry is a cached result; immutable once published, but for used.
+type nearEntry struct {
+	hash     uint64
+	node     any
+	key      string
+	r        caudal.StepResult
+	deadline int64 // since the near cache's epoch, in ns
+	used     atomic.Bool
+}
+
+// tombstone marks a slot whose entry went: a probe goes on past it.
+var tombstone = &nearEntry{}
+
+func newNear(cfg CacheConfig) *near {
+	n, capacity := cfg.shards(), cfg.capacity()
+	nr := &near{
+		shards: make([]nearShard, n),
+		shift:  uint(64 - bits.TrailingZeros(uint(n))),
+		ttl:    cfg.ttl(),
+		epoch:  time.Now(),
+	}
+	for i := range nr.shards {
+		s := &nr.shards[i]
+		s.capacity = capacity / n
+		if i < capacity%n {
+			s.capacity++
+		}
+		s.tab.Store(newNearTable(s.capacity))
+	}
+	return nr
+}
+
+func newNearTable(capacity int) *nearTable {
+	size := max(8, ceilPow2(2*capacity))
+	return &nearTable{slots: make([]atomic.Pointer[nearEntry], size), mask: uint64(size - 1)}
+}
+
+// now is the time on the entries' clock.
+func (n *near) now() int64 { return int64(time.Since(n.epoch)) }
+
+func (n *near) shard(h uint64) *nearShard { return &n.shards[h>>n.shift] }
+
+// Get implements [engine.Near].
+func (n *near) Get(site engine.Site, key string) (caudal.StepResult, bool) {
+	h := hashOfKey(key)
+	t := n.shard(h).tab.Load()
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		e := t.slots[i].Load()
+		if e == nil {
+			return caudal.StepResult{}, false
+		}
+		if e.hash != h || e == tombstone || e.key != key || e.node != site.Node {
+			continue
+		}
+		if n.now() >= e.deadline {
+			return caudal.StepResult{}, false
+		}
+		if !e.used.Load() {
+			e.used.Store(true)
+		}
+		return e.r, true
+	}
+}
+
+// Set implements [engine.Near].
+func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl time.Duration) {
+	if ttl <= 0 || ttl > n.ttl {
+		ttl = n.ttl
+	}
+	h := hashOfKey(key)
+	e := &nearEntry{hash: h, node: site.Node, key: key, r: r, deadline: n.now() + int64(ttl)}
+	s := n.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.put(e, n.now())
+}
+
+// put stores e in s, in place of an entry of the same site and key.
+func (s *nearShard) put(e *nearEntry, now int64) {
+	t := s.tab.Load()
+	free := -1 // the first tombstone on the probe
+	i := e.hash & t.mask
+	for ; ; i = (i + 1) & t.mask {
+		old := t.slots[i].Load()
+		if old == nil {
+			break
+		}
+		if old == tombstone {
+			if free < 0 {
+				free = int(i)
+			}
+			continue
+		}
+		if old.hash == e.hash && old.key == e.key && old.node == e.node {
+			t.slots[i].Store(e)
+			return
+		}
+	}
+	if s.live >= s.capacity {
+		s.evict(t, now)
+	}
+	if free >= 0 {
+		t.slots[free].Store(e)
+		s.dead--
+	} else {
+		t.slots[i].Store(e)
+	}
+	s.live++
+	if 4*(s.live+s.dead) >= 3*len(t.slots) {
+		s.rebuild(t)
+	}
+}
+
+// evict makes room for an entry: the hand removes the first expired or
+// unmarked entry it meets, unmarking the marked ones it passes.
+func (s *nearShard) evict(t *nearTable, now int64) {
+	for range 2*len(t.slots) + 1 {
+		i := s.hand
+		s.hand = (s.hand + 1) & int(t.mask)
+		e := t.slots[i].Load()
+		if e == nil || e == tombstone {
+			continue
+		}
+		if e.used.Load() && now < e.deadline {
+			e.used.Store(false)
+			continue
+		}
+		t.slots[i].Store(tombstone)
+		s.live--
+		s.dead++
+		return
+	}
+}
+
+// rebuild replaces t with a table of its live entries, without tombstones;
+// readers still probing t finish there.
+func (s *nearShard) rebuild(t *nearTable) {
+	nt := newNearTable(s.capacity)
+	for i := range t.slots {
+		e := t.slots[i].Load()
+		if e == nil || e == tombstone {
+			continue
+		}
+		j := e.hash & nt.mask
+		for nt.slots[j].Load() != nil {
+			j = (j + 1) & nt.mask
+		}
+		nt.slots[j].Store(e)
+	}
+	s.dead, s.hand = 0, 0
+	s.tab.Store(nt)
+}
+
+// len returns the number of entries, expired ones not yet evicted
+// included.
+func (n *near) len() int {
+	total := 0
+	for i := range n.shards {
+		s := &n.shards[i]
+		s.mu.Lock()
+		total += s.live
+		s.mu.Unlock()
+	}
+	return total
+}
+
+// ---- the flight group ----
+
+// flight is the cache optimization's [engine.Flight]: the first execution
+// to miss on a (step, key) runs the step, on its own goroutine and under
+// its own context; the others wait for its outcome and share it. A waiter
+// whose context ends stops waiting and returns its context's cause; the
+// leader runs on. When the leader fails for reasons of its own — its
+// context ended, its run's usage limit was reached, it paused — the
+// waiters do not inherit that: one of them runs the step in turn. A panic
+// in the step becomes a *caudal.PanicError, for the leader and the waiters
+// alike. Safe for concurrent use.
+type flight struct {
+	mu    sync.Mutex // protects calls
+	calls map[flightKey]*flightCall
+}
+
+type flightKey struct {
+	node any
+	key  string
+}
+
+// flightCall is a run of the step that waiters wait for.
+type flightCall struct {
+	done  chan struct{} // closed once the fields below are set
+	v     any
+	err   error
+	again bool // the leader failed for reasons of its own: run again
+}
+
+func newFlight() engine.Flight { return &flight{calls: make(map[flightKey]*flightCall)} }
+
+// Do implements [engine.Flight].
+func (f *flight) Do(ctx context.Context, site engine.Site, key string, fn func() (any, error)) (any, error, bool) {
+	k := flightKey{node: site.Node, key: key}
+	for {
+		f.mu.Lock()
+		c, ok := f.calls[k]
+		if !ok {
+			c = &flightCall{done: make(chan struct{})}
+			f.calls[k] = c
+			f.mu.Unlock()
+			f.lead(ctx, site, k, c, fn)
+			return c.v, c.err, false
+		}
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			if c.again {
+				continue
+			}
+			return c.v, c.err, true
+		case <-ctx.Done():
+			return nil, context.Cause(ctx), true
+		}
+	}
+}
+
+// lead runs fn for c's waiters, then releases them.
+func (f *flight) lead(ctx context.Context, site engine.Site, k flightKey, c *flightCall, fn func() (any, error)) {
+	defer func() {
+		if x := recover(); x != nil {
+			c.v, c.err = nil, &caudal.PanicError{Step: site.Path, Value: x, Stack: debug.Stack()}
+		}
+		c.again = c.err != nil && (ctx.Err() != nil || errors.Is(c.err, caudal.ErrPaused) ||
+			errors.Is(c.err, caudal.ErrUsageLimitExceeded))
+		f.mu.Lock()
+		delete(f.calls, k)
+		f.mu.Unlock()
+		close(c.done)
+	}()
+	c.v, c.err = fn()
+}

@@ -64,7 +64,7 @@ func (l *layer) install(s *seams) {
 	}
 	if c.CacheOptimization.Enabled {
 		l.near = newNear(c.CacheOptimization)
-		s.Strategy.Keyer = fastKeyer{}
+		s.Strategy.Keyer = newFastKeyer()
 		s.Strategy.Sharer = immutableSharer{}
 		s.Strategy.Near = l.near
 		if !c.CacheOptimization.WithoutFlight {

@@ -128,6 +128,22 @@ const (
 
 // Key implements [Keyer].
 func (CanonicalKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
+	return EncodeKey(fingerprint, input, state, sha256Hex)
+}
+
+// sha256Hex is the baseline's key of an encoding.
+func sha256Hex(enc []byte) string {
+	sum := sha256.Sum256(enc)
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
+}
+
+// EncodeKey encodes {fingerprint, input, state} as [CanonicalKeyer] does
+// and returns finish(encoding): another [Keyer] may derive its key from
+// the same unambiguous encoding. The encoding is valid only during the
+// call to finish, which must not retain it. The errors are Key's.
+func EncodeKey(fingerprint string, input any, state map[string]any, finish func(enc []byte) string) (string, error) {
 	e := encoders.Get().(*encoder)
 	defer e.release()
 	e.buf = append(e.buf, keyVersion...)
@@ -152,10 +168,7 @@ func (CanonicalKeyer) Key(fingerprint string, input any, state map[string]any) (
 			}
 		}
 	}
-	sum := sha256.Sum256(e.buf)
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], sum[:])
-	return string(out[:]), nil
+	return finish(e.buf), nil
 }
 
 // encoder holds one Key call's buffer and scratch.
