@@ -75,13 +75,13 @@ func (a *answering) Run(ctx context.Context, in any) (caudal.Reply, error) {
 	}, nil
 }
 
-// eventLog records the kinds and paths of the events.
-type eventLog struct {
+// kindLog records the kinds and paths of the events.
+type kindLog struct {
 	mu     sync.Mutex
 	events []string
 }
 
-func (l *eventLog) Record(_ context.Context, e *caudal.Event) {
+func (l *kindLog) Record(_ context.Context, e *caudal.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, fmt.Sprintf("%v %s %v", e.Kind, e.Path, e.Success))
@@ -90,8 +90,8 @@ func (l *eventLog) Record(_ context.Context, e *caudal.Event) {
 // unkeyable is a value no keyer can key.
 var unkeyable = make(chan int)
 
-// outcome is what a differential test compares of an execute.
-type outcome struct {
+// cacheOutcome is what a differential test compares of an execute.
+type cacheOutcome struct {
 	Output   any
 	Hit      any
 	CacheErr any
@@ -137,11 +137,11 @@ func TestCacheEquivalence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got [2][]outcome
+			var got [2][]cacheOutcome
 			var events [2][]string
 			for i, exe := range executors {
 				agent := &answering{}
-				log := &eventLog{}
+				log := &kindLog{}
 				ex := newExecutor(t, append([]caudal.Option{caudal.WithSink(log)}, exe.opts...)...)
 				step := build(t, constructs[tt.construct](caudal.Cached(caudal.AgentStep("w", agent, caudal.UpdatesContext()), memoryCache(t), tt.opts...)))
 				for j, in := range tt.give {
@@ -150,7 +150,7 @@ func TestCacheEquivalence(t *testing.T) {
 						st = caudal.NewState(map[string]any{"user": tt.users[j]})
 					}
 					res, err := ex.Execute(t.Context(), step, in, caudal.WithState(st))
-					o := outcome{Output: res.Output, Hit: res.Metadata[caudal.MetaCacheHit], CacheErr: res.Metadata[caudal.MetaCacheError], Usage: res.Usage, Attempts: res.Attempts, State: maps.Collect(st.All())}
+					o := cacheOutcome{Output: res.Output, Hit: res.Metadata[caudal.MetaCacheHit], CacheErr: res.Metadata[caudal.MetaCacheError], Usage: res.Usage, Attempts: res.Attempts, State: maps.Collect(st.All())}
 					if err != nil {
 						o.Err = err.Error()
 					}
