@@ -180,9 +180,9 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 		return c.miss(ctx, r, p, in, res, strat, key, cacheErr, false)
 	}
 	if near := strat.Near; near != nil && cacheErr == nil {
-		if cached, ok := near.Get(c.site, key); ok {
-			if writes, werr := storedWrites(cached); werr == nil {
-				return c.served(ctx, r, p, strat, cached, writes, res, start)
+		if loaded, ok := near.Get(c.site, key, start); ok {
+			if writes, werr := storedWrites(loaded); werr == nil {
+				return c.served(ctx, r, p, strat, loaded, true, writes, res, start)
 			}
 		}
 	}
@@ -201,17 +201,23 @@ func (c *cacheNode) exec(ctx context.Context, r *run, p string, in any, res *Ste
 				break
 			}
 			if near := strat.Near; near != nil {
-				near.Set(c.site, key, cached, c.ttl)
+				near.Set(c.site, key, cached, c.ttl, start)
 			}
-			return c.served(ctx, r, p, strat, cached, writes, res, start)
+			return c.served(ctx, r, p, strat, cached, false, writes, res, start)
 		}
 	}
 	return c.miss(ctx, r, p, in, res, strat, key, cacheErr, true)
 }
 
-// served answers an execution with a stored result.
-func (c *cacheNode) served(ctx context.Context, r *run, p string, strat *engine.Strategy[StepResult], cached StepResult, writes []Write, res *StepResult, start time.Duration) error {
-	if err := c.hit(ctx, r, p, strat, cached, writes, res); err != nil {
+// served answers an execution with a stored result (loaded: already
+// prepared for this caller by the near cache).
+func (c *cacheNode) served(ctx context.Context, r *run, p string, strat *engine.Strategy[StepResult], cached StepResult, loaded bool, writes []Write, res *StepResult, start time.Duration) error {
+	if loaded {
+		*res = cached
+	} else {
+		*res = strat.Sharer.Load(cached)
+	}
+	if err := c.hit(ctx, r, p, writes, res); err != nil {
 		return err
 	}
 	res.Latency = r.rt.mono() - start
@@ -221,11 +227,10 @@ func (c *cacheNode) served(ctx context.Context, r *run, p string, strat *engine.
 	return nil
 }
 
-// hit fills res from a stored result and re-applies the state writes the
-// step made when it ran: a hit has the effects of a miss, but spends
-// nothing and makes no attempt.
-func (c *cacheNode) hit(ctx context.Context, r *run, p string, strat *engine.Strategy[StepResult], cached StepResult, writes []Write, res *StepResult) error {
-	*res = strat.Sharer.Load(cached)
+// hit completes res, a stored result prepared for this caller, and
+// re-applies the state writes the step made when it ran: a hit has the
+// effects of a miss, but spends nothing and makes no attempt.
+func (c *cacheNode) hit(ctx context.Context, r *run, p string, writes []Write, res *StepResult) error {
 	delete(res.Metadata, metaStateWrites)
 	res.Path, res.RunID, res.Usage, res.Attempts = p, r.runID, Usage{}, 0
 	res.setMeta(MetaCacheHit, true)
@@ -329,7 +334,8 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 			if got, ok := v.(StepResult); ok && err == nil {
 				writes, werr := storedWrites(got)
 				if werr == nil {
-					return c.hit(ctx, r, p, strat, got, writes, res)
+					*res = strat.Sharer.Load(got)
+					return c.hit(ctx, r, p, writes, res)
 				}
 				err = werr
 			}
@@ -352,7 +358,7 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 			cacheErr = fmt.Errorf("cache set: %w", serr)
 		} else if near := strat.Near; near != nil {
 			if keep, ok := stored.(StepResult); ok {
-				near.Set(c.site, key, keep, c.ttl)
+				near.Set(c.site, key, keep, c.ttl, r.rt.mono())
 			}
 		}
 	}

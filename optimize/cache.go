@@ -398,6 +398,142 @@ func newImmutableType(t reflect.Type) bool {
 	return false // pointers, maps, slices, interfaces, chans, funcs
 }
 
+// ---- copy plans ----
+
+// resultPlan is how to copy a stored result for a caller, decided once
+// when the near cache takes it: which parts of its output and metadata
+// are mutable and need a copy of their own, the rest shared. The entry's
+// result never changes (the sharer's Store made it private), so the plan
+// stays right for its life. A hit then clones the mutable containers only,
+// without inspecting their elements again.
+type resultPlan struct {
+	output copyPlan
+	meta   copyPlan
+	kids   []resultPlan
+}
+
+// planKind says how a value is copied.
+type planKind uint8
+
+const (
+	planShare planKind = iota // immutable: handed out as is
+	planMap                   // a map[string]any: cloned, then the values in keys copied by their plans
+	planSlice                 // a []any: cloned, then the elements at idx copied by their plans
+	planClone                 // a []string, []byte or map[string]string: cloned
+	planDeep                  // anything else mutable: the baseline's deep copy
+)
+
+// copyPlan is the plan of one value.
+type copyPlan struct {
+	kind planKind
+	keys []string   // planMap: the keys whose values are mutable
+	idx  []int      // planSlice: the indexes of the mutable elements
+	sub  []copyPlan // the plans of those values, in order
+}
+
+func planResult(r caudal.StepResult) resultPlan {
+	p := resultPlan{output: planValue(r.Output, 0)}
+	if r.Metadata != nil {
+		p.meta = planValue(r.Metadata, 0)
+	}
+	if r.Children != nil {
+		p.kids = make([]resultPlan, len(r.Children))
+		for i, c := range r.Children {
+			p.kids[i] = planResult(c)
+		}
+	}
+	return p
+}
+
+// load copies r for a caller by p. The metadata map and the children are
+// always fresh: the core writes to a hit's metadata.
+func (p *resultPlan) load(r caudal.StepResult) caudal.StepResult {
+	r.Output = p.output.apply(r.Output)
+	if r.Metadata != nil {
+		r.Metadata = p.meta.apply(r.Metadata).(map[string]any)
+	}
+	if r.Children != nil {
+		kids := make([]caudal.StepResult, len(r.Children))
+		for i, c := range r.Children {
+			kids[i] = p.kids[i].load(c)
+		}
+		r.Children = kids
+	}
+	return r
+}
+
+// planValue plans the copy of v.
+func planValue(v any, depth int) copyPlan {
+	if scalar(v) {
+		return copyPlan{}
+	}
+	if depth > maxShareDepth {
+		return copyPlan{kind: planDeep} // deepcopy handles cycles
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if x == nil {
+			return copyPlan{}
+		}
+		p := copyPlan{kind: planMap}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if sub := planValue(x[k], depth+1); sub.kind != planShare {
+				p.keys, p.sub = append(p.keys, k), append(p.sub, sub)
+			}
+		}
+		return p
+	case []any:
+		if x == nil {
+			return copyPlan{}
+		}
+		p := copyPlan{kind: planSlice}
+		for i, e := range x {
+			if sub := planValue(e, depth+1); sub.kind != planShare {
+				p.idx, p.sub = append(p.idx, i), append(p.sub, sub)
+			}
+		}
+		return p
+	case []string, []byte, map[string]string:
+		return copyPlan{kind: planClone}
+	}
+	if immutableType(reflect.TypeOf(v)) {
+		return copyPlan{}
+	}
+	return copyPlan{kind: planDeep}
+}
+
+// apply copies v, the value p was made from, by p.
+func (p *copyPlan) apply(v any) any {
+	switch p.kind {
+	case planMap:
+		m := v.(map[string]any)
+		out := maps.Clone(m)
+		for i, k := range p.keys {
+			out[k] = p.sub[i].apply(m[k])
+		}
+		return out
+	case planSlice:
+		s := v.([]any)
+		out := slices.Clone(s)
+		for i, j := range p.idx {
+			out[j] = p.sub[i].apply(s[j])
+		}
+		return out
+	case planClone:
+		switch x := v.(type) {
+		case []string:
+			return slices.Clone(x)
+		case []byte:
+			return slices.Clone(x)
+		case map[string]string:
+			return maps.Clone(x)
+		}
+	case planDeep:
+		return deepcopy.Copy(v)
+	}
+	return v
+}
+
 // ---- the near cache ----
 
 // near is the in-process cache in front of the cache steps' backends
@@ -412,7 +548,6 @@ type near struct {
 	shards []nearShard
 	shift  uint // a hash's shard is hash >> shift
 	ttl    time.Duration
-	epoch  time.Time // of the entries' deadlines
 }
 
 // nearShard is one shard of a near cache.
@@ -439,8 +574,9 @@ type nearEntry struct {
 	hash     uint64
 	node     any
 	key      string
-	r        caudal.StepResult
-	deadline int64 // since the near cache's epoch, in ns
+	r        caudal.StepResult // private to the entry: only copies by plan go out
+	plan     resultPlan
+	deadline int64 // on the executor's monotonic clock, in ns
 	used     atomic.Bool
 }
 
@@ -453,7 +589,6 @@ func newNear(cfg CacheConfig) *near {
 		shards: make([]nearShard, n),
 		shift:  uint(64 - bits.TrailingZeros(uint(n))),
 		ttl:    cfg.ttl(),
-		epoch:  time.Now(),
 	}
 	for i := range nr.shards {
 		s := &nr.shards[i]
@@ -471,13 +606,11 @@ func newNearTable(capacity int) *nearTable {
 	return &nearTable{slots: make([]atomic.Pointer[nearEntry], size), mask: uint64(size - 1)}
 }
 
-// now is the time on the entries' clock.
-func (n *near) now() int64 { return int64(time.Since(n.epoch)) }
-
 func (n *near) shard(h uint64) *nearShard { return &n.shards[h>>n.shift] }
 
-// Get implements [engine.Near].
-func (n *near) Get(site engine.Site, key string) (caudal.StepResult, bool) {
+// Get implements [engine.Near]: the result is copied for the caller by
+// the plan made when the entry was set.
+func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.StepResult, bool) {
 	h := hashOfKey(key)
 	t := n.shard(h).tab.Load()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
@@ -488,27 +621,27 @@ func (n *near) Get(site engine.Site, key string) (caudal.StepResult, bool) {
 		if e.hash != h || e == tombstone || e.key != key || e.node != site.Node {
 			continue
 		}
-		if n.now() >= e.deadline {
+		if int64(now) >= e.deadline {
 			return caudal.StepResult{}, false
 		}
 		if !e.used.Load() {
 			e.used.Store(true)
 		}
-		return e.r, true
+		return e.plan.load(e.r), true
 	}
 }
 
 // Set implements [engine.Near].
-func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl time.Duration) {
+func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl, now time.Duration) {
 	if ttl <= 0 || ttl > n.ttl {
 		ttl = n.ttl
 	}
 	h := hashOfKey(key)
-	e := &nearEntry{hash: h, node: site.Node, key: key, r: r, deadline: n.now() + int64(ttl)}
+	e := &nearEntry{hash: h, node: site.Node, key: key, r: r, plan: planResult(r), deadline: int64(now + ttl)}
 	s := n.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.put(e, n.now())
+	s.put(e, int64(now))
 }
 
 // put stores e in s, in place of an entry of the same site and key.

@@ -278,24 +278,45 @@ func TestSharerIsolates(t *testing.T) {
 		{"struct with a slice", func() any { return map[string]any{"w": withSlice{[]string{"a"}}} }, func(v any) { v.(map[string]any)["w"].(withSlice).S[0] = "x" }},
 		{"immutable struct in a slice", func() any { return []any{point{1, 2}} }, func(v any) { v.([]any)[0] = point{9, 9} }},
 	}
+	// Hits come from the sharer's Load (a backend's entry) or from the
+	// near cache, which copies by the plan it made when it took the entry.
+	n := optimize.NewNear(optimize.CacheConfig{})
+	loaders := map[string]func(stored caudal.StepResult) func() caudal.StepResult{
+		"sharer": func(stored caudal.StepResult) func() caudal.StepResult {
+			return func() caudal.StepResult { return optimize.Sharer.Load(stored) }
+		},
+		"near": func(stored caudal.StepResult) func() caudal.StepResult {
+			n.Set(site, "k", stored, 0)
+			return func() caudal.StepResult {
+				hit, ok := n.Get(site, "k")
+				if !ok {
+					t.Fatal("near cache miss")
+				}
+				return hit
+			}
+		},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			orig := caudal.StepResult{Output: tt.give(), Metadata: map[string]any{"note": map[string]any{"k": "v"}}}
-			stored := optimize.Sharer.Store(orig)
-			tt.mutate(orig.Output) // the caller changes its own result
-			orig.Metadata["note"].(map[string]any)["k"] = "x"
-			hit := optimize.Sharer.Load(stored)
-			tt.mutate(hit.Output) // a caller changes its hit
-			hit.Metadata["note"].(map[string]any)["k"] = "x"
-			hit.Metadata["extra"] = true
-			again := optimize.Sharer.Load(stored)
-			if want := tt.give(); !reflect.DeepEqual(again.Output, want) || !reflect.DeepEqual(stored.Output, want) {
-				t.Errorf("after mutations, stored %#v, hit %#v; want %#v", stored.Output, again.Output, want)
-			}
-			if want := map[string]any{"note": map[string]any{"k": "v"}}; !reflect.DeepEqual(again.Metadata, want) {
-				t.Errorf("metadata %v; want %v", again.Metadata, want)
-			}
-		})
+		for via, loader := range loaders {
+			t.Run(tt.name+"/"+via, func(t *testing.T) {
+				orig := caudal.StepResult{Output: tt.give(), Metadata: map[string]any{"note": map[string]any{"k": "v"}}}
+				stored := optimize.Sharer.Store(orig)
+				tt.mutate(orig.Output) // the caller changes its own result
+				orig.Metadata["note"].(map[string]any)["k"] = "x"
+				load := loader(stored)
+				hit := load()
+				tt.mutate(hit.Output) // a caller changes its hit
+				hit.Metadata["note"].(map[string]any)["k"] = "x"
+				hit.Metadata["extra"] = true
+				again := load()
+				if want := tt.give(); !reflect.DeepEqual(again.Output, want) || !reflect.DeepEqual(stored.Output, want) {
+					t.Errorf("after mutations, stored %#v, hit %#v; want %#v", stored.Output, again.Output, want)
+				}
+				if want := map[string]any{"note": map[string]any{"k": "v"}}; !reflect.DeepEqual(again.Metadata, want) {
+					t.Errorf("metadata %v; want %v", again.Metadata, want)
+				}
+			})
+		}
 	}
 }
 

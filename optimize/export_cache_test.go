@@ -1,6 +1,8 @@
 package optimize
 
 import (
+	"time"
+
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
 )
@@ -19,18 +21,31 @@ var FastKeyer engine.Keyer = newFastKeyer()
 // Sharer is the cache optimization's sharer.
 var Sharer engine.Sharer[caudal.StepResult] = immutableSharer{}
 
-// Near is the cache optimization's in-process cache.
+// Near is the cache optimization's in-process cache, on the process's
+// clock.
 type Near interface {
-	engine.Near[caudal.StepResult]
+	Get(site engine.Site, key string) (caudal.StepResult, bool)
+	Set(site engine.Site, key string, r caudal.StepResult, ttl time.Duration)
 	Len() int
 }
 
-type nearLen struct{ *near }
+type nearClock struct {
+	n     *near
+	epoch time.Time
+}
 
-func (n nearLen) Len() int { return n.len() }
+func (c nearClock) Get(site engine.Site, key string) (caudal.StepResult, bool) {
+	return c.n.Get(site, key, time.Since(c.epoch))
+}
+
+func (c nearClock) Set(site engine.Site, key string, r caudal.StepResult, ttl time.Duration) {
+	c.n.Set(site, key, r, ttl, time.Since(c.epoch))
+}
+
+func (c nearClock) Len() int { return c.n.len() }
 
 // NewNear returns an in-process cache configured by cfg.
-func NewNear(cfg CacheConfig) Near { return nearLen{newNear(cfg)} }
+func NewNear(cfg CacheConfig) Near { return nearClock{newNear(cfg), time.Now()} }
 
 // NewFlight returns a flight group.
 func NewFlight() engine.Flight { return newFlight() }

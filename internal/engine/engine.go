@@ -225,14 +225,17 @@ func (Rules) Classify(_ Site, err error) Verdict {
 }
 
 // Near is an in-process cache in front of a cache step's backend: a hit
-// there is served without calling the backend (nor copying what the
-// backend would give back). Get returns a result Set stored for the same
-// site and key, unexpired; Set stores one the [Sharer] prepared, for at
-// most ttl (0: the near cache's own bound). Implementations must be safe
-// for concurrent use. The baseline has none: every lookup is the backend's.
+// there is served without calling the backend. Set stores a result the
+// [Sharer]'s Store prepared, for at most ttl (0: the near cache's own
+// bound); Get returns one Set stored for the same site and key, unexpired,
+// prepared for its caller as the Sharer's Load would (the caller may change
+// it: the near cache must not give out what another caller reads). now is
+// the executor's monotonic time (of its [caudal.Runtime]), which the core
+// has read anyway. Implementations must be safe for concurrent use. The
+// baseline has none: every lookup is the backend's.
 type Near[R any] interface {
-	Get(site Site, key string) (R, bool)
-	Set(site Site, key string, r R, ttl time.Duration)
+	Get(site Site, key string, now time.Duration) (R, bool)
+	Set(site Site, key string, r R, ttl, now time.Duration)
 }
 
 // Strategy is the set of seams that may differ per step: a tuner switches

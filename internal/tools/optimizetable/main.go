@@ -131,7 +131,7 @@ func table(d, s *perf.Report, cmd string) (string, error) {
 		}
 		if worst != nil {
 			info, _ := perf.Info(worst.Scenario)
-			fmt.Fprintf(&budget, "| %s | %s | %s | %s | %d of %d |\n", v, info.Name, change(worst), verdict(worst), within, others)
+			fmt.Fprintf(&budget, "| %s | %s (%s) | %s | %s | %d of %d |\n", v, info.Name, metricName(worst.Metric), change(worst), verdict(worst), within, others)
 		}
 	}
 	if rows == 0 {
@@ -192,6 +192,16 @@ func figure(r *perf.Report, scenario, variant, metric string) string {
 		}
 	}
 	return "—"
+}
+
+func metricName(m string) string {
+	switch m {
+	case perf.MetricBytesPerOp:
+		return "bytes/op"
+	case perf.MetricAllocsPerOp:
+		return "allocs/op"
+	}
+	return "time"
 }
 
 func duration(ns float64) string {
