@@ -425,10 +425,15 @@ const (
 
 // copyPlan is the plan of one value.
 type copyPlan struct {
-	kind planKind
-	keys []string   // planMap: the keys whose values are mutable
-	idx  []int      // planSlice: the indexes of the mutable elements
-	sub  []copyPlan // the plans of those values, in order
+	kind  planKind
+	elems []planElem // planMap, planSlice: the mutable values and their plans
+}
+
+// planElem is a mutable value of a map (at key) or a slice (at idx).
+type planElem struct {
+	key  string
+	idx  int
+	plan copyPlan
 }
 
 func planResult(r caudal.StepResult) resultPlan {
@@ -476,9 +481,9 @@ func planValue(v any, depth int) copyPlan {
 			return copyPlan{}
 		}
 		p := copyPlan{kind: planMap}
-		for _, k := range slices.Sorted(maps.Keys(x)) {
-			if sub := planValue(x[k], depth+1); sub.kind != planShare {
-				p.keys, p.sub = append(p.keys, k), append(p.sub, sub)
+		for k, e := range x {
+			if sub := planValue(e, depth+1); sub.kind != planShare {
+				p.elems = append(p.elems, planElem{key: k, plan: sub})
 			}
 		}
 		return p
@@ -489,7 +494,7 @@ func planValue(v any, depth int) copyPlan {
 		p := copyPlan{kind: planSlice}
 		for i, e := range x {
 			if sub := planValue(e, depth+1); sub.kind != planShare {
-				p.idx, p.sub = append(p.idx, i), append(p.sub, sub)
+				p.elems = append(p.elems, planElem{idx: i, plan: sub})
 			}
 		}
 		return p
@@ -508,15 +513,17 @@ func (p *copyPlan) apply(v any) any {
 	case planMap:
 		m := v.(map[string]any)
 		out := maps.Clone(m)
-		for i, k := range p.keys {
-			out[k] = p.sub[i].apply(m[k])
+		for i := range p.elems {
+			e := &p.elems[i]
+			out[e.key] = e.plan.apply(m[e.key])
 		}
 		return out
 	case planSlice:
 		s := v.([]any)
 		out := slices.Clone(s)
-		for i, j := range p.idx {
-			out[j] = p.sub[i].apply(s[j])
+		for i := range p.elems {
+			e := &p.elems[i]
+			out[e.idx] = e.plan.apply(s[e.idx])
 		}
 		return out
 	case planClone:
