@@ -78,6 +78,7 @@ type telemetry struct {
 	done     atomic.Uint64 // ring positions delivered; consumer writes
 	reported atomic.Uint64 // drops an EventDropped delivered; consumer writes
 	dropped  atomic.Uint64 // events the ring had no room for
+	dropPos  atomic.Uint64 // the ring position of the first drop not reported, or noDrop
 	late     atomic.Uint64 // events delivered synchronously after Stop
 	directN  atomic.Uint64 // events delivered on the recording goroutine
 	streak   atomic.Int32  // timed deliveries in a row past the threshold of the mode
@@ -128,7 +129,8 @@ func newTelemetry(cfg TelemetryConfig, next engine.Recorder[caudal.Event]) *tele
 		exited: make(chan struct{}),
 		room:   make(chan struct{}),
 	}
-	t.ring.init(cfg.bufferSize())
+	t.ring.init(max(cfg.bufferSize(), 2)) // a ring of one cannot tell a full slot from a free one
+	t.dropPos.Store(noDrop)
 	t.quarter = max(t.ring.size/4, 1)
 	t.fixedMode = telemetryMode != adaptiveDelivery
 	t.direct.Store(telemetryMode != ringDelivery)
@@ -249,7 +251,7 @@ const stallTimeout = 50 * time.Millisecond
 // stopped meanwhile, delivered.
 func (t *telemetry) putFull(ctx context.Context, e *caudal.Event) bool {
 	if t.stalled.Load() {
-		t.dropped.Add(1)
+		t.drop()
 		return false
 	}
 	timer := time.NewTimer(stallTimeout)
@@ -277,12 +279,24 @@ func (t *telemetry) putFull(ctx context.Context, e *caudal.Event) bool {
 			}
 			t.roomWaiters.Add(-1)
 			t.stalled.Store(true)
-			t.dropped.Add(1)
+			t.drop()
 			return false
 		}
 		t.roomWaiters.Add(-1)
 	}
 }
+
+// drop counts an event dropped, and marks where in the ring the first
+// drop since the last EventDropped happened, so that the EventDropped
+// comes after the events recorded before it (give or take the drops that
+// race its delivery: those are reported early, never lost).
+func (t *telemetry) drop() {
+	t.dropped.Add(1)
+	t.dropPos.CompareAndSwap(noDrop, t.ring.tail.Load())
+}
+
+// noDrop is dropPos when no drop waits for its EventDropped.
+const noDrop = ^uint64(0)
 
 // awaitRoom counts the caller as waiting for room in the ring and returns
 // the channel the drain closes when it has made some.
@@ -412,7 +426,7 @@ func (t *telemetry) drainReady() {
 		if s.seq.Load() != pos+1 {
 			return
 		}
-		if t.dropped.Load() != t.reported.Load() {
+		if t.dropped.Load() != t.reported.Load() && t.dropPos.Load() <= pos {
 			t.reportDrops()
 		}
 		if pos&(sampleEvery-1) == 0 {
@@ -466,6 +480,7 @@ func (t *telemetry) anySatisfied() bool {
 // reportDrops delivers one EventDropped for the drops since the last one.
 // Consumer only.
 func (t *telemetry) reportDrops() {
+	t.dropPos.Store(noDrop)
 	d := t.dropped.Load()
 	n := d - t.reported.Load()
 	t.reported.Store(d)
