@@ -2,7 +2,7 @@ package optimize
 
 import (
 	"context"
-	"math/rand/v2"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,11 +29,13 @@ type TelemetryStats struct {
 	// Dropped counts the events dropped because the ring was full and the
 	// drain stalled.
 	Dropped uint64
-	// SinkPanics counts the deliveries in which a sink panicked. On the
-	// drain goroutine a panic is contained and the drain goes on with the
-	// next event: unlike the baseline, where a sink's panic fails the step
-	// that recorded the event, it cannot fail that step any more (the step
-	// has moved on by then).
+	// SinkPanics counts the deliveries on the drain goroutine in which a
+	// sink panicked. There a panic is contained and the drain goes on with
+	// the next event: unlike the baseline, where a sink's panic fails the
+	// step that recorded the event, it cannot fail that step any more (the
+	// step has moved on by then). An event delivered on the recording
+	// goroutine (see Direct) is delivered as on the baseline: a panic
+	// there fails the step.
 	SinkPanics uint64
 	// Latency is the histogram of the latency of finished steps
 	// ([caudal.EventStepFinished]), dropped events included.
@@ -186,17 +188,18 @@ func (t *telemetry) recordSlow(ctx context.Context, e *caudal.Event) {
 	}
 }
 
-// deliverDirect hands e to the sinks on the caller's goroutine. One call
-// in sampleEvery is timed: a sink slower than directBelow in sampleRun
-// timed calls in a row moves delivery to the drain.
+// deliverDirect hands e to the sinks on the caller's goroutine. As on the
+// baseline, a sink's panic is not contained here: it reaches the step
+// that recorded e. One call in sampleEvery is timed: a sink slower than
+// directBelow in sampleRun timed calls in a row moves delivery to the
+// drain.
 func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
-	t.directN.Add(1)
-	if rand.Uint32()&(sampleEvery-1) != 0 {
-		t.deliver(ctx, e)
+	if t.directN.Add(1)&(sampleEvery-1) != 0 {
+		t.next.Record(ctx, e)
 		return
 	}
 	start := time.Now()
-	t.deliver(ctx, e)
+	t.next.Record(ctx, e)
 	if time.Since(start) <= directBelow || t.fixedMode {
 		t.streak.Store(0)
 	} else if t.streak.Add(1) >= sampleRun {
@@ -608,15 +611,26 @@ func (r *ring) ready(pos uint64) bool { return r.slots[pos&r.mask].seq.Load() ==
 type histogram struct {
 	bounds []time.Duration
 	counts []atomic.Uint64 // len(bounds)+1
+	pow2   bool            // bounds are the default ones: no search
 }
 
 func (h *histogram) init(bounds []time.Duration) {
 	h.bounds = bounds
 	h.counts = make([]atomic.Uint64, len(bounds)+1)
+	h.pow2 = slices.Equal(bounds, TelemetryConfig{}.latencyBuckets())
 }
 
 // observe counts d in its bucket: the first whose bound is >= d.
 func (h *histogram) observe(d time.Duration) {
+	if h.pow2 {
+		// The default bounds, 2^i µs: the bucket is ⌈log2(d/1µs)⌉.
+		i := 0
+		if d > 0 {
+			i = min(bits.Len64(uint64(d-1)/uint64(time.Microsecond)), len(h.bounds))
+		}
+		h.counts[i].Add(1)
+		return
+	}
 	lo, hi := 0, len(h.bounds)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)

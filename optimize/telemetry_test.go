@@ -396,6 +396,26 @@ func TestTelemetryLatencyBuckets(t *testing.T) {
 	}
 }
 
+func TestTelemetryDefaultBucketsAtTheirEdges(t *testing.T) {
+	tests := []struct {
+		give time.Duration
+		want int // bucket
+	}{
+		{0, 0}, {time.Microsecond, 0}, {time.Microsecond + 1, 1}, {2 * time.Microsecond, 1},
+		{3 * time.Microsecond, 2}, {1024 * time.Microsecond, 10}, {1024*time.Microsecond + 1, 11},
+		{(1 << 25) * time.Microsecond, 25}, {(1<<25)*time.Microsecond + 1, 26}, {time.Hour, 26},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give.String(), func(t *testing.T) {
+			tel := newTel(t, optimize.TelemetryConfig{}, &recSink{})
+			tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepFinished, Latency: tt.give})
+			if got := slices.Index(tel.Stats().Latency.Counts, 1); got != tt.want {
+				t.Errorf("latency %v counted in bucket %d; want %d", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTelemetryLatencyOfAnExecutorsSteps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sleepy := caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
