@@ -83,7 +83,7 @@ type telemetry struct {
 	dropPos  atomic.Uint64 // the ring position of the first drop not reported, or noDrop
 	late     atomic.Uint64 // events delivered synchronously after Stop
 	directN  atomic.Uint64 // events delivered on the recording goroutine
-	streak   atomic.Int32  // timed deliveries in a row past the threshold of the mode
+	cost     atomic.Int64  // moving mean of a timed delivery, ns
 	panics   atomic.Uint64 // sink panics contained
 	_        [64]byte
 
@@ -190,22 +190,37 @@ func (t *telemetry) recordSlow(ctx context.Context, e *caudal.Event) {
 
 // deliverDirect hands e to the sinks on the caller's goroutine. As on the
 // baseline, a sink's panic is not contained here: it reaches the step
-// that recorded e. One call in sampleEvery is timed: a sink slower than
-// directBelow in sampleRun timed calls in a row moves delivery to the
+// that recorded e. One call in about sampleEvery is timed (see sampled);
+// once the sinks' mean cost exceeds directBelow, delivery moves to the
 // drain.
 func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
-	if t.directN.Add(1)&(sampleEvery-1) != 0 {
+	if !sampled(t.directN.Add(1)) {
 		t.next.Record(ctx, e)
 		return
 	}
 	start := time.Now()
 	t.next.Record(ctx, e)
-	if time.Since(start) <= directBelow || t.fixedMode {
-		t.streak.Store(0)
-	} else if t.streak.Add(1) >= sampleRun {
-		t.streak.Store(0)
+	if t.learn(time.Since(start)) > directBelow && !t.fixedMode {
 		t.direct.Store(false)
 	}
+}
+
+// sampled reports whether the n-th delivery is timed: one in about
+// sampleEvery, spread by a Fibonacci hash so that the sample does not
+// alias with a pipeline's period (a pipeline that records 16 events per
+// execution would otherwise have the same event timed every time).
+func sampled(n uint64) bool { return (n*0x9E3779B97F4A7C15)>>58 == 0 }
+
+// learn adds a timed delivery to the moving mean of the sinks' cost and
+// returns the mean. A sample counts for at most sampleCap, so that one
+// preempted delivery does not switch the mode. Updates racing each other
+// may lose one: the mean is a guide, not a figure.
+func (t *telemetry) learn(d time.Duration) time.Duration {
+	d = min(d, sampleCap)
+	m := time.Duration(t.cost.Load())
+	m += (d - m) / 8
+	t.cost.Store(int64(m))
+	return m
 }
 
 // awaitDrained waits until the ring positions below pos are delivered.
@@ -228,15 +243,15 @@ func (t *telemetry) awaitDrained(pos uint64) {
 // The choice between delivering on the recording goroutine and on the
 // drain: a hand-off through the ring costs the recording goroutine about
 // a hundred nanoseconds (the event's cache lines move to the drain's
-// processor), so sinks faster than that are better called directly.
-// One delivery in sampleEvery is timed; sampleRun timed deliveries in a
-// row past a threshold switch, and the gap between the thresholds keeps a
-// sink near one of them from flapping.
+// processor), so sinks cheaper than that are better called directly. One
+// delivery in about sampleEvery is timed, into a moving mean of the
+// sinks' cost per event; the gap between the two thresholds keeps a sink
+// near one of them from flapping.
 const (
-	sampleEvery = 64                    // a power of two
-	sampleRun   = 4                     // timed deliveries in a row that switch
-	directBelow = 500 * time.Nanosecond // direct delivery stays while sinks are this fast
-	drainAbove  = 150 * time.Nanosecond // the drain keeps delivery while sinks are this slow
+	sampleEvery = 64                    // the sampled hash's range: 2^(64-58)
+	sampleCap   = 4 * directBelow       // the most one sample counts for
+	directBelow = 250 * time.Nanosecond // direct delivery stays while the mean is this low
+	drainAbove  = 120 * time.Nanosecond // the drain keeps delivery while the mean is this high
 )
 
 // stallTimeout is how long a Record waits on a full ring for the drain to
@@ -432,7 +447,7 @@ func (t *telemetry) drainReady() {
 		if t.dropped.Load() != t.reported.Load() && t.dropPos.Load() <= pos {
 			t.reportDrops()
 		}
-		if pos&(sampleEvery-1) == 0 {
+		if sampled(pos) {
 			t.deliverTimed(s.ctx, &s.ev)
 		} else {
 			t.deliver(s.ctx, &s.ev)
@@ -490,16 +505,12 @@ func (t *telemetry) reportDrops() {
 	t.deliver(context.Background(), &caudal.Event{Kind: caudal.EventDropped, Time: time.Now(), Dropped: int64(n)})
 }
 
-// deliverTimed is deliver, timed: a sink faster than drainAbove in
-// sampleRun timed deliveries in a row moves delivery back to the
-// recording goroutines. Drain only.
+// deliverTimed is deliver, timed: once the sinks' mean cost is below
+// drainAbove, delivery moves back to the recording goroutines. Drain only.
 func (t *telemetry) deliverTimed(ctx context.Context, e *caudal.Event) {
 	start := time.Now()
 	t.deliver(ctx, e)
-	if time.Since(start) >= drainAbove || t.fixedMode {
-		t.streak.Store(0)
-	} else if t.streak.Add(1) >= sampleRun {
-		t.streak.Store(0)
+	if t.learn(time.Since(start)) < drainAbove && !t.fixedMode {
 		t.direct.Store(true)
 	}
 }
