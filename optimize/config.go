@@ -46,16 +46,22 @@ type ContextManagerConfig struct {
 // TelemetryConfig configures telemetry: the executor's events are copied
 // into a bounded ring in O(1), without locks, on the executing goroutine,
 // and a goroutine the executor owns delivers them to the sinks, in order
-// per run. A step's latency goes into a fixed-bucket histogram as its
-// finished event is recorded. When the ring is full an event is dropped
-// and counted; the count is delivered as an [EventDropped] event
-// ([caudal.EventDropped]) and read with [StatsOf]. The executor's Flush
-// waits for the ring to drain and Close flushes it. It is for executions
-// whose sinks are slow (a JSON log, a span exporter).
+// per run. While the sinks are cheaper than that hand-off (a counter, a
+// disabled log level), events go to them directly, as on the baseline;
+// the choice follows a sampled mean of the sinks' cost. A step's latency
+// goes into a fixed-bucket histogram as its finished event is recorded.
+// When the ring is full, recording waits for the drain as long as the
+// drain makes progress; when the drain has delivered nothing for 50 ms (a
+// sink blocks) an event that finds the ring full is dropped and counted;
+// the count is delivered as a [caudal.EventDropped] event and read with
+// [StatsOf]. A sink's panic on the drain is contained and counted: it no
+// longer fails the step. The executor's Flush waits for the ring to drain
+// and Close flushes it. It is for executions whose sinks are slow (a JSON
+// log, a span exporter).
 type TelemetryConfig struct {
 	Enabled bool `json:"enabled"`
 	// BufferSize is the ring's capacity in events, rounded up to a power
-	// of two; default 8192.
+	// of two (at least 2); default 8192.
 	BufferSize int `json:"buffer_size,omitempty"`
 	// LatencyBuckets are the upper bounds of the latency histogram's
 	// buckets, ascending; a last bucket holds what exceeds them. Default:
