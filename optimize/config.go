@@ -66,15 +66,49 @@ type TelemetryConfig struct {
 // AdaptiveConfig configures the adaptive resource manager: the number of
 // branches of a parallel step, or items of a concurrent map (a map with a
 // concurrency above 1), that run at once follows a limit learned per step
-// while the step runs — raised while latency holds and the limit is what
-// holds the work back, cut when latency grows or items fail — instead of
-// the step's fixed [caudal.WithConcurrency]. Memory pressure, read from
-// runtime/metrics on a ticker (never per call), lowers every limit. It is
-// for fan-out that waits on I/O.
+// instead of the step's fixed [caudal.WithConcurrency]. Memory pressure,
+// read from runtime/metrics on a ticker (never per call), lowers every
+// limit. It is for fan-out that waits on I/O.
+//
+// The core consults it only for fan-outs with a concurrency above 1
+// (parallel steps, routers, maps with WithConcurrency(n > 1)); a
+// sequential map never. The limit is per step and kept across the
+// executions of the executor (what one learned, the next starts from); the
+// executions running one step at the same time share it. It moves in
+// [MinLimit, MaxLimit] (with RespectStepLimits, below the step's own
+// concurrency):
+//
+//   - Slow start: while the limit is what holds the work back — the
+//     branches or items in flight reached it, as RFC 7661 checks for
+//     TCP — each release whose latency is within Tolerance × the minimum
+//     latency raises it by one, doubling it per round (a round is about
+//     as many releases as the limit). A limit that holds nothing back (a
+//     CPU-bound map, where only GOMAXPROCS items really run) is neither
+//     raised nor cut for latency.
+//   - A cut, at most once per round: a latency above Tolerance × the
+//     minimum while the limit holds work back, or a failed branch or item
+//     (not a cancelled context, nor a pause), multiplies the limit by
+//     Backoff; the cut that ends slow start halves it at least.
+//   - After a cut, each round without one in which the limit held work
+//     back raises it: halfway to the limit of the last cut, then holding
+//     one below it for 8 rounds before probing it again, then past it by
+//     1, 2, 4… per round.
+//   - The minimum latency is the least seen; every 16 rounds it moves
+//     halfway toward the least of those rounds, so it follows a workload
+//     that got slower.
+//   - Under memory pressure every limit in force is halved (to at least
+//     MinLimit) and none grows; the learned limits come back when the
+//     pressure goes.
+//
+// The core starts the limit's number of workers for a fan-out (twice as
+// many while the limit holds work back, four times in slow start, never
+// more than the branches or items, nor than the ceiling); the workers
+// over the limit wait for a slot.
 type AdaptiveConfig struct {
 	Enabled bool `json:"enabled"`
-	// InitialLimit is where a step's limit starts; default 4, or the
-	// step's own concurrency with RespectStepLimits.
+	// InitialLimit is where a step's limit starts; default the step's own
+	// concurrency (its WithConcurrency, or a parallel step's number of
+	// branches), so that no step starts below the baseline.
 	InitialLimit int `json:"initial_limit,omitempty"`
 	// MinLimit is the least a limit falls to; default 1.
 	MinLimit int `json:"min_limit,omitempty"`
@@ -130,7 +164,6 @@ type CacheConfig struct {
 // Defaults of the knobs.
 const (
 	defaultBufferSize        = 8192
-	defaultInitialLimit      = 4
 	defaultMinLimit          = 1
 	defaultMaxLimit          = 256
 	defaultTolerance         = 1.5
