@@ -38,9 +38,9 @@ const (
 // the [engine.Service] whose ticker watches memory. It is safe for
 // concurrent use. Its hot path — Acquire and Release under the limit — is
 // a few atomic operations, without lock, clock read or allocation; a
-// mutex is taken once per round (about one release per unit of limit),
-// on a cut, and by a worker that has to wait. BenchmarkAdaptive measures
-// it.
+// mutex is taken once per round (as many releases as the limit) and on a
+// cut, and a worker over the limit parks on a channel. BenchmarkAdaptive
+// measures it.
 type adaptive struct {
 	minLimit, maxLimit int64
 	initial            int64 // 0: the step's own cap
@@ -96,7 +96,8 @@ type stepLimit struct {
 	releases  atomic.Int64
 	full      atomic.Int64 // releases of this round that found every slot taken
 	limited   atomic.Bool  // the last round was limited: most of its releases found every slot taken
-	slowStart atomic.Bool  // no cut yet: the limit grows by one per release
+	rounds    atomic.Int64 // rounds ended
+	slowStart atomic.Bool  // no cut yet: the limit doubles per limited round
 	minLat    atomic.Int64 // the least latency seen (ns, ≥ 1); 0: none yet
 	winMin    atomic.Int64 // the least latency of the current window
 	cutAt     atomic.Int64 // when the limit was last cut (ns since adaptEpoch)
@@ -109,8 +110,7 @@ type stepLimit struct {
 	plateau  int        // rounds held just below wMax
 	beyond   int        // rounds above wMax without a cut
 	fails    int        // probes that failed at wMax in a row
-	rounds   int
-	start    int64 // the release count that began the round
+	start    int64      // the release count that began the round
 }
 
 // step returns site's state, made on first use with the step's cap (≤ 0:
@@ -158,8 +158,9 @@ func (s *stepLimit) effective(pressure bool) int64 {
 }
 
 // Workers starts enough workers for the limit to be used and to grow:
-// min(n, the ceiling, 2 × the limit), or 4 × in slow start while the limit
-// holds the work back (it then doubles per round).
+// min(n, the ceiling, 2 × the limit), or 4 × in slow start after a limited
+// round (the limit then doubles per round). Workers over the limit wait in
+// Acquire.
 func (a *adaptive) Workers(site engine.Site, cap, n int) int {
 	s := a.step(site, cap)
 	w := 2 * s.effective(a.pressure.Load())
@@ -371,10 +372,10 @@ func (a *adaptive) endRound(s *stepLimit, n int64) {
 		}
 	}
 	s.limited.Store(limited)
+	r := s.rounds.Add(1)
 	s.start = n
 	s.roundCut = false
-	s.rounds++
-	if s.rounds%minWindow == 0 {
+	if r%minWindow == 0 {
 		if w := s.winMin.Swap(1<<63 - 1); w != 1<<63-1 {
 			if m := s.minLat.Load(); w > m {
 				s.minLat.Store(m + (w-m)/2)
