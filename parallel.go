@@ -382,9 +382,15 @@ func (f *fan) work(ctx context.Context, _ int) {
 // one runs branch or item i.
 func (f *fan) one(ctx context.Context, i int) {
 	br := &f.runs[i]
+	admitted := false // by the limiter, which must hear of the end even after a panic
+	var start time.Duration
 	defer func() {
 		if v := recover(); v != nil {
-			f.failed(i, newPanicError(br.path, v))
+			err := newPanicError(br.path, v)
+			if admitted {
+				f.lim.Release(f.b.site, f.r.rt.mono()-start, err)
+			}
+			f.failed(i, err)
 		}
 	}()
 	if ctx.Err() != nil {
@@ -399,8 +405,9 @@ func (f *fan) one(ctx context.Context, i int) {
 		f.refused(i, err)
 		return
 	}
-	start := f.r.rt.mono()
+	admitted, start = true, f.r.rt.mono()
 	err := f.run(ctx, i)
+	admitted = false
 	f.lim.Release(f.b.site, f.r.rt.mono()-start, err)
 	f.done(i, err)
 }

@@ -518,6 +518,39 @@ func TestSeamLimiterRefusal(t *testing.T) {
 	}
 }
 
+// panicWrites is an [engine.Isolation] whose Writes panics.
+type panicWrites struct{ engine.CopyOnWrite }
+
+func (panicWrites) Writes(_, _ *state.Store) []caudal.Write { panic("writes broke") }
+
+// TestSeamLimiterReleasePanic checks that a branch or item that panics
+// after the limiter admitted it (here in the isolation's Writes, outside
+// the agent's own recovery) is still released: an adaptive limiter keeps
+// its count of slots across executions.
+func TestSeamLimiterReleasePanic(t *testing.T) {
+	var calls atomic.Int32
+	lim := &limiterSpy{}
+	ex := mustNew(t, caudal.InstallSeams(func(s *seamSet) {
+		s.Strategy.Limiter = lim
+		s.Strategy.Isolation = panicWrites{}
+	}))
+	step := caudal.Map("m", sleepy("item", 0, &calls, 1, nil), caudal.WithConcurrency(2))
+	_, err := execute(t, ex, step, []any{1, 2, 3}, caudal.WithState(caudal.NewState(map[string]any{"seed": 0})))
+	if _, ok := errors.AsType[*caudal.PanicError](err); !ok {
+		t.Fatalf("Execute = %v; want a *PanicError", err)
+	}
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	if len(lim.releases) != len(lim.acquires) || len(lim.acquires) == 0 {
+		t.Errorf("Release calls = %d; want one per Acquire (%d)", len(lim.releases), len(lim.acquires))
+	}
+	for _, r := range lim.releases {
+		if _, ok := errors.AsType[*caudal.PanicError](r.err); !ok {
+			t.Errorf("Release error = %v; want the *PanicError", r.err)
+		}
+	}
+}
+
 // oneAtATime is an [engine.Limiter] that admits one branch or item at a
 // time whatever the step's cap, as an adaptive limiter that cut its limit
 // to 1 would.

@@ -72,19 +72,57 @@ type TelemetryConfig struct {
 // AdaptiveConfig configures the adaptive resource manager: the number of
 // branches of a parallel step, or items of a concurrent map (a map with a
 // concurrency above 1), that run at once follows a limit learned per step
-// while the step runs — raised while latency holds and the limit is what
-// holds the work back, cut when latency grows or items fail — instead of
-// the step's fixed [caudal.WithConcurrency]. Memory pressure, read from
-// runtime/metrics on a ticker (never per call), lowers every limit. It is
-// for fan-out that waits on I/O.
+// instead of the step's fixed [caudal.WithConcurrency]. Memory pressure,
+// read from runtime/metrics on a ticker (never per call), lowers every
+// limit. It is for fan-out that waits on I/O.
+//
+// The core consults it only for fan-outs with a concurrency above 1
+// (parallel steps, routers, maps with WithConcurrency(n > 1)); a
+// sequential map never. The limit is per step and kept across the
+// executions of the executor (what one learned, the next starts from); the
+// executions running one step at the same time share it. It moves in
+// [MinLimit, MaxLimit] (with RespectStepLimits, below the step's own
+// concurrency):
+//
+//   - A round is as many releases as the limit (at least 8). It is
+//     limited when at least 3/4 of its releases found every slot taken:
+//     the limit held the work back (RFC 7661's check for TCP). A limit
+//     that holds nothing back — a CPU-bound map, where only GOMAXPROCS
+//     items really run — is neither raised nor cut for latency.
+//   - Slow start: each limited round raises the limit by the releases
+//     that found it full (doubling it).
+//   - A cut: a latency above Tolerance × the minimum latency after a
+//     limited round, or a failed branch or item (not a cancelled context,
+//     nor a pause), multiplies the limit by Backoff; the cut that ends
+//     slow start halves it at least. Only a branch or item that started
+//     after the last cut may cut again (at most one cut per round, as
+//     TCP's window): this slow path reads the clock.
+//   - After a cut, each limited round without one raises the limit:
+//     halfway to the limit of the last cut, then holding one below it for
+//     8 rounds (16, 32… after probes that failed there) before probing it
+//     again, then past it by 1, 2, 4… per round.
+//   - The minimum latency is the least seen; every 16 rounds it moves
+//     halfway toward the least of those rounds, so it follows a workload
+//     that got slower.
+//   - Under memory pressure every limit in force is halved (to at least
+//     MinLimit) and none grows; the learned limits come back when the
+//     pressure goes.
+//
+// The core starts twice the limit's number of workers for a fan-out (4 ×
+// in slow start while the limit holds work back; never more than the
+// branches or items, nor than the ceiling); the workers over the limit
+// wait for a slot.
 type AdaptiveConfig struct {
 	Enabled bool `json:"enabled"`
-	// InitialLimit is where a step's limit starts; default 4, or the
-	// step's own concurrency with RespectStepLimits.
+	// InitialLimit is where a step's limit starts; default the step's own
+	// concurrency (its WithConcurrency, or a parallel step's number of
+	// branches), so that no step starts below the baseline.
 	InitialLimit int `json:"initial_limit,omitempty"`
 	// MinLimit is the least a limit falls to; default 1.
 	MinLimit int `json:"min_limit,omitempty"`
-	// MaxLimit is the most a limit rises to; default 256.
+	// MaxLimit is the most a limit rises to; default 128. (Past about 128
+	// goroutines waiting at once, the runtime's own bookkeeping of them
+	// allocates; a 2-core machine gains little from more.)
 	MaxLimit int `json:"max_limit,omitempty"`
 	// RespectStepLimits keeps each step's WithConcurrency as the most its
 	// limit may reach; without it the limit replaces it.
@@ -136,9 +174,8 @@ type CacheConfig struct {
 // Defaults of the knobs.
 const (
 	defaultBufferSize        = 8192
-	defaultInitialLimit      = 4
 	defaultMinLimit          = 1
-	defaultMaxLimit          = 256
+	defaultMaxLimit          = 128
 	defaultTolerance         = 1.5
 	defaultBackoff           = 0.9
 	defaultPressureThreshold = 0.85
