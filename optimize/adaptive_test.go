@@ -16,32 +16,13 @@ import (
 	"github.com/caudal-go/caudal/optimize"
 )
 
-// site is the step the direct tests of the limiter drive.
-var site = engine.Site{Node: new(int), Path: "m"}
+// mapSite is the step the direct tests of the limiter drive.
+var mapSite = engine.Site{Node: new(int), Path: "m"}
 
 // adaptiveOn turns the adaptive resource manager on with the knobs of a.
 func adaptiveOn(a optimize.AdaptiveConfig) optimize.Config {
 	a.Enabled = true
 	return optimize.Config{AdaptiveResourceManager: a}
-}
-
-func newExecutor(t testing.TB, opts ...caudal.Option) *caudal.Executor {
-	t.Helper()
-	ex, err := caudal.New(opts...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { _ = ex.Close() })
-	return ex
-}
-
-func build(t testing.TB, s caudal.Step) caudal.Step {
-	t.Helper()
-	b, err := caudal.Build(s)
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
-	return b
 }
 
 // items returns n map items.
@@ -84,14 +65,14 @@ type driver struct {
 }
 
 func newDriver(a *optimize.Adaptive, cap int) *driver {
-	a.Workers(site, cap, 1<<20)
+	a.Workers(mapSite, cap, 1<<20)
 	return &driver{a: a, cap: cap}
 }
 
 // fill takes every free slot.
 func (d *driver) fill(t *testing.T) {
 	for d.held < d.a.Limits()["m"] {
-		if err := d.a.Acquire(t.Context(), site, d.cap); err != nil {
+		if err := d.a.Acquire(t.Context(), mapSite, d.cap); err != nil {
 			t.Fatalf("Acquire under the limit = %v; want nil", err)
 		}
 		d.held++
@@ -105,7 +86,7 @@ func (d *driver) round(t *testing.T, lat time.Duration, err error) {
 	d.fill(t)
 	time.Sleep(lat)
 	for range d.held {
-		d.a.Release(site, lat, err)
+		d.a.Release(mapSite, lat, err)
 		d.held--
 		d.fill(t)
 	}
@@ -222,11 +203,11 @@ func TestAdaptiveUnsaturated(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				a := optimize.NewAdaptive(optimize.AdaptiveConfig{})
 				for _, lat := range tt.give {
-					if err := a.Acquire(t.Context(), site, 4); err != nil {
+					if err := a.Acquire(t.Context(), mapSite, 4); err != nil {
 						t.Fatalf("Acquire = %v", err)
 					}
 					time.Sleep(lat * time.Millisecond)
-					a.Release(site, lat*time.Millisecond, nil)
+					a.Release(mapSite, lat*time.Millisecond, nil)
 				}
 				if got := a.Limits()["m"]; got != tt.want {
 					t.Errorf("limit = %d; want %d", got, tt.want)
@@ -279,35 +260,35 @@ func TestAdaptiveSettlesAfterCut(t *testing.T) {
 func TestAdaptiveAcquireHonoursCtx(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := optimize.NewAdaptive(optimize.AdaptiveConfig{InitialLimit: 1, RespectStepLimits: true})
-		if err := a.Acquire(t.Context(), site, 1); err != nil {
+		if err := a.Acquire(t.Context(), mapSite, 1); err != nil {
 			t.Fatalf("first Acquire = %v; want nil", err)
 		}
 		errCause := errors.New("gave up")
 		ctx, cancel := context.WithCancelCause(t.Context())
 		cancel(errCause)
-		if err := a.Acquire(ctx, site, 1); !errors.Is(err, errCause) {
+		if err := a.Acquire(ctx, mapSite, 1); !errors.Is(err, errCause) {
 			t.Errorf("Acquire over the limit, ctx cancelled = %v; want the cause %v", err, errCause)
 		}
 		tctx, tcancel := context.WithTimeoutCause(t.Context(), time.Second, errCause)
 		defer tcancel()
 		start := time.Now()
-		if err := a.Acquire(tctx, site, 1); !errors.Is(err, errCause) || time.Since(start) != time.Second {
+		if err := a.Acquire(tctx, mapSite, 1); !errors.Is(err, errCause) || time.Since(start) != time.Second {
 			t.Errorf("Acquire over the limit = %v after %v; want the cause after 1s", err, time.Since(start))
 		}
 		// A waiter is admitted by a release.
 		done := make(chan error)
-		go func() { done <- a.Acquire(t.Context(), site, 1) }()
+		go func() { done <- a.Acquire(t.Context(), mapSite, 1) }()
 		synctest.Wait()
 		select {
 		case err := <-done:
 			t.Fatalf("Acquire over the limit returned %v; want it to wait", err)
 		default:
 		}
-		a.Release(site, time.Millisecond, nil)
+		a.Release(mapSite, time.Millisecond, nil)
 		if err := <-done; err != nil {
 			t.Errorf("Acquire after a release = %v; want nil", err)
 		}
-		a.Release(site, time.Millisecond, nil)
+		a.Release(mapSite, time.Millisecond, nil)
 	})
 }
 
@@ -508,11 +489,11 @@ func TestAdaptivePressureReleasesWaiters(t *testing.T) {
 		if !a.UnderPressure() {
 			t.Fatal("UnderPressure = false; want true")
 		}
-		if err := a.Acquire(t.Context(), site, 2); err != nil { // the halved limit: 1
+		if err := a.Acquire(t.Context(), mapSite, 2); err != nil { // the halved limit: 1
 			t.Fatal(err)
 		}
 		done := make(chan error)
-		go func() { done <- a.Acquire(t.Context(), site, 2) }()
+		go func() { done <- a.Acquire(t.Context(), mapSite, 2) }()
 		synctest.Wait()
 		h.v.Store(0)
 		time.Sleep(100 * time.Millisecond)
@@ -621,15 +602,15 @@ func BenchmarkAdaptive(b *testing.B) {
 	for _, l := range lims {
 		b.Run("acquire-release/"+l.name, func(b *testing.B) {
 			lim := l.give()
-			lim.Workers(site, 1024, 1024)
+			lim.Workers(mapSite, 1024, 1024)
 			ctx := b.Context()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := lim.Acquire(ctx, site, 1024); err != nil {
+					if err := lim.Acquire(ctx, mapSite, 1024); err != nil {
 						b.Fatal(err)
 					}
-					lim.Release(site, time.Millisecond, nil)
+					lim.Release(mapSite, time.Millisecond, nil)
 				}
 			})
 		})

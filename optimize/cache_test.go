@@ -23,25 +23,6 @@ import (
 // cacheOn is the configuration of the cache optimization alone.
 var cacheOn = optimize.Config{CacheOptimization: optimize.CacheConfig{Enabled: true}}
 
-func newExecutor(tb testing.TB, opts ...caudal.Option) *caudal.Executor {
-	tb.Helper()
-	ex, err := caudal.New(opts...)
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	tb.Cleanup(func() { _ = ex.Close() })
-	return ex
-}
-
-func build(tb testing.TB, s caudal.Step) caudal.Step {
-	tb.Helper()
-	b, err := caudal.Build(s)
-	if err != nil {
-		tb.Fatalf("Build: %v", err)
-	}
-	return b
-}
-
 func memoryCache(tb testing.TB) *caudal.MemoryCache {
 	tb.Helper()
 	c, err := caudal.NewMemoryCache(1024)
