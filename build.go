@@ -287,7 +287,9 @@ func (b *builder) compileParallel(nb nodeBase, d *stepDef, pl place) node {
 		p.all = append(p.all, i)
 	}
 	if p.concurrency == 0 {
-		p.concurrency = len(p.branches) // declared branches run together
+		// Declared branches run together, whatever a limiter says: they
+		// may wait on each other.
+		p.concurrency, p.together = len(p.branches), true
 	}
 	if d.merge.strategy != NoMerge || d.merge.fn != nil || len(d.merge.reducers) > 0 {
 		b.needsState = true

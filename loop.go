@@ -302,7 +302,7 @@ func (m *mapNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 	} else {
 		// The first failed item fails the step: the items not yet started
 		// are not started, the running ones are cancelled.
-		stoppedBy, stopCause = fanOut(ctx, r, strat, &m.nodeBase, m.concurrency, runs, true, runItem)
+		stoppedBy, stopCause = fanOut(ctx, r, strat.Limiter, &m.nodeBase, m.concurrency, runs, true, runItem)
 	}
 
 	outputs := make([]any, len(items))

@@ -202,6 +202,9 @@ type parallelNode struct {
 	all         []int // 0..len(branches)-1
 	merge       mergeConfig
 	concurrency int
+	// together: no WithConcurrency, so every (chosen) branch runs at once
+	// and no limiter is consulted — branches may wait on one another.
+	together bool
 }
 
 func (n *parallelNode) kids() []node { return n.branches }
@@ -250,7 +253,11 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 	}
 	// A failed branch under Propagate fails the step: what its other
 	// branches would do is wasted, and they are stopped.
-	stoppedBy, stopCause := fanOut(ctx, r, strat, &n.nodeBase, n.concurrency, runs, n.merge.failure == Propagate, func(wctx context.Context, pos int) error {
+	lim := strat.Limiter
+	if n.together {
+		lim = nil
+	}
+	stoppedBy, stopCause := fanOut(ctx, r, lim, &n.nodeBase, n.concurrency, runs, n.merge.failure == Propagate, func(wctx context.Context, pos int) error {
 		br := &runs[pos]
 		cctx := wctx
 		if br.state != nil {
@@ -333,10 +340,10 @@ func (n *parallelNode) runBranches(ctx context.Context, r *run, p string, in any
 // stopped the others and that failure (-1, nil when none did: the others
 // ran, or ctx ended). A refusal, by the limiter or after a stop, is the
 // branch's or item's error; a panic in run its *PanicError.
-func fanOut(ctx context.Context, r *run, strat *engine.Strategy[StepResult], b *nodeBase, limit int, runs []branchRun, stopOnFailure bool,
+func fanOut(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit int, runs []branchRun, stopOnFailure bool,
 	run func(ctx context.Context, i int) error,
 ) (stoppedBy int, cause error) {
-	f := &fan{r: r, b: b, limit: limit, runs: runs, run: run, stopOnFailure: stopOnFailure, lim: strat.Limiter}
+	f := &fan{r: r, b: b, limit: limit, runs: runs, run: run, stopOnFailure: stopOnFailure, lim: lim}
 	if _, fixed := f.lim.(engine.Fixed); fixed {
 		f.lim = nil
 	}

@@ -429,8 +429,13 @@ func TestSeamLimiter(t *testing.T) {
 			nil, slices.Repeat([]string{"par cap=2"}, 3), 1,
 		},
 		{
-			"parallel: the default cap is every branch",
+			"parallel without a concurrency: every branch at once, no limiter",
 			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.Branch("c", ok("c"))),
+			nil, nil, 0,
+		},
+		{
+			"parallel with a concurrency: each branch",
+			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.Branch("c", ok("c")), caudal.WithConcurrency(3)),
 			nil, slices.Repeat([]string{"par cap=3"}, 3), 0,
 		},
 		{
@@ -491,7 +496,7 @@ func TestSeamLimiterRefusal(t *testing.T) {
 		wantCalls int32
 		wantText  string
 	}{
-		{"parallel: every branch refused", caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b"))), nil, all, 0, "denied"},
+		{"parallel: every branch refused", caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.WithConcurrency(2)), nil, all, 0, "denied"},
 		{
 			"parallel: the second branch refused",
 			caudal.Parallel("par", caudal.Branch("a", ok("a")), caudal.Branch("b", ok("b")), caudal.Branch("c", ok("c")), caudal.WithConcurrency(1)),

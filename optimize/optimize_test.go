@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,5 +389,35 @@ func TestDisabledComponentsCostNothing(t *testing.T) {
 		if base, off := allocs(), allocs(optimize.Use(optimize.Config{})); off != base {
 			t.Errorf("%s: %v allocs per execute with every component off; the baseline makes %v", name, off, base)
 		}
+	}
+}
+
+func TestAdaptiveLeavesUncappedParallelTogether(t *testing.T) {
+	// Branches that wait on one another need to run at once: a parallel
+	// step without WithConcurrency is never limited, even to a limit of 1.
+	const n = 4
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	barrier := caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+		arrived.Done()
+		done := make(chan struct{})
+		go func() { arrived.Wait(); close(done) }()
+		select {
+		case <-done:
+			return caudal.Reply{Output: in}, nil
+		case <-ctx.Done():
+			return caudal.Reply{}, ctx.Err()
+		}
+	})
+	var opts []caudal.StepOption
+	for i := range n {
+		opts = append(opts, caudal.Branch(fmt.Sprint("b", i), caudal.AgentStep("wait", barrier)))
+	}
+	step := build(t, caudal.Parallel("together", opts...))
+	ex := newExecutor(t, optimize.Use(optimize.Config{AdaptiveResourceManager: optimize.AdaptiveConfig{Enabled: true, InitialLimit: 1, MaxLimit: 1}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := ex.Execute(ctx, step, "in"); err != nil {
+		t.Fatalf("Execute = %v; want every branch to run at once and meet", err)
 	}
 }

@@ -137,7 +137,9 @@ func (CopyOnWrite) Writes(_, child *state.Store) []statemerge.Write { return chi
 // adaptive limiter changes its limit while the step runs. Acquire may
 // block until a slot frees or ctx is done (then it returns ctx's cause and
 // the branch fails with it). A sequential map (cap 1 by default) runs its
-// items in order on the caller's goroutine and consults no limiter.
+// items in order on the caller's goroutine and consults no limiter; nor
+// does a parallel step or router without a configured concurrency, whose
+// branches all run at once (they may wait on one another).
 type Limiter interface {
 	Workers(site Site, cap, n int) int
 	Acquire(ctx context.Context, site Site, cap int) error
