@@ -76,9 +76,11 @@ type TelemetryConfig struct {
 // read from runtime/metrics on a ticker (never per call), lowers every
 // limit. It is for fan-out that waits on I/O.
 //
-// The core consults it only for fan-outs with a concurrency above 1
-// (parallel steps, routers, maps with WithConcurrency(n > 1)); a
-// sequential map never. The limit is per step and kept across the
+// The core consults it only for fan-outs with a configured concurrency
+// (parallel steps and routers with WithConcurrency, maps with
+// WithConcurrency(n > 1)); never for a sequential map, nor for a parallel
+// step or router without WithConcurrency, whose branches all run at once
+// (they may wait on one another). The limit is per step and kept across the
 // executions of the executor (what one learned, the next starts from); the
 // executions running one step at the same time share it. It moves in
 // [MinLimit, MaxLimit] (with RespectStepLimits, below the step's own
@@ -115,8 +117,8 @@ type TelemetryConfig struct {
 type AdaptiveConfig struct {
 	Enabled bool `json:"enabled"`
 	// InitialLimit is where a step's limit starts; default the step's own
-	// concurrency (its WithConcurrency, or a parallel step's number of
-	// branches), so that no step starts below the baseline.
+	// concurrency (its WithConcurrency), so that no step starts below the
+	// baseline.
 	InitialLimit int `json:"initial_limit,omitempty"`
 	// MinLimit is the least a limit falls to; default 1.
 	MinLimit int `json:"min_limit,omitempty"`
