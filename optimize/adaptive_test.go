@@ -110,7 +110,7 @@ func TestAdaptiveKnobs(t *testing.T) {
 		{"InitialLimit: default, the step's cap", optimize.AdaptiveConfig{}, 8, func(*testing.T, *driver) {}, 8},
 		{"InitialLimit: set", optimize.AdaptiveConfig{InitialLimit: 3}, 8, func(*testing.T, *driver) {}, 3},
 		{"InitialLimit: the default within MaxLimit", optimize.AdaptiveConfig{MaxLimit: 5}, 8, func(*testing.T, *driver) {}, 5},
-		{"MaxLimit: default 128", optimize.AdaptiveConfig{}, 4, func(t *testing.T, d *driver) { good(t, d, 12) }, 128},
+		{"MaxLimit: default 64", optimize.AdaptiveConfig{}, 4, func(t *testing.T, d *driver) { good(t, d, 12) }, 64},
 		{"MaxLimit: set", optimize.AdaptiveConfig{MaxLimit: 20}, 4, func(t *testing.T, d *driver) { good(t, d, 12) }, 20},
 		{"RespectStepLimits: the cap is the ceiling", optimize.AdaptiveConfig{RespectStepLimits: true}, 4, func(t *testing.T, d *driver) { good(t, d, 12) }, 4},
 		{"slow start doubles per round", optimize.AdaptiveConfig{}, 8, func(t *testing.T, d *driver) { good(t, d, 2) }, 32},

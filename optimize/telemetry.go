@@ -3,6 +3,7 @@ package optimize
 import (
 	"context"
 	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,20 +13,20 @@ import (
 	"github.com/caudal-go/caudal/internal/engine"
 )
 
-// TelemetryStats are the telemetry's figures, read with [StatsOf]. Every
-// event handed to the telemetry is either recorded or dropped:
-// Recorded+Dropped is how many there were, and Recorded-Delivered how many
-// are still on their way to the sinks.
+// TelemetryStats are the telemetry's figures, read with [StatsOf]. They
+// count the events that went through the ring: an event delivered at once
+// to fast sinks, on the goroutine that recorded it as on the baseline (see
+// [TelemetryConfig]), is not counted — counting it would cost every event
+// more than the delivery does. Of the events the ring was handed,
+// Recorded+Dropped is how many there were, and Recorded-Delivered how
+// many are still on their way to the sinks.
 type TelemetryStats struct {
-	// Recorded counts the events taken in: into the ring, or, after the
+	// Recorded counts the events taken into the ring, or, after the
 	// executor's Close, delivered at once.
 	Recorded uint64
 	// Delivered counts the recorded events handed to the sinks; the
 	// [caudal.EventDropped] events the telemetry makes are not counted.
 	Delivered uint64
-	// Direct counts the recorded events delivered on the goroutine that
-	// recorded them, because the sinks were fast (see [TelemetryConfig]).
-	Direct uint64
 	// Dropped counts the events dropped because the ring was full and the
 	// drain stalled.
 	Dropped uint64
@@ -33,9 +34,8 @@ type TelemetryStats struct {
 	// sink panicked. There a panic is contained and the drain goes on with
 	// the next event: unlike the baseline, where a sink's panic fails the
 	// step that recorded the event, it cannot fail that step any more (the
-	// step has moved on by then). An event delivered on the recording
-	// goroutine (see Direct) is delivered as on the baseline: a panic
-	// there fails the step.
+	// step has moved on by then). An event delivered at once to fast sinks
+	// is delivered as on the baseline: a panic there fails the step.
 	SinkPanics uint64
 	// Latency is the histogram of the latency of finished steps
 	// ([caudal.EventStepFinished]), dropped events included.
@@ -82,7 +82,6 @@ type telemetry struct {
 	dropped  atomic.Uint64 // events the ring had no room for
 	dropPos  atomic.Uint64 // the ring position of the first drop not reported, or noDrop
 	late     atomic.Uint64 // events delivered synchronously after Stop
-	directN  atomic.Uint64 // events delivered on the recording goroutine
 	cost     atomic.Int64  // moving mean of a timed delivery, ns
 	panics   atomic.Uint64 // sink panics contained
 	_        [64]byte
@@ -194,7 +193,7 @@ func (t *telemetry) recordSlow(ctx context.Context, e *caudal.Event) {
 // once the sinks' mean cost exceeds directBelow, delivery moves to the
 // drain.
 func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
-	if !sampled(t.directN.Add(1)) {
+	if !sampled() {
 		t.next.Record(ctx, e)
 		return
 	}
@@ -205,11 +204,11 @@ func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
 	}
 }
 
-// sampled reports whether the n-th delivery is timed: one in about
-// sampleEvery, spread by a Fibonacci hash so that the sample does not
-// alias with a pipeline's period (a pipeline that records 16 events per
-// execution would otherwise have the same event timed every time).
-func sampled(n uint64) bool { return (n*0x9E3779B97F4A7C15)>>58 == 0 }
+// sampled reports whether a delivery is timed: one in about sampleEvery,
+// drawn from the runtime's per-thread generator (no shared counter, whose
+// atomic increment would cost every event; random, so that the sample does
+// not alias with a pipeline's period of events).
+func sampled() bool { return rand.Uint64()&(sampleEvery-1) == 0 }
 
 // learn adds a timed delivery to the moving mean of the sinks' cost and
 // returns the mean. A sample counts for at most sampleCap, so that one
@@ -248,7 +247,7 @@ func (t *telemetry) awaitDrained(pos uint64) {
 // sinks' cost per event; the gap between the two thresholds keeps a sink
 // near one of them from flapping.
 const (
-	sampleEvery = 64                    // the sampled hash's range: 2^(64-58)
+	sampleEvery = 64                    // a power of two: sampled masks with it
 	sampleCap   = 4 * directBelow       // the most one sample counts for
 	directBelow = 250 * time.Nanosecond // direct delivery stays while the mean is this low
 	drainAbove  = 120 * time.Nanosecond // the drain keeps delivery while the mean is this high
@@ -447,7 +446,7 @@ func (t *telemetry) drainReady() {
 		if t.dropped.Load() != t.reported.Load() && t.dropPos.Load() <= pos {
 			t.reportDrops()
 		}
-		if sampled(pos) {
+		if sampled() {
 			t.deliverTimed(s.ctx, &s.ev)
 		} else {
 			t.deliver(s.ctx, &s.ev)
@@ -549,11 +548,10 @@ func (t *telemetry) recordLate(ctx context.Context, e *caudal.Event) {
 }
 
 func (t *telemetry) stats() TelemetryStats {
-	late, direct := t.late.Load(), t.directN.Load()
+	late := t.late.Load()
 	return TelemetryStats{
-		Recorded:   t.ring.tail.Load() + late + direct,
-		Delivered:  t.done.Load() + late + direct,
-		Direct:     direct,
+		Recorded:   t.ring.tail.Load() + late,
+		Delivered:  t.done.Load() + late,
 		Dropped:    t.dropped.Load(),
 		SinkPanics: t.panics.Load(),
 		Latency:    t.latency.snapshot(),
