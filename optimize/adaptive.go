@@ -157,20 +157,15 @@ func (s *stepLimit) effective(pressure bool) int64 {
 	return l
 }
 
-// Workers starts enough workers for the limit to be used and, when the
-// last round showed it holding work back, to grow: min(n, the ceiling,
-// the limit), 2 × the limit after a limited round, 4 × in slow start (the
-// limit then doubles per round). A limit that holds nothing back — a
-// CPU-bound map — gets no more workers than a fixed one. Workers over the
-// limit wait in Acquire.
+// Workers starts enough workers for the limit to be used and to grow:
+// min(n, the ceiling, 2 × the limit), or 4 × in slow start after a limited
+// round (the limit then doubles per round). Workers over the limit wait in
+// Acquire.
 func (a *adaptive) Workers(site engine.Site, cap, n int) int {
 	s := a.step(site, cap)
-	w := s.effective(a.pressure.Load())
-	if s.limited.Load() {
+	w := 2 * s.effective(a.pressure.Load())
+	if s.slowStart.Load() && s.limited.Load() {
 		w *= 2
-		if s.slowStart.Load() {
-			w *= 2
-		}
 	}
 	return int(min(int64(n), s.ceiling, w))
 }

@@ -110,10 +110,10 @@ type TelemetryConfig struct {
 //     MinLimit) and none grows; the learned limits come back when the
 //     pressure goes.
 //
-// The core starts as many workers for a fan-out as the limit, twice as
-// many when the last round showed the limit holding work back (4 × in slow
-// start) — never more than the branches or items, nor than the ceiling;
-// the workers over the limit wait for a slot.
+// The core starts twice the limit's number of workers for a fan-out (4 ×
+// in slow start while the limit holds work back; never more than the
+// branches or items, nor than the ceiling); the workers over the limit
+// wait for a slot.
 type AdaptiveConfig struct {
 	Enabled bool `json:"enabled"`
 	// InitialLimit is where a step's limit starts; default the step's own

@@ -77,3 +77,18 @@ func BenchmarkContextManager(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTelemetryCheapSink is the memory workload, whose sink only
+// counts, on the baseline and with the telemetry: what the component costs
+// where its workload (a slow sink) is absent.
+func BenchmarkTelemetryCheapSink(b *testing.B) {
+	step := memoryPipeline(b)
+	for _, c := range []struct {
+		name string
+		cfg  *optimize.Config
+	}{{"baseline", nil}, {"telemetry", component("telemetry")}} {
+		b.Run("impl="+c.name, func(b *testing.B) {
+			benchExecute(b, c.cfg, step, nil, caudal.WithSink(discard{}))
+		})
+	}
+}

@@ -3,7 +3,6 @@ package optimize
 import (
 	"context"
 	"math/bits"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -62,6 +61,7 @@ type Histogram struct {
 // reads the ring; afterwards whoever holds lateMu does.
 type telemetry struct {
 	next    engine.Recorder[caudal.Event]
+	fan     engine.Fanout[caudal.Event] // next, when it is the core's fan-out: called without an interface hop
 	ring    ring
 	latency histogram
 
@@ -136,6 +136,9 @@ func newTelemetry(cfg TelemetryConfig, next engine.Recorder[caudal.Event]) *tele
 	t.fixedMode = telemetryMode != adaptiveDelivery
 	t.direct.Store(telemetryMode != ringDelivery)
 	t.latency.init(cfg.latencyBuckets())
+	if fan, ok := next.(engine.Fanout[caudal.Event]); ok {
+		t.fan = fan
+	}
 	return t
 }
 
@@ -148,11 +151,19 @@ func newTelemetry(cfg TelemetryConfig, next engine.Recorder[caudal.Event]) *tele
 // delivers e synchronously. It takes no lock, allocates nothing and makes
 // no system call unless it has to wake the drain from its sleep.
 func (t *telemetry) Record(ctx context.Context, e *caudal.Event) {
+	timed := false
 	if e.Kind == caudal.EventStepFinished {
 		t.latency.observe(e.Latency)
+		timed = sampled(e)
 	}
 	if t.direct.Load() && t.ring.tail.Load() == t.done.Load() {
-		t.deliverDirect(ctx, e)
+		if timed {
+			t.deliverTimedDirect(ctx, e)
+		} else if t.fan != nil {
+			t.fan.Record(ctx, e)
+		} else {
+			t.next.Record(ctx, e)
+		}
 		return
 	}
 	t.recordSlow(ctx, e)
@@ -187,16 +198,21 @@ func (t *telemetry) recordSlow(ctx context.Context, e *caudal.Event) {
 	}
 }
 
-// deliverDirect hands e to the sinks on the caller's goroutine. As on the
-// baseline, a sink's panic is not contained here: it reaches the step
-// that recorded e. One call in about sampleEvery is timed (see sampled);
-// once the sinks' mean cost exceeds directBelow, delivery moves to the
-// drain.
+// deliverDirect hands e to the sinks on the caller's goroutine (a
+// Record that found events in the ring first), timing it when sampled.
 func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
-	if !sampled() {
-		t.next.Record(ctx, e)
+	if sampled(e) {
+		t.deliverTimedDirect(ctx, e)
 		return
 	}
+	t.next.Record(ctx, e)
+}
+
+// deliverTimedDirect hands e to the sinks on the caller's goroutine and
+// times the delivery. As on the baseline, a sink's panic is not contained
+// here: it reaches the step that recorded e. Once the sinks' mean cost
+// exceeds directBelow, delivery moves to the drain.
+func (t *telemetry) deliverTimedDirect(ctx context.Context, e *caudal.Event) {
 	start := time.Now()
 	t.next.Record(ctx, e)
 	if t.learn(time.Since(start)) > directBelow && !t.fixedMode {
@@ -204,11 +220,17 @@ func (t *telemetry) deliverDirect(ctx context.Context, e *caudal.Event) {
 	}
 }
 
-// sampled reports whether a delivery is timed: one in about sampleEvery,
-// drawn from the runtime's per-thread generator (no shared counter, whose
-// atomic increment would cost every event; random, so that the sample does
-// not alias with a pipeline's period of events).
-func sampled() bool { return rand.Uint64()&(sampleEvery-1) == 0 }
+// sampled reports whether the delivery of e is timed: a finished step's
+// event, one in about sampleEvery, chosen by a hash of its latency. It
+// costs nothing on the other events, keeps no shared counter (whose atomic
+// increment would cost every event) and draws no random number: the
+// nanoseconds of a measured latency do not alias with a pipeline's period
+// of events. Under a fake clock whose latencies share their low bits,
+// every finished event or none is timed: the mode is then fixed by the
+// first samples.
+func sampled(e *caudal.Event) bool {
+	return e.Kind == caudal.EventStepFinished && (uint64(e.Latency)*0x9E3779B97F4A7C15)>>58 == 0
+}
 
 // learn adds a timed delivery to the moving mean of the sinks' cost and
 // returns the mean. A sample counts for at most sampleCap, so that one
@@ -446,7 +468,7 @@ func (t *telemetry) drainReady() {
 		if t.dropped.Load() != t.reported.Load() && t.dropPos.Load() <= pos {
 			t.reportDrops()
 		}
-		if sampled() {
+		if sampled(&s.ev) {
 			t.deliverTimed(s.ctx, &s.ev)
 		} else {
 			t.deliver(s.ctx, &s.ev)

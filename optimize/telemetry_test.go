@@ -519,8 +519,8 @@ func TestTelemetryDeliveryFollowsTheSinksSpeed(t *testing.T) {
 				tel.Start()
 				defer tel.Stop()
 				const events = 2000
-				for range events {
-					tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepStarted})
+				for i := range events { // finished steps of varied latency: what the sampling times
+					tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepFinished, Latency: time.Duration(i) * time.Microsecond})
 				}
 				if err := tel.Flush(context.Background()); err != nil {
 					t.Fatalf("Flush: %v", err)
@@ -544,7 +544,7 @@ func TestTelemetrySwitchesKeepTheOrder(t *testing.T) {
 		defer tel.Stop()
 		const events = 3000
 		for i := range events { // direct, then the drain (slow sink), then direct again
-			tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepStarted, Attempt: i})
+			tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepFinished, Attempt: i, Latency: time.Duration(i) * time.Microsecond})
 		}
 		if err := tel.Flush(context.Background()); err != nil {
 			t.Fatalf("Flush: %v", err)
