@@ -159,12 +159,16 @@ func (s *stepLimit) effective(pressure bool) int64 {
 
 // Workers starts enough workers for the limit to be used and to grow:
 // min(n, the ceiling, 2 × the limit), or 4 × in slow start after a limited
-// round (the limit then doubles per round). Workers over the limit wait in
-// Acquire.
+// round (the limit then doubles per round) — but only the limit's number
+// once a round showed the limit holding nothing back (a CPU-bound map, say:
+// more workers would only wait). Workers over the limit wait in Acquire.
 func (a *adaptive) Workers(site engine.Site, cap, n int) int {
 	s := a.step(site, cap)
-	w := 2 * s.effective(a.pressure.Load())
-	if s.slowStart.Load() && s.limited.Load() {
+	w := s.effective(a.pressure.Load())
+	switch {
+	case s.limited.Load() && s.slowStart.Load():
+		w *= 4
+	case s.limited.Load() || s.rounds.Load() == 0:
 		w *= 2
 	}
 	return int(min(int64(n), s.ceiling, w))
