@@ -115,7 +115,9 @@ func TestAdaptiveKnobs(t *testing.T) {
 		{"RespectStepLimits: the cap is the ceiling", optimize.AdaptiveConfig{RespectStepLimits: true}, 4, func(t *testing.T, d *driver) { good(t, d, 12) }, 4},
 		{"slow start doubles per round", optimize.AdaptiveConfig{}, 8, func(t *testing.T, d *driver) { good(t, d, 2) }, 32},
 		{
-			"MinLimit: default 1", optimize.AdaptiveConfig{}, 16,
+			"MinLimit: default 1",
+			optimize.AdaptiveConfig{},
+			16,
 			func(t *testing.T, d *driver) {
 				for range 30 {
 					d.round(t, 10*ms, errItem)
@@ -123,7 +125,9 @@ func TestAdaptiveKnobs(t *testing.T) {
 			}, 1,
 		},
 		{
-			"MinLimit: set", optimize.AdaptiveConfig{MinLimit: 6}, 16,
+			"MinLimit: set",
+			optimize.AdaptiveConfig{MinLimit: 6},
+			16,
 			func(t *testing.T, d *driver) {
 				for range 30 {
 					d.round(t, 10*ms, errItem)
@@ -131,7 +135,9 @@ func TestAdaptiveKnobs(t *testing.T) {
 			}, 6,
 		},
 		{
-			"Backoff: default 0.9, the first cut halves", optimize.AdaptiveConfig{}, 20,
+			"Backoff: default 0.9, the first cut halves",
+			optimize.AdaptiveConfig{},
+			20,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, errItem) // 20 → 10
 				d.round(t, 10*ms, nil)     // the items taken at the cut tell nothing
@@ -139,7 +145,9 @@ func TestAdaptiveKnobs(t *testing.T) {
 			}, 9,
 		},
 		{
-			"Backoff: set", optimize.AdaptiveConfig{Backoff: 0.3}, 20,
+			"Backoff: set",
+			optimize.AdaptiveConfig{Backoff: 0.3},
+			20,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, errItem) // 20 → 6
 				d.round(t, 10*ms, nil)
@@ -147,27 +155,35 @@ func TestAdaptiveKnobs(t *testing.T) {
 			}, 1,
 		},
 		{
-			"a cancelled item does not cut", optimize.AdaptiveConfig{MaxLimit: 8}, 8,
+			"a cancelled item does not cut",
+			optimize.AdaptiveConfig{MaxLimit: 8},
+			8,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, fmt.Errorf("item: %w", context.Canceled))
 			}, 8,
 		},
 		{
-			"Tolerance: default 1.5, 1.4× the minimum is within", optimize.AdaptiveConfig{}, 8,
+			"Tolerance: default 1.5, 1.4× the minimum is within",
+			optimize.AdaptiveConfig{},
+			8,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, nil) // 8 → 16
 				d.round(t, 14*ms, nil) // 16 → 32
 			}, 32,
 		},
 		{
-			"Tolerance: set, 1.4× the minimum cuts", optimize.AdaptiveConfig{Tolerance: 1.2}, 8,
+			"Tolerance: set, 1.4× the minimum cuts",
+			optimize.AdaptiveConfig{Tolerance: 1.2},
+			8,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, nil) // 8 → 16
 				d.round(t, 14*ms, nil) // 16 → 8
 			}, 8,
 		},
 		{
-			"Tolerance: default 1.5, 1.6× the minimum cuts", optimize.AdaptiveConfig{}, 8,
+			"Tolerance: default 1.5, 1.6× the minimum cuts",
+			optimize.AdaptiveConfig{},
+			8,
 			func(t *testing.T, d *driver) {
 				d.round(t, 10*ms, nil) // 8 → 16
 				d.round(t, 16*ms, nil) // 16 → 8
@@ -484,7 +500,7 @@ func TestAdaptivePressureReleasesWaiters(t *testing.T) {
 		defer restore()
 		a := optimize.NewAdaptive(optimize.AdaptiveConfig{InitialLimit: 2, MemoryLimit: 1000})
 		a.Start()
-		defer a.Stop()
+		defer mustStop(t, a)
 		time.Sleep(150 * time.Millisecond)
 		if !a.UnderPressure() {
 			t.Fatal("UnderPressure = false; want true")

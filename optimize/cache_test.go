@@ -511,7 +511,7 @@ func TestFlight(t *testing.T) {
 		f := optimize.NewFlight()
 		other := engine.Site{Node: new(int)}
 		var got []any
-		f.Do(t.Context(), site, "k", func() (any, error) {
+		_, _, _ = f.Do(t.Context(), site, "k", func() (any, error) {
 			v, _, _ := f.Do(t.Context(), other, "k", func() (any, error) { return "other", nil })
 			got = append(got, v)
 			return "first", nil

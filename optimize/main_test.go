@@ -3,8 +3,9 @@ package optimize_test
 import (
 	"testing"
 
-	"github.com/caudal-go/caudal"
 	"go.uber.org/goleak"
+
+	"github.com/caudal-go/caudal"
 )
 
 func TestMain(m *testing.M) {
@@ -30,4 +31,22 @@ func build(tb testing.TB, s caudal.Step) caudal.Step {
 		tb.Fatalf("Build: %v", err)
 	}
 	return b
+}
+
+// mustClose closes c when the test ends its use, failing the test on an
+// error.
+func mustClose(tb testing.TB, c interface{ Close() error }) {
+	tb.Helper()
+	if err := c.Close(); err != nil {
+		tb.Errorf("Close: %v", err)
+	}
+}
+
+// mustStop stops a component's background work, failing the test on an
+// error.
+func mustStop(tb testing.TB, s interface{ Stop() error }) {
+	tb.Helper()
+	if err := s.Stop(); err != nil {
+		tb.Errorf("Stop: %v", err)
+	}
 }

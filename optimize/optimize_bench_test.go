@@ -19,7 +19,7 @@ func benchExecute(b *testing.B, cfg *optimize.Config, step caudal.Step, opts []c
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ex.Close()
+	defer mustClose(b, ex)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

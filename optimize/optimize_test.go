@@ -53,8 +53,10 @@ func TestValidate(t *testing.T) {
 		{"valid knobs", func(c *optimize.Config) {
 			*c = optimize.All()
 			c.Telemetry.BufferSize, c.Telemetry.LatencyBuckets = 100, []time.Duration{time.Millisecond, time.Second}
-			c.AdaptiveResourceManager = optimize.AdaptiveConfig{Enabled: true, InitialLimit: 8, MinLimit: 2, MaxLimit: 64,
-				Tolerance: 2, Backoff: 0.5, MemoryLimit: 1 << 30, PressureThreshold: 0.7, PressureInterval: time.Second}
+			c.AdaptiveResourceManager = optimize.AdaptiveConfig{
+				Enabled: true, InitialLimit: 8, MinLimit: 2, MaxLimit: 64,
+				Tolerance: 2, Backoff: 0.5, MemoryLimit: 1 << 30, PressureThreshold: 0.7, PressureInterval: time.Second,
+			}
 			c.CacheOptimization = optimize.CacheConfig{Enabled: true, Shards: 4, Capacity: 100, TTL: time.Hour, WithoutFlight: true}
 		}, ""},
 	}
@@ -102,7 +104,7 @@ func TestUseInvalidConfigFailsNew(t *testing.T) {
 	c.Telemetry.BufferSize = -5
 	ex, err := caudal.New(optimize.Use(c))
 	if err == nil {
-		ex.Close()
+		mustClose(t, ex)
 		t.Fatal("New with an invalid config succeeded")
 	}
 	for _, want := range []string{"optimize.Use", "Telemetry.BufferSize"} {
@@ -117,7 +119,7 @@ func TestStatsOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Close()
+	defer mustClose(t, ex)
 	st, ok := optimize.StatsOf(ex)
 	if !ok || strings.Join(st.Components, ",") != "object-pool,context-manager" {
 		t.Errorf("StatsOf = %+v, %v; want the large-context components", st, ok)
@@ -126,7 +128,7 @@ func TestStatsOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer plain.Close()
+	defer mustClose(t, plain)
 	if _, ok := optimize.StatsOf(plain); ok {
 		t.Error("StatsOf(an executor without the layer) reported ok")
 	}
@@ -172,7 +174,7 @@ func TestObjectPoolAllocatesLess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ex.Close()
+		defer mustClose(t, ex)
 		return testing.AllocsPerRun(200, func() {
 			if _, err := ex.Execute(context.Background(), step, "in"); err != nil {
 				t.Fatal(err)
@@ -199,7 +201,7 @@ func TestObjectPoolNeverRecyclesWhatTheCallerKeeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Close()
+	defer mustClose(t, ex)
 	var kept []caudal.StepResult
 	var frozen []string
 	for range 50 {
@@ -260,7 +262,7 @@ func TestContextManagerForksWithoutCopying(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ex.Close()
+		defer mustClose(t, ex)
 		st := wideState(1000)
 		return testing.AllocsPerRun(5, func() {
 			if _, err := ex.Execute(context.Background(), step, "q", caudal.WithState(st)); err != nil {
@@ -304,7 +306,7 @@ func TestContextManagerIsolatesNestedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Close()
+	defer mustClose(t, ex)
 	st := caudal.NewState(map[string]any{"doc": map[string]any{"owner": "parent", "tags": []any{"a"}}})
 	res, err := ex.Execute(context.Background(), step, "in", caudal.WithState(st))
 	if err != nil {
@@ -331,7 +333,7 @@ func TestContextManagerRetriesCostTheSameOnAnyState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Close()
+	defer mustClose(t, ex)
 	allocs := func(n int) float64 {
 		st := wideState(n)
 		return testing.AllocsPerRun(50, func() {
@@ -378,7 +380,7 @@ func TestDisabledComponentsCostNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ex.Close()
+			defer mustClose(t, ex)
 			st := wideState(16)
 			return testing.AllocsPerRun(100, func() {
 				if _, err := ex.Execute(context.Background(), step, "in", caudal.WithState(st)); err != nil {

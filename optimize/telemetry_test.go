@@ -225,7 +225,9 @@ func TestTelemetryKeepsEachGoroutinesOrder(t *testing.T) {
 	next := make([]int, producers)
 	for _, e := range sink.events() {
 		var p int
-		fmt.Sscan(e.Path, &p)
+		if _, err := fmt.Sscan(e.Path, &p); err != nil {
+			t.Fatalf("event path %q: %v", e.Path, err)
+		}
 		if e.Attempt != next[p] || e.Value != p {
 			t.Fatalf("producer %d: event %d (ctx value %v) delivered; want %d (%d)", p, e.Attempt, e.Value, next[p], p)
 		}
@@ -254,7 +256,7 @@ func TestTelemetryFlushAndCloseDeliverEverything(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			defer ex.Close()
+			defer mustClose(t, ex)
 			b, _ := caudal.Build(retriesAndFallback())
 			const runs = 20
 			for range runs {
@@ -377,10 +379,16 @@ func TestTelemetryLatencyBuckets(t *testing.T) {
 		want optimize.Histogram
 	}{
 		{"default buckets", defaults, optimize.Histogram{Bounds: defaultBounds, Counts: defaultCounts}},
-		{"custom buckets", optimize.TelemetryConfig{LatencyBuckets: []time.Duration{2 * time.Millisecond, 5 * time.Millisecond}},
-			optimize.Histogram{Bounds: []time.Duration{2 * time.Millisecond, 5 * time.Millisecond}, Counts: []uint64{1, 1, 1}}},
-		{"bound is inclusive", optimize.TelemetryConfig{LatencyBuckets: []time.Duration{2 * time.Millisecond, 3 * time.Millisecond}},
-			optimize.Histogram{Bounds: []time.Duration{2 * time.Millisecond, 3 * time.Millisecond}, Counts: []uint64{1, 1, 1}}},
+		{
+			"custom buckets",
+			optimize.TelemetryConfig{LatencyBuckets: []time.Duration{2 * time.Millisecond, 5 * time.Millisecond}},
+			optimize.Histogram{Bounds: []time.Duration{2 * time.Millisecond, 5 * time.Millisecond}, Counts: []uint64{1, 1, 1}},
+		},
+		{
+			"bound is inclusive",
+			optimize.TelemetryConfig{LatencyBuckets: []time.Duration{2 * time.Millisecond, 3 * time.Millisecond}},
+			optimize.Histogram{Bounds: []time.Duration{2 * time.Millisecond, 3 * time.Millisecond}, Counts: []uint64{1, 1, 1}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -401,9 +409,16 @@ func TestTelemetryDefaultBucketsAtTheirEdges(t *testing.T) {
 		give time.Duration
 		want int // bucket
 	}{
-		{0, 0}, {time.Microsecond, 0}, {time.Microsecond + 1, 1}, {2 * time.Microsecond, 1},
-		{3 * time.Microsecond, 2}, {1024 * time.Microsecond, 10}, {1024*time.Microsecond + 1, 11},
-		{(1 << 25) * time.Microsecond, 25}, {(1<<25)*time.Microsecond + 1, 26}, {time.Hour, 26},
+		{0, 0},
+		{time.Microsecond, 0},
+		{time.Microsecond + 1, 1},
+		{2 * time.Microsecond, 1},
+		{3 * time.Microsecond, 2},
+		{1024 * time.Microsecond, 10},
+		{1024*time.Microsecond + 1, 11},
+		{(1 << 25) * time.Microsecond, 25},
+		{(1<<25)*time.Microsecond + 1, 26},
+		{time.Hour, 26},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give.String(), func(t *testing.T) {
@@ -427,7 +442,7 @@ func TestTelemetryLatencyOfAnExecutorsSteps(t *testing.T) {
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
-		defer ex.Close()
+		defer mustClose(t, ex)
 		b, _ := caudal.Build(caudal.Seq("s", caudal.AgentStep("a", sleepy), caudal.AgentStep("b", sleepy)))
 		if _, err := ex.Execute(context.Background(), b, "in"); err != nil {
 			t.Fatalf("Execute: %v", err)
@@ -446,7 +461,7 @@ func TestTelemetryContainsSinkPanics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	defer ex.Close()
+	defer mustClose(t, ex)
 	b, _ := caudal.Build(retriesAndFallback())
 	if _, err := ex.Execute(context.Background(), b, "in"); err != nil {
 		t.Fatalf("Execute = %v; want success: a sink's panic on the drain cannot fail the step", err)
@@ -517,7 +532,7 @@ func TestTelemetryDeliveryFollowsTheSinksSpeed(t *testing.T) {
 				sink := sleepSink{d: tt.give, count: new(atomic.Int64)}
 				tel := optimize.NewTelemetry(optimize.TelemetryConfig{}, sink, optimize.DeliveryAdaptive)
 				tel.Start()
-				defer tel.Stop()
+				defer mustStop(t, tel)
 				const events = 2000
 				for i := range events { // finished steps of varied latency: what the sampling times
 					tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepFinished, Latency: time.Duration(i) * time.Microsecond})
@@ -541,7 +556,7 @@ func TestTelemetrySwitchesKeepTheOrder(t *testing.T) {
 		sink := &phaseSink{slowUntil: 1000}
 		tel := optimize.NewTelemetry(optimize.TelemetryConfig{BufferSize: 128}, sink, optimize.DeliveryAdaptive)
 		tel.Start()
-		defer tel.Stop()
+		defer mustStop(t, tel)
 		const events = 3000
 		for i := range events { // direct, then the drain (slow sink), then direct again
 			tel.Record(context.Background(), &caudal.Event{Kind: caudal.EventStepFinished, Attempt: i, Latency: time.Duration(i) * time.Microsecond})
@@ -619,7 +634,7 @@ func BenchmarkTelemetryRecord(b *testing.B) {
 		b.Run(bb.name, func(b *testing.B) {
 			tel := bb.make()
 			tel.Start()
-			defer tel.Stop()
+			defer mustStop(b, tel)
 			ctx := context.Background()
 			e := &caudal.Event{Kind: caudal.EventStepFinished, Path: "a/b", Latency: 3 * time.Millisecond}
 			b.ReportAllocs()

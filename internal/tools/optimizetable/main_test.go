@@ -26,17 +26,25 @@ func fixture(t *testing.T, suite string) string {
 			if v != perf.VariantBaseline && sc == perf.ScenarioContext {
 				mean = 1e4
 			}
-			r.Results = append(r.Results, perf.Result{Scenario: sc, Variant: v, Samples: 20, Iterations: 20, ExecutesPerIteration: 1,
-				BatchSize: 1, Stats: perf.Stats{MeanNS: mean, MedianNS: mean, MinNS: mean, MaxNS: mean}, BatchMeans: []float64{mean}, RoundsPerGroup: 1})
+			r.Results = append(r.Results, perf.Result{
+				Scenario: sc, Variant: v, Samples: 20, Iterations: 20, ExecutesPerIteration: 1,
+				BatchSize: 1, Stats: perf.Stats{MeanNS: mean, MedianNS: mean, MinNS: mean, MaxNS: mean}, BatchMeans: []float64{mean}, RoundsPerGroup: 1,
+			})
 		}
 	}
 	r.Comparisons = []perf.Comparison{
-		{Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
-			ImprovementPct: 99, LowPct: 98.5, HighPct: 99.2, P: 0.0001, TargetPct: &target, Significant: true, Met: true, Status: perf.StatusMet},
-		{Scenario: perf.ScenarioExecution, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
-			ImprovementPct: -1.2, LowPct: -2.5, HighPct: 0.4, P: 0.3, Status: perf.StatusSame},
-		{Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: perf.VariantOptimized, Metric: perf.MetricMeanNS,
-			ImprovementPct: 98, LowPct: 97, HighPct: 99, P: 0.0001, Significant: true, Status: perf.StatusBetter},
+		{
+			Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
+			ImprovementPct: 99, LowPct: 98.5, HighPct: 99.2, P: 0.0001, TargetPct: &target, Significant: true, Met: true, Status: perf.StatusMet,
+		},
+		{
+			Scenario: perf.ScenarioExecution, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
+			ImprovementPct: -1.2, LowPct: -2.5, HighPct: 0.4, P: 0.3, Status: perf.StatusSame,
+		},
+		{
+			Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: perf.VariantOptimized, Metric: perf.MetricMeanNS,
+			ImprovementPct: 98, LowPct: 97, HighPct: 99, P: 0.0001, Significant: true, Status: perf.StatusBetter,
+		},
 	}
 	var b bytes.Buffer
 	if err := perf.WriteJSON(&b, r); err != nil {
