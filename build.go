@@ -177,7 +177,7 @@ func (b *builder) finish(n node, d *stepDef) {
 	nb := n.base()
 	nb.id = len(b.nodes)
 	b.nodes = append(b.nodes, n)
-	nb.site = engine.Site{Node: n, Path: nb.path}
+	nb.site = engine.Site{Node: n, Path: nb.path, ID: engine.NewSiteID()}
 	if d.kind == kindAgent || d.kind == kindRouter {
 		nb.site.Agent = d.agent
 	}

@@ -356,10 +356,6 @@ func (c *cacheNode) miss(ctx context.Context, r *run, p string, in any, res *Ste
 	if err == nil && cacheErr == nil {
 		if serr := c.set(ctx, p, key, stored); serr != nil {
 			cacheErr = fmt.Errorf("cache set: %w", serr)
-		} else if near := strat.Near; near != nil {
-			if keep, ok := stored.(StepResult); ok {
-				near.Set(c.site, key, keep, c.ttl, r.rt.mono())
-			}
 		}
 	}
 	res.setMeta(MetaCacheHit, false)

@@ -53,7 +53,7 @@ type adaptive struct {
 
 	pressure atomic.Bool
 	last     atomic.Pointer[stepLimit] // the step consulted last
-	steps    sync.Map                  // Site.Node → *stepLimit
+	steps    sync.Map                  // Site.ID → *stepLimit
 
 	startOnce, stopOnce sync.Once
 	stop, done          chan struct{}         // nil until a ticker starts
@@ -86,7 +86,7 @@ func newAdaptive(cfg AdaptiveConfig) *adaptive {
 
 // stepLimit is one step's limit and what it is learned from.
 type stepLimit struct {
-	node           any
+	id             uint64 // the step's Site.ID: the state does not keep the step alive
 	path           string
 	floor, ceiling int64
 
@@ -116,12 +116,12 @@ type stepLimit struct {
 // step returns site's state, made on first use with the step's cap (≤ 0:
 // none known).
 func (a *adaptive) step(site engine.Site, cap int) *stepLimit {
-	if s := a.last.Load(); s != nil && s.node == site.Node {
+	if s := a.last.Load(); s != nil && s.id == site.ID {
 		return s
 	}
-	v, ok := a.steps.Load(site.Node)
+	v, ok := a.steps.Load(site.ID)
 	if !ok {
-		v, _ = a.steps.LoadOrStore(site.Node, a.newStep(site, cap))
+		v, _ = a.steps.LoadOrStore(site.ID, a.newStep(site, cap))
 	}
 	s := v.(*stepLimit)
 	a.last.Store(s)
@@ -129,7 +129,7 @@ func (a *adaptive) step(site engine.Site, cap int) *stepLimit {
 }
 
 func (a *adaptive) newStep(site engine.Site, cap int) *stepLimit {
-	s := &stepLimit{node: site.Node, path: site.Path, ceiling: a.maxLimit}
+	s := &stepLimit{id: site.ID, path: site.Path, ceiling: a.maxLimit}
 	if a.respect && cap > 0 {
 		s.ceiling = min(s.ceiling, int64(cap))
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // mapSite is the step the direct tests of the limiter drive.
-var mapSite = engine.Site{Node: new(int), Path: "m"}
+var mapSite = engine.Site{Node: new(int), Path: "m", ID: engine.NewSiteID()}
 
 // adaptiveOn turns the adaptive resource manager on with the knobs of a.
 func adaptiveOn(a optimize.AdaptiveConfig) optimize.Config {

@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -32,26 +33,25 @@ import (
 
 // fastKeyer is the cache optimization's [engine.Keyer]. Its key is
 //
-//	"ck1:" + 16 hex digits of a 64-bit hash of the encoding + ":" + the encoding, escaped
+//	"ck3:" + 16 hex digits of a 64-bit hash of the encoding + ":" + the encoding in base64
 //
-// where the encoding is [engine.CanonicalKeyer]'s (the same fingerprint,
+// where the encoding is [engine.CanonicalKeyer]'s without its opening, of
+// the step's fingerprint cut to 128 bits (see Key) — the same fingerprint,
 // input and state values key alike, across processes: the hash has no
-// per-process seed), and the escape keeps the printable ASCII bytes but
-// '%' and writes every other byte as '%' and two hex digits, so the key is
-// printable ASCII text, like the baseline's. Two different encodings never
-// share a key, whatever their hashes: the hash only places a key in the
-// in-process cache and the flight group, which compare whole keys. The
-// price is a key as long as the encoding (about the size of the input)
-// where the baseline's is 64 bytes. A key of a short encoding is interned
-// in a direct-mapped table, read without a lock: a repeated input gets the
-// key made for it before, without building or allocating it again.
+// per-process seed — and the base64 is unpadded and URL-safe, so the key
+// is printable ASCII text, like the baseline's. Two different encodings
+// never share a key, whatever their hashes: the hash only places a key in
+// the in-process cache and the flight group, which compare whole keys. The
+// price is a key about 4/3 the encoding's length (some 60 bytes plus the
+// input's size) where the baseline's is 64 bytes. A key of a short
+// encoding is interned in a direct-mapped table, read without a lock: a
+// repeated input gets the key made for it before, without building or
+// allocating it again.
 type fastKeyer struct {
-	interned []atomic.Pointer[internedKey]
-}
-
-// internedKey is a key and the encoding it was made from.
-type internedKey struct {
-	enc, key string
+	// interned holds keys, each by the address of its allocation (see
+	// makeKey and internedAt): a header, the key and the encoding it was
+	// made from.
+	interned []atomic.Pointer[byte]
 }
 
 // Bounds of a keyer's interning table.
@@ -61,19 +61,34 @@ const (
 )
 
 func newFastKeyer() *fastKeyer {
-	return &fastKeyer{interned: make([]atomic.Pointer[internedKey], internSlots)}
+	return &fastKeyer{interned: make([]atomic.Pointer[byte], internSlots)}
 }
 
 // keyPrefix opens every key fastKeyer makes: the near cache reads the hash
 // after it.
-const keyPrefix = "ck1:"
+const keyPrefix = "ck3:"
 
 // keyHash hashes an encoding; tests swap it for one that collides.
 var keyHash = hash64
 
-// Key implements [engine.Keyer].
+// Key implements [engine.Keyer]. The encoding's opening (the canonical
+// encoding's version: the key's prefix versions it) is left out, and the
+// step's fingerprint — a SHA-256 in hex — is kept to its first 128 bits,
+// which tell steps apart as surely: the key stays short.
 func (k *fastKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
-	return engine.EncodeKey(fingerprint, input, state, k.intern)
+	if len(fingerprint) > fingerprintKeep {
+		fingerprint = fingerprint[:fingerprintKeep]
+	}
+	return engine.EncodeKey(fingerprint, input, state, k.finish)
+}
+
+// fingerprintKeep is how much of a step's fingerprint a key holds: 32 hex
+// digits, 128 bits.
+const fingerprintKeep = 32
+
+// finish makes the key of an encoding.
+func (k *fastKeyer) finish(enc []byte) string {
+	return k.intern(enc[len(engine.EncodingVersion):])
 }
 
 // intern returns the key of enc, from the table when it is there.
@@ -81,59 +96,73 @@ func (k *fastKeyer) intern(enc []byte) string {
 	if len(enc) > maxInternLen {
 		return fastKey(enc)
 	}
-	slot := &k.interned[keyHash(enc)&(internSlots-1)]
-	if e := slot.Load(); e != nil && e.enc == string(enc) {
-		return e.key
+	h := keyHash(enc)
+	slot := &k.interned[h&(internSlots-1)]
+	if p := slot.Load(); p != nil {
+		if key, was := internedAt(p); string(enc) == was {
+			return key
+		}
 	}
-	key := fastKey(enc)
-	slot.Store(&internedKey{enc: string(enc), key: key})
+	buf := makeKey(enc, h, true)
+	slot.Store(&buf[0])
+	key, _ := internedAt(&buf[0])
 	return key
+}
+
+// internedAt returns the key and the encoding of an interned entry: an
+// allocation of makeKey, at p.
+func internedAt(p *byte) (key, enc string) {
+	hdr := unsafe.Slice(p, 2*keyHeader)
+	n, m := binary.NativeEndian.Uint64(hdr), binary.NativeEndian.Uint64(hdr[keyHeader:])
+	base := unsafe.Add(unsafe.Pointer(p), 2*keyHeader)
+	return unsafe.String((*byte)(base), int(n)), unsafe.String((*byte)(unsafe.Add(base, n)), int(m))
 }
 
 // fastKey makes the key of an encoding, in one allocation.
 func fastKey(enc []byte) string {
-	n := len(keyPrefix) + 16 + 1
-	for _, c := range enc {
-		if plain(c) {
-			n++
-		} else {
-			n += 3
-		}
+	buf := makeKey(enc, keyHash(enc), false)
+	key, _ := internedAt(&buf[0])
+	return key
+}
+
+// makeKey makes, in one allocation, the key of an encoding whose hash is
+// h, after a header of its length and the length of the encoding, and
+// followed by the encoding itself when withEnc is set (an interned entry
+// compares encodings with it; internedAt reads the parts back).
+func makeKey(enc []byte, h uint64, withEnc bool) []byte {
+	n := keyBody + keyText.EncodedLen(len(enc))
+	m := 0
+	if withEnc {
+		m = len(enc)
 	}
-	b := make([]byte, n)
+	buf := make([]byte, 2*keyHeader+n+m)
+	binary.NativeEndian.PutUint64(buf, uint64(n))
+	binary.NativeEndian.PutUint64(buf[keyHeader:], uint64(m))
+	b := buf[2*keyHeader:]
 	i := copy(b, keyPrefix)
-	h := keyHash(enc)
 	for j := 15; j >= 0; j-- {
 		b[i+j] = hexDigits[h&0xf]
 		h >>= 4
 	}
 	i += 16
 	b[i] = ':'
-	i++
-	for _, c := range enc {
-		if plain(c) {
-			b[i] = c
-			i++
-			continue
-		}
-		b[i], b[i+1], b[i+2] = '%', hexDigits[c>>4], hexDigits[c&0xf]
-		i += 3
-	}
-	return unsafe.String(&b[0], n) // b is never written again
+	keyText.Encode(b[keyBody:n], enc)
+	copy(b[n:], enc[:m])
+	return buf // never written again
 }
+
+// keyText writes an encoding into a key as text: unpadded URL-safe
+// base64, four characters for three bytes, without a branch per byte.
+var keyText = base64.RawURLEncoding
+
+// keyBody is where the encoding's text starts in a key: after the
+// prefix, the hash's 16 hex digits and a colon.
+const keyBody = len(keyPrefix) + 16 + 1
 
 const hexDigits = "0123456789abcdef"
 
-// plain reports whether a key keeps byte c as it is.
-func plain(c byte) bool { return plainBytes[c] }
-
-// plainBytes are the bytes a key keeps as they are.
-var plainBytes = func() (t [256]bool) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = c != '%'
-	}
-	return t
-}()
+// keyHeader is the size of each of the two lengths before a key's bytes.
+const keyHeader = 8
 
 // hashOfKey returns the hash a key fastKeyer made carries, or a hash of
 // any other key (one a step's own key function computed).
@@ -552,14 +581,56 @@ func (p *copyPlan) apply(v any) any {
 // runs out, counted from Set; an expired entry is not served and goes when
 // the hand reaches it. Safe for concurrent use.
 type near struct {
-	shards []nearShard
-	shift  uint // a hash's shard is hash >> shift
-	ttl    time.Duration
+	entries atomic.Int64 // over all shards; an empty cache answers without a probe
+	shards  []nearShard
+	shift   uint // a hash's shard is hash >> shift
+	ttl     time.Duration
+	door    doorkeeper
+}
+
+// doorkeeper remembers, in a bitset, the keys offered to the near cache
+// once: a key is admitted the second time. When an eighth of its bits
+// were set since it was last cleared, it clears them all (a key offered
+// again later waits one more offer). Marks racing a clear may be lost:
+// that only delays an admission. Safe for concurrent use; no lock.
+type doorkeeper struct {
+	bits  []atomic.Uint64
+	mask  uint64 // of a bit index
+	marks atomic.Int64
+}
+
+func (d *doorkeeper) init(capacity int) {
+	n := ceilPow2(max(64*capacity, 1<<12)) // bits
+	d.bits = make([]atomic.Uint64, n/64)
+	d.mask = uint64(n - 1)
+}
+
+// admit reports whether the key of hash h was offered before, and marks
+// it when it was not. A key is two bits (a Bloom filter of two hashes),
+// and the filter is cleared once an eighth of its bits are set: a key
+// offered once passes for one offered twice about once in 300 times.
+func (d *doorkeeper) admit(h uint64) bool {
+	i, j := (h>>17^h)&d.mask, (h>>41^h*0x9E3779B97F4A7C15)&d.mask // not the bits that pick the shard
+	wi, bi := &d.bits[i/64], uint64(1)<<(i%64)
+	wj, bj := &d.bits[j/64], uint64(1)<<(j%64)
+	if wi.Load()&bi != 0 && wj.Load()&bj != 0 {
+		return true
+	}
+	wi.Or(bi)
+	wj.Or(bj)
+	if d.marks.Add(2) > int64(d.mask+1)/8 {
+		d.marks.Store(0)
+		for k := range d.bits {
+			d.bits[k].Store(0)
+		}
+	}
+	return false
 }
 
 // nearShard is one shard of a near cache.
 type nearShard struct {
-	tab atomic.Pointer[nearTable]
+	tab  atomic.Pointer[nearTable]
+	near *near // the cache's entry count
 
 	mu         sync.Mutex // protects the writes to tab's slots, and live, dead, hand
 	capacity   int        // the most live entries
@@ -579,7 +650,7 @@ type nearTable struct {
 // nearEntry is a cached result; immutable once published, but for used.
 type nearEntry struct {
 	hash     uint64
-	node     any
+	step     uint64 // the step's Site.ID: an entry does not keep the step alive
 	key      string
 	r        caudal.StepResult // private to the entry: only copies by plan go out
 	plan     resultPlan
@@ -597,8 +668,10 @@ func newNear(cfg CacheConfig) *near {
 		shift:  uint(64 - bits.TrailingZeros(uint(n))),
 		ttl:    cfg.ttl(),
 	}
+	nr.door.init(capacity)
 	for i := range nr.shards {
 		s := &nr.shards[i]
+		s.near = nr
 		s.capacity = capacity / n
 		if i < capacity%n {
 			s.capacity++
@@ -618,6 +691,9 @@ func (n *near) shard(h uint64) *nearShard { return &n.shards[h>>n.shift] }
 // Get implements [engine.Near]: the result is copied for the caller by
 // the plan made when the entry was set.
 func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.StepResult, bool) {
+	if n.entries.Load() == 0 {
+		return caudal.StepResult{}, false // nothing was admitted: inputs seen once, say
+	}
 	h := hashOfKey(key)
 	t := n.shard(h).tab.Load()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
@@ -625,7 +701,7 @@ func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.Step
 		if e == nil {
 			return caudal.StepResult{}, false
 		}
-		if e.hash != h || e == tombstone || e.key != key || e.node != site.Node {
+		if e.hash != h || e == tombstone || e.key != key || e.step != site.ID {
 			continue
 		}
 		if int64(now) >= e.deadline {
@@ -638,13 +714,19 @@ func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.Step
 	}
 }
 
-// Set implements [engine.Near].
+// Set implements [engine.Near]: it takes a result the second time it is
+// offered (the core offers what the backend answers hits with), so that
+// inputs seen once or twice — the common case of fresh inputs — cost the
+// near cache nothing but a bit in its doorkeeper.
 func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl, now time.Duration) {
+	h := hashOfKey(key)
+	if !n.door.admit(h ^ site.ID*0x9E3779B97F4A7C15) { // a rebuilt step is another step: its entries start over
+		return
+	}
 	if ttl <= 0 || ttl > n.ttl {
 		ttl = n.ttl
 	}
-	h := hashOfKey(key)
-	e := &nearEntry{hash: h, node: site.Node, key: key, r: r, plan: planResult(r), deadline: int64(now + ttl)}
+	e := &nearEntry{hash: h, step: site.ID, key: key, r: r, plan: planResult(r), deadline: int64(now + ttl)}
 	s := n.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -667,7 +749,7 @@ func (s *nearShard) put(e *nearEntry, now int64) {
 			}
 			continue
 		}
-		if old.hash == e.hash && old.key == e.key && old.node == e.node {
+		if old.hash == e.hash && old.key == e.key && old.step == e.step {
 			t.slots[i].Store(e)
 			return
 		}
@@ -682,6 +764,7 @@ func (s *nearShard) put(e *nearEntry, now int64) {
 		t.slots[i].Store(e)
 	}
 	s.live++
+	s.near.entries.Add(1)
 	if 4*(s.live+s.dead) >= 3*len(t.slots) {
 		s.rebuild(t)
 	}
@@ -703,6 +786,7 @@ func (s *nearShard) evict(t *nearTable, now int64) {
 		}
 		t.slots[i].Store(tombstone)
 		s.live--
+		s.near.entries.Add(-1)
 		s.dead++
 		return
 	}
@@ -752,41 +836,74 @@ func (n *near) len() int {
 // in the step becomes a *caudal.PanicError, for the leader and the waiters
 // alike. Safe for concurrent use.
 type flight struct {
+	shards [flightShards]flightShard // a key's is picked by its hash's top bits
+}
+
+// flightShards is the number of shards of a flight group: misses on
+// different keys rarely share a lock.
+const flightShards = 16
+
+// flightShard is one shard of a flight group. Its calls are the misses in
+// flight, few at any moment: a slice searched from the end costs less than
+// a map's hashing of a long key.
+type flightShard struct {
 	mu    sync.Mutex // protects calls
-	calls map[flightKey]*flightCall
+	calls []*flightCall
+	_     [32]byte // keeps shards apart in memory
 }
 
-type flightKey struct {
-	node any
-	key  string
-}
-
-// flightCall is a run of the step that waiters wait for.
+// flightCall is a run of a step that waiters wait for.
 type flightCall struct {
-	done  chan struct{} // closed once the fields below are set
+	step  uint64        // the step's Site.ID
+	key   string        // the miss's key
+	done  chan struct{} // made by the first waiter (under the shard's mu), closed once the fields below are set
 	v     any
 	err   error
 	again bool // the leader failed for reasons of its own: run again
 }
 
-func newFlight() engine.Flight { return &flight{calls: make(map[flightKey]*flightCall)} }
+func newFlight() engine.Flight { return &flight{} }
+
+// calls recycles the flightCalls of misses no one waited for: once the
+// leader removed such a call from its shard, nobody else can hold it.
+var calls = sync.Pool{New: func() any { return new(flightCall) }}
+
+// find returns the call of step and key in flight, or nil.
+func (sh *flightShard) find(step uint64, key string) *flightCall {
+	for i := len(sh.calls) - 1; i >= 0; i-- {
+		if c := sh.calls[i]; c.step == step && c.key == key {
+			return c
+		}
+	}
+	return nil
+}
 
 // Do implements [engine.Flight].
 func (f *flight) Do(ctx context.Context, site engine.Site, key string, fn func() (any, error)) (any, error, bool) {
-	k := flightKey{node: site.Node, key: key}
+	sh := &f.shards[hashOfKey(key)>>60%flightShards]
 	for {
-		f.mu.Lock()
-		c, ok := f.calls[k]
-		if !ok {
-			c = &flightCall{done: make(chan struct{})}
-			f.calls[k] = c
-			f.mu.Unlock()
-			f.lead(ctx, site, k, c, fn)
-			return c.v, c.err, false
+		sh.mu.Lock()
+		c := sh.find(site.ID, key)
+		if c == nil {
+			c = calls.Get().(*flightCall)
+			c.step, c.key = site.ID, key
+			sh.calls = append(sh.calls, c)
+			sh.mu.Unlock()
+			waited := sh.lead(ctx, site, c, fn)
+			v, err := c.v, c.err
+			if !waited {
+				*c = flightCall{}
+				calls.Put(c)
+			}
+			return v, err, false
 		}
-		f.mu.Unlock()
+		if c.done == nil {
+			c.done = make(chan struct{}) // a miss no one waits for makes none
+		}
+		done := c.done
+		sh.mu.Unlock()
 		select {
-		case <-c.done:
+		case <-done:
 			if c.again {
 				continue
 			}
@@ -797,18 +914,37 @@ func (f *flight) Do(ctx context.Context, site engine.Site, key string, fn func()
 	}
 }
 
-// lead runs fn for c's waiters, then releases them.
-func (f *flight) lead(ctx context.Context, site engine.Site, k flightKey, c *flightCall, fn func() (any, error)) {
+// remove takes c out of the calls in flight.
+func (sh *flightShard) remove(c *flightCall) {
+	for i, x := range sh.calls {
+		if x == c {
+			last := len(sh.calls) - 1
+			sh.calls[i] = sh.calls[last]
+			sh.calls[last] = nil
+			sh.calls = sh.calls[:last]
+			return
+		}
+	}
+}
+
+// lead runs fn for c's waiters, then releases them; waited reports that
+// there were some (c is theirs too).
+func (sh *flightShard) lead(ctx context.Context, site engine.Site, c *flightCall, fn func() (any, error)) (waited bool) {
 	defer func() {
 		if x := recover(); x != nil {
 			c.v, c.err = nil, &caudal.PanicError{Step: site.Path, Value: x, Stack: debug.Stack()}
 		}
 		c.again = c.err != nil && (ctx.Err() != nil || errors.Is(c.err, caudal.ErrPaused) ||
 			errors.Is(c.err, caudal.ErrUsageLimitExceeded))
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(c.done)
+		sh.mu.Lock()
+		sh.remove(c)
+		done := c.done
+		sh.mu.Unlock()
+		if done != nil {
+			close(done)
+		}
+		waited = done != nil
 	}()
 	c.v, c.err = fn()
+	return false // set by the deferred func
 }

@@ -92,3 +92,49 @@ func BenchmarkTelemetryCheapSink(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCacheMissThenHit is the seed suite's cache shape: per
+// iteration a fresh input misses, then hits once; the cached step is
+// rebuilt over an empty cache every 256 iterations (as the suite rebuilds
+// its workload). The cache optimization cannot win much here (no input is
+// hit twice): what it must not do is cost.
+func BenchmarkCacheMissThenHit(b *testing.B) {
+	echo := caudal.AgentFunc(func(_ context.Context, _ any) (caudal.Reply, error) { return caudal.Reply{Output: "output"}, nil })
+	const batch = 256
+	inputs := make([]any, batch)
+	for i := range inputs {
+		inputs[i] = map[string]any{"test": "cache", "value": i + 1}
+	}
+	for _, c := range []struct {
+		name string
+		cfg  *optimize.Config
+	}{{"baseline", nil}, {"cache-optimization", component("cache-optimization")}} {
+		b.Run("impl="+c.name, func(b *testing.B) {
+			var opts []caudal.Option
+			if c.cfg != nil {
+				opts = append(opts, optimize.Use(*c.cfg))
+			}
+			ex := newExecutor(b, opts...)
+			ctx := context.Background()
+			var step caudal.Step
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				if i%batch == 0 {
+					cache, err := caudal.NewMemoryCache(1 << 16)
+					if err != nil {
+						b.Fatal(err)
+					}
+					step = build(b, caudal.Cached(caudal.AgentStep("cached", echo), cache))
+				}
+				in := inputs[i%batch]
+				i++
+				for range 2 {
+					if _, err := ex.Execute(ctx, step, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

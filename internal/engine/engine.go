@@ -21,7 +21,18 @@ type Site struct {
 	Node  any
 	Path  string
 	Agent any
+	// ID is unique to the compiled step in the process, never reused: a
+	// component that keeps per-step state beyond an execution keys it on
+	// ID, which, unlike Node, does not keep a dropped step (and what it
+	// holds, such as its cache) alive.
+	ID uint64
 }
+
+// siteIDs hands out Site.ID.
+var siteIDs atomic.Uint64
+
+// NewSiteID returns a Site.ID never returned before.
+func NewSiteID() uint64 { return siteIDs.Add(1) }
 
 // Recorder receives the executor's events. E is the event type of the
 // caller (the engine cannot import it). Implementations must be safe for
@@ -227,9 +238,11 @@ func (Rules) Classify(_ Site, err error) Verdict {
 }
 
 // Near is an in-process cache in front of a cache step's backend: a hit
-// there is served without calling the backend. Set stores a result the
-// [Sharer]'s Store prepared, for at most ttl (0: the near cache's own
-// bound); Get returns one Set stored for the same site and key, unexpired,
+// there is served without calling the backend. The core offers it every
+// result the backend answers a hit with: Set takes one the [Sharer]'s
+// Store prepared (a near cache may decline it: admit only what is hit
+// again, say), for at most ttl (0: the near cache's own bound); Get
+// returns one Set stored for the same site and key, unexpired,
 // prepared for its caller as the Sharer's Load would (the caller may change
 // it: the near cache must not give out what another caller reads). now is
 // the executor's monotonic time (of its [caudal.Runtime]), which the core

@@ -86,6 +86,10 @@ type CanonicalKeyer struct{}
 // never meet these.
 const keyVersion = "caudal-cache-key/2\x00"
 
+// EncodingVersion is what opens every encoding [EncodeKey] hands its
+// finish func: a keyer that versions its keys otherwise may drop it.
+const EncodingVersion = keyVersion
+
 // Tags of the encodings. A top-level value starts with tagJSON or tagGo;
 // the JSON encoding tags each datum.
 const (
