@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -33,20 +34,20 @@ import (
 
 // fastKeyer is the cache optimization's [engine.Keyer]. Its key is
 //
-//	"ck3:" + 16 hex digits of a 64-bit hash of the encoding + ":" + the encoding in base64
+//	"ck4:" + the encoding in base64
 //
 // where the encoding is [engine.CanonicalKeyer]'s without its opening, of
 // the step's fingerprint cut to 128 bits (see Key) — the same fingerprint,
-// input and state values key alike, across processes: the hash has no
-// per-process seed — and the base64 is unpadded and URL-safe, so the key
-// is printable ASCII text, like the baseline's. Two different encodings
-// never share a key, whatever their hashes: the hash only places a key in
-// the in-process cache and the flight group, which compare whole keys. The
-// price is a key about 4/3 the encoding's length (some 60 bytes plus the
-// input's size) where the baseline's is 64 bytes. A key of a short
-// encoding is interned in a direct-mapped table, read without a lock: a
-// repeated input gets the key made for it before, without building or
-// allocating it again.
+// input and state values key alike, across processes — and the base64 is
+// unpadded and URL-safe, so the key is printable ASCII text, like the
+// baseline's. The key is the encoding, so two different encodings never
+// share a key: no hash decides what a key stands for (a fast unseeded hash
+// of the key only places it in the in-process cache and the flight group,
+// which compare whole keys). The price is a key about 4/3 the encoding's
+// length (some 30 bytes plus the input's size) where the baseline's is 64
+// bytes. A key of a short encoding is interned in a direct-mapped table,
+// read without a lock: a repeated input gets the key made for it before,
+// without building or allocating it again.
 type fastKeyer struct {
 	// interned holds keys, each by the address of its allocation (see
 	// makeKey and internedAt): a header, the key and the encoding it was
@@ -64,20 +65,24 @@ func newFastKeyer() *fastKeyer {
 	return &fastKeyer{interned: make([]atomic.Pointer[byte], internSlots)}
 }
 
-// keyPrefix opens every key fastKeyer makes: the near cache reads the hash
-// after it.
-const keyPrefix = "ck3:"
+// keyPrefix opens every key fastKeyer makes.
+const keyPrefix = "ck4:"
 
-// keyHash hashes an encoding; tests swap it for one that collides.
+// keyHash hashes an encoding, and a key; tests swap it for one that
+// collides.
 var keyHash = hash64
 
 // Key implements [engine.Keyer]. The encoding's opening (the canonical
-// encoding's version: the key's prefix versions it) is left out, and the
-// step's fingerprint — a SHA-256 in hex — is kept to its first 128 bits,
-// which tell steps apart as surely: the key stays short.
+// encoding's version: the key's prefix versions it) is left out, and of
+// the step's fingerprint — a SHA-256 in hex — the key holds the first 128
+// bits, as 16 bytes: they tell steps apart as surely, and keep the key
+// short.
 func (k *fastKeyer) Key(fingerprint string, input any, state map[string]any) (string, error) {
-	if len(fingerprint) > fingerprintKeep {
-		fingerprint = fingerprint[:fingerprintKeep]
+	var raw [fingerprintKeep / 2]byte
+	if len(fingerprint) >= fingerprintKeep {
+		if _, err := hex.Decode(raw[:], []byte(fingerprint[:fingerprintKeep])); err == nil {
+			fingerprint = unsafe.String(&raw[0], len(raw)) // read during EncodeKey only
+		}
 	}
 	return engine.EncodeKey(fingerprint, input, state, k.finish)
 }
@@ -96,14 +101,13 @@ func (k *fastKeyer) intern(enc []byte) string {
 	if len(enc) > maxInternLen {
 		return fastKey(enc)
 	}
-	h := keyHash(enc)
-	slot := &k.interned[h&(internSlots-1)]
+	slot := &k.interned[keyHash(enc)&(internSlots-1)]
 	if p := slot.Load(); p != nil {
 		if key, was := internedAt(p); string(enc) == was {
 			return key
 		}
 	}
-	buf := makeKey(enc, h, true)
+	buf := makeKey(enc, true)
 	slot.Store(&buf[0])
 	key, _ := internedAt(&buf[0])
 	return key
@@ -112,41 +116,35 @@ func (k *fastKeyer) intern(enc []byte) string {
 // internedAt returns the key and the encoding of an interned entry: an
 // allocation of makeKey, at p.
 func internedAt(p *byte) (key, enc string) {
-	hdr := unsafe.Slice(p, 2*keyHeader)
-	n, m := binary.NativeEndian.Uint64(hdr), binary.NativeEndian.Uint64(hdr[keyHeader:])
-	base := unsafe.Add(unsafe.Pointer(p), 2*keyHeader)
+	hdr := unsafe.Slice(p, keyHeader)
+	n, m := binary.NativeEndian.Uint32(hdr), binary.NativeEndian.Uint32(hdr[4:])
+	base := unsafe.Add(unsafe.Pointer(p), keyHeader)
 	return unsafe.String((*byte)(base), int(n)), unsafe.String((*byte)(unsafe.Add(base, n)), int(m))
 }
 
 // fastKey makes the key of an encoding, in one allocation.
 func fastKey(enc []byte) string {
-	buf := makeKey(enc, keyHash(enc), false)
+	buf := makeKey(enc, false)
 	key, _ := internedAt(&buf[0])
 	return key
 }
 
-// makeKey makes, in one allocation, the key of an encoding whose hash is
-// h, after a header of its length and the length of the encoding, and
-// followed by the encoding itself when withEnc is set (an interned entry
-// compares encodings with it; internedAt reads the parts back).
-func makeKey(enc []byte, h uint64, withEnc bool) []byte {
-	n := keyBody + keyText.EncodedLen(len(enc))
+// makeKey makes, in one allocation, the key of an encoding after a header
+// of its length and the length of the encoding, and followed by the
+// encoding itself when withEnc is set (an interned entry compares
+// encodings with it; internedAt reads the parts back).
+func makeKey(enc []byte, withEnc bool) []byte {
+	n := len(keyPrefix) + keyText.EncodedLen(len(enc))
 	m := 0
 	if withEnc {
 		m = len(enc)
 	}
-	buf := make([]byte, 2*keyHeader+n+m)
-	binary.NativeEndian.PutUint64(buf, uint64(n))
-	binary.NativeEndian.PutUint64(buf[keyHeader:], uint64(m))
-	b := buf[2*keyHeader:]
-	i := copy(b, keyPrefix)
-	for j := 15; j >= 0; j-- {
-		b[i+j] = hexDigits[h&0xf]
-		h >>= 4
-	}
-	i += 16
-	b[i] = ':'
-	keyText.Encode(b[keyBody:n], enc)
+	buf := make([]byte, keyHeader+n+m)
+	binary.NativeEndian.PutUint32(buf, uint32(n))
+	binary.NativeEndian.PutUint32(buf[4:], uint32(m))
+	b := buf[keyHeader:]
+	copy(b, keyPrefix)
+	keyText.Encode(b[len(keyPrefix):n], enc)
 	copy(b[n:], enc[:m])
 	return buf // never written again
 }
@@ -155,36 +153,14 @@ func makeKey(enc []byte, h uint64, withEnc bool) []byte {
 // base64, four characters for three bytes, without a branch per byte.
 var keyText = base64.RawURLEncoding
 
-// keyBody is where the encoding's text starts in a key: after the
-// prefix, the hash's 16 hex digits and a colon.
-const keyBody = len(keyPrefix) + 16 + 1
-
-const hexDigits = "0123456789abcdef"
-
-// keyHeader is the size of each of the two lengths before a key's bytes.
+// keyHeader is the size of the two lengths (32 bits each: an encoding is
+// at most maxInternLen long, or not interned) before a key's bytes.
 const keyHeader = 8
 
-// hashOfKey returns the hash a key fastKeyer made carries, or a hash of
-// any other key (one a step's own key function computed).
+// hashOfKey returns the hash of a key, by which the near cache and the
+// flight group place it.
 func hashOfKey(key string) uint64 {
-	const at = len(keyPrefix)
-	if len(key) > at+16 && key[:at] == keyPrefix && key[at+16] == ':' {
-		var h uint64
-		for i := at; i < at+16; i++ {
-			c := key[i]
-			switch {
-			case '0' <= c && c <= '9':
-				c -= '0'
-			case 'a' <= c && c <= 'f':
-				c -= 'a' - 10
-			default:
-				return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
-			}
-			h = h<<4 | uint64(c)
-		}
-		return h
-	}
-	return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
+	return keyHash(unsafe.Slice(unsafe.StringData(key), len(key)))
 }
 
 // Constants of hash64 (wyhash's).

@@ -61,3 +61,7 @@ func NewNearRaw(cfg CacheConfig) Near {
 
 // NewFlight returns a flight group.
 func NewFlight() engine.Flight { return newFlight() }
+
+// HashOfKey is the hash by which the near cache and the flight group
+// place a key.
+func HashOfKey(key string) uint64 { return hashOfKey(key) }
