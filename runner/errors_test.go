@@ -51,8 +51,10 @@ func TestResumeRefused(t *testing.T) {
 		want   []error
 	}{
 		{
-			name:   "unknown run",
-			give:   func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) { return "nope", r },
+			name: "unknown run",
+			give: func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) {
+				return "nope", r
+			},
 			answer: goodAnswer,
 			want:   []error{runner.ErrNotFound},
 		},
@@ -68,20 +70,26 @@ func TestResumeRefused(t *testing.T) {
 			want:   []error{runner.ErrRunLocked},
 		},
 		{
-			name:   "answer missing a required property",
-			give:   func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) { return "r", r },
+			name: "answer missing a required property",
+			give: func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) {
+				return "r", r
+			},
 			answer: runner.Answer{Value: map[string]any{"who": "ann"}},
 			want:   []error{runner.ErrInvalidAnswer},
 		},
 		{
-			name:   "answer out of range, too long",
-			give:   func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) { return "r", r },
+			name: "answer out of range, too long",
+			give: func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) {
+				return "r", r
+			},
 			answer: runner.Answer{Value: map[string]any{"n": 11, "who": "annabel"}},
 			want:   []error{runner.ErrInvalidAnswer},
 		},
 		{
-			name:   "answer not JSON",
-			give:   func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) { return "r", r },
+			name: "answer not JSON",
+			give: func(_ *testing.T, r *runner.Runner, _ *runner.MemoryStore, _ *clock) (string, *runner.Runner) {
+				return "r", r
+			},
 			answer: runner.Answer{Value: make(chan int)},
 			want:   []error{runner.ErrInvalidAnswer},
 		},
