@@ -147,10 +147,10 @@ func (r *Runner) pipeline(run *Run) (caudal.Step, error) {
 	step, ok := r.pipelines[run.Pipeline]
 	r.mu.RUnlock()
 	if !ok {
-		return step, fmt.Errorf("runner: run %q: pipeline %q: %w", run.ID, run.Pipeline, ErrUnknownPipeline)
+		return step, fmt.Errorf("run %q: pipeline %q: %w", run.ID, run.Pipeline, ErrUnknownPipeline)
 	}
 	if fp := step.Fingerprint(); fp != run.Fingerprint {
-		return step, fmt.Errorf("runner: run %q: pipeline %q is %.12s…, the run started on %.12s…: %w",
+		return step, fmt.Errorf("run %q: pipeline %q is %.12s…, the run started on %.12s…: %w",
 			run.ID, run.Pipeline, fp, run.Fingerprint, ErrPipelineChanged)
 	}
 	return step, nil
@@ -270,6 +270,10 @@ func (r *Runner) Resume(ctx context.Context, id string, ans Answer) (*Run, error
 		return nil, fmt.Errorf("runner: Resume: %w", err)
 	}
 	snap, value, err := r.checkResume(run, ans)
+	if ae, ok := errors.AsType[*AnswerError](err); ok {
+		r.release(ctx, id)
+		return nil, ae
+	}
 	if err != nil {
 		r.release(ctx, id)
 		return nil, fmt.Errorf("runner: Resume: %w", err)
