@@ -13,9 +13,9 @@ import (
 func Example() {
 	ctx := context.Background()
 	ex, _ := caudal.New()
-	defer ex.Close()
+	defer func() { _ = ex.Close() }()
 	store := runner.NewMemoryStore()
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	r, _ := runner.New(ex, store)
 
 	draft := caudal.Func("draft", func(_ context.Context, topic string) (string, error) {

@@ -120,10 +120,12 @@ func TestMemoryJournalRoundTrip(t *testing.T) {
 	s, _ := memStore(t)
 	seed(t, s, time.Now(), runner.Run{ID: "r", Status: runner.StatusRunning})
 	give := []caudal.Record{
-		{Path: "p/a", Status: caudal.StatusSucceeded, Output: map[string]any{"x": 1.5}, Attempts: 2, Latency: time.Millisecond,
+		{
+			Path: "p/a", Status: caudal.StatusSucceeded, Output: map[string]any{"x": 1.5}, Attempts: 2, Latency: time.Millisecond,
 			Usage:    caudal.Usage{PromptTokens: 3, CompletionTokens: 4, CostUSD: 0.5},
 			Writes:   []caudal.Write{{Path: []string{"k", "sub"}, Value: "v"}, {Path: []string{"gone"}, Deleted: true}},
-			Metadata: map[string]any{"m": true}, Children: []caudal.StepResult{{Path: "p/a/b", Output: "c", Success: true}}},
+			Metadata: map[string]any{"m": true}, Children: []caudal.StepResult{{Path: "p/a/b", Output: "c", Success: true}},
+		},
 		{Path: "p/route", Status: caudal.StatusDecided, Output: "three", Attempts: 1},
 		{Path: "p/b", Status: caudal.StatusFailed, Feedback: "it broke"},
 	}

@@ -25,7 +25,7 @@ func typicalRecord(i int) caudal.Record {
 func BenchmarkCheckpoint(b *testing.B) {
 	b.Run("store=memory", func(b *testing.B) {
 		s := runner.NewMemoryStore()
-		defer s.Close()
+		defer func() { _ = s.Close() }()
 		ctx := context.Background()
 		if err := s.Create(ctx, &runner.Run{ID: "r", Status: runner.StatusRunning, Owner: "o", LeaseUntil: time.Now().Add(time.Hour)}); err != nil {
 			b.Fatal(err)

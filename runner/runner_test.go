@@ -350,3 +350,49 @@ func TestCancelled(t *testing.T) {
 		t.Errorf("final state %s, %v; want a's write", run.FinalState, err)
 	}
 }
+
+var errAgent = errors.New("agent broke")
+
+func TestStartOutcomes(t *testing.T) {
+	l := newLedger()
+	failing := caudal.AgentStep("bad", caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
+		return caudal.Reply{}, caudal.Permanent(errAgent)
+	}))
+	tests := []struct {
+		name       string
+		give       caudal.Step
+		opts       []runner.StartOption
+		wantStatus runner.Status
+		wantErr    error
+		wantOutput string
+		wantState  string
+	}{
+		{
+			name: "completed", give: caudal.Seq("p", agent(l, "a")), wantStatus: runner.StatusCompleted,
+			wantOutput: `"a(in)"`, wantState: `{"a":"a(in)"}`,
+		},
+		{
+			name: "with state", give: caudal.Seq("p", agent(l, "b")), opts: []runner.StartOption{runner.WithState(map[string]any{"k": 1})},
+			wantStatus: runner.StatusCompleted, wantOutput: `"b(in)"`, wantState: `{"b":"b(in)","k":1}`,
+		},
+		{
+			name: "failed", give: caudal.Seq("p", agent(l, "c"), failing), wantStatus: runner.StatusFailed, wantErr: errAgent,
+			wantOutput: "", wantState: `{"c":"c(in)"}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := memStore(t)
+			r := newRunner(t, s, map[string]caudal.Step{"p": tt.give})
+			run, err := r.Start(t.Context(), "p", "in", tt.opts...)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) || run == nil {
+				t.Fatalf("Start = %+v, %v; want %v", run, err, tt.wantErr)
+			}
+			got := stored(t, s, run.ID)
+			if got.Status != tt.wantStatus || string(got.Output) != tt.wantOutput || string(got.FinalState) != tt.wantState || got.Usage.Tokens() == 0 {
+				t.Errorf("stored %s output=%s state=%s usage=%+v; want %s output=%s state=%s, some usage",
+					got.Status, got.Output, got.FinalState, got.Usage, tt.wantStatus, tt.wantOutput, tt.wantState)
+			}
+		})
+	}
+}
