@@ -30,7 +30,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 	b.Run("store=postgres", func(b *testing.B) {
 		ctx := context.Background()
 		s, _ := openStore(b)
-		defer s.Close()
+		defer func() { _ = s.Close() }()
 		now := time.Now()
 		if err := s.Create(ctx, &runner.Run{ID: "bench", Pipeline: "report", Status: runner.StatusRunning, CreatedAt: now, UpdatedAt: now, Owner: "me", LeaseUntil: now.Add(time.Hour)}); err != nil {
 			b.Fatal(err)

@@ -67,7 +67,7 @@ func newSchema(tb testing.TB, dsn string) string {
 			tb.Errorf("drop schema %s: %v", name, err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{name}.Sanitize()+` CASCADE`); err != nil {
 			tb.Errorf("drop schema %s: %v", name, err)
 		}
@@ -95,7 +95,7 @@ func rawExec(tb testing.TB, query string, args ...any) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	if _, err := conn.Exec(ctx, query, args...); err != nil {
 		tb.Fatalf("%s: %v", query, err)
 	}

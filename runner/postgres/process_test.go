@@ -42,7 +42,7 @@ func child(mode string) (code int) {
 		fmt.Printf("error: %v\n", err)
 		return 2
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	id, owner := os.Getenv(runEnv), os.Getenv(ownerEnv)
 	switch mode {
 	case "claim":
@@ -117,7 +117,9 @@ func childHold(ctx context.Context, s *postgres.Store, id, owner string, in io.R
 	}()
 	if !lines.Scan() || lines.Text() != "stop" {
 		close(stop)
-		<-hbErr
+		if err := <-hbErr; err != nil {
+			fmt.Printf("error: heartbeat: %v\n", err)
+		}
 		fmt.Println("error: want stop")
 		return 1
 	}
@@ -181,7 +183,7 @@ func readLine(t *testing.T, sc *bufio.Scanner, what string) string {
 // ErrRunLocked.
 func TestTwoProcessesClaim(t *testing.T) {
 	s, schema := openStore(t)
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	ctx := context.Background()
 	for round := range 3 {
 		id := fmt.Sprintf("race-%d", round)
@@ -231,7 +233,7 @@ func TestTwoProcessesClaim(t *testing.T) {
 // once it stops, and what it then writes is refused with ErrLeaseLost.
 func TestHeartbeatStops(t *testing.T) {
 	s, schema := openStore(t)
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	ctx := context.Background()
 	now := time.Now()
 	if err := s.Create(ctx, &runner.Run{ID: "held", Pipeline: "p", Status: runner.StatusRunning, CreatedAt: now, UpdatedAt: now}); err != nil {

@@ -302,8 +302,9 @@ func nullTime(t time.Time) *time.Time {
 	return &t
 }
 
-// Create inserts run. It fails when a run with its ID exists (leaving that
-// one alone), or when run.Status is not a [runner.Status].
+// Create inserts run; a zero CreatedAt is stored as now, a zero UpdatedAt
+// as CreatedAt. It fails when a run with its ID exists (leaving that one
+// alone), or when run.Status is not a [runner.Status].
 func (s *Store) Create(ctx context.Context, run *runner.Run) error {
 	if run == nil {
 		return errors.New("postgres store: Create: nil run")

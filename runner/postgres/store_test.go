@@ -32,11 +32,11 @@ func TestConformance(t *testing.T) {
 func TestSchemaTooNew(t *testing.T) {
 	ctx := context.Background()
 	s, schema := openStore(t)
-	s.Close()
+	_ = s.Close()
 	rawExec(t, `UPDATE `+pgx.Identifier{schema, "schema_version"}.Sanitize()+` SET version = version + 1`)
 	if s, err := postgres.Open(ctx, testDSN(), postgres.WithSchema(schema)); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		if s != nil {
-			s.Close()
+			_ = s.Close()
 		}
 		t.Fatalf("Open of a newer schema = %v; want ErrSchemaTooNew", err)
 	}
@@ -69,7 +69,7 @@ func TestOpenTwiceMigratesOnce(t *testing.T) {
 	}
 	close(stores)
 	for s := range stores {
-		s.Close()
+		_ = s.Close()
 	}
 }
 
@@ -89,7 +89,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := postgres.Open(ctx, tt.dsn, tt.opts...)
 			if err == nil {
-				s.Close()
+				_ = s.Close()
 				t.Fatalf("Open(%q) = nil error; want one", tt.dsn)
 			}
 		})

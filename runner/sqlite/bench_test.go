@@ -35,7 +35,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer s.Close()
+		defer func() { _ = s.Close() }()
 		now := time.Now()
 		if err := s.Create(ctx, &runner.Run{ID: "bench", Pipeline: "report", Status: runner.StatusRunning, CreatedAt: now, UpdatedAt: now, Owner: "me", LeaseUntil: now.Add(time.Hour)}); err != nil {
 			b.Fatal(err)

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/runner"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 // ErrSchemaTooNew is returned by [Open] for a file whose schema a newer
@@ -252,8 +252,9 @@ func pauseArgs(p *runner.Pause) []any {
 	return []any{p.Path, p.Message, p.Schema, p.Snapshot}
 }
 
-// Create inserts run. It fails when a run with its ID exists (leaving that
-// one alone), or when run.Status is not a [runner.Status].
+// Create inserts run; a zero CreatedAt is stored as now, a zero UpdatedAt
+// as CreatedAt. It fails when a run with its ID exists (leaving that one
+// alone), or when run.Status is not a [runner.Status].
 func (s *Store) Create(ctx context.Context, run *runner.Run) error {
 	if run == nil {
 		return errors.New("sqlite store: Create: nil run")
@@ -266,7 +267,14 @@ func (s *Store) Create(ctx context.Context, run *runner.Run) error {
 		run.Usage.PromptTokens, run.Usage.CompletionTokens, run.Usage.CostUSD, run.Error,
 	}
 	args = append(args, pauseArgs(run.Pause)...)
-	args = append(args, micros(run.CreatedAt), micros(run.UpdatedAt), run.Owner, micros(run.LeaseUntil))
+	created, updated := run.CreatedAt, run.UpdatedAt
+	if created.IsZero() {
+		created = s.now()
+	}
+	if updated.IsZero() {
+		updated = created
+	}
+	args = append(args, micros(created), micros(updated), run.Owner, micros(run.LeaseUntil))
 	_, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite store: create run %q: %w", run.ID, err)

@@ -31,7 +31,7 @@ func rawExec(t *testing.T, s runner.Store, query string, args ...any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	if _, err := db.Exec(query, args...); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
@@ -64,7 +64,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := sqlite.Open(tt.give)
 			if err == nil {
-				s.Close()
+				_ = s.Close()
 				t.Fatalf("Open(%q) = nil error; want one", tt.give)
 			}
 		})
@@ -77,7 +77,7 @@ func TestOpenNotADatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s, err := sqlite.Open(path); err == nil {
-		s.Close()
+		_ = s.Close()
 		t.Fatalf("Open of a file that is not a database = nil error; want one")
 	}
 }
@@ -88,7 +88,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	_ = s.Close()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -96,10 +96,10 @@ func TestSchemaTooNew(t *testing.T) {
 	if _, err := db.Exec(`UPDATE schema_version SET version = version + 1`); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
+	_ = db.Close()
 	if s, err := sqlite.Open(path); !errors.Is(err, sqlite.ErrSchemaTooNew) {
 		if s != nil {
-			s.Close()
+			_ = s.Close()
 		}
 		t.Fatalf("Open of a newer schema = %v; want ErrSchemaTooNew", err)
 	}
@@ -120,12 +120,12 @@ func TestReopenKeepsRuns(t *testing.T) {
 	if _, err := s.Append(ctx, "r", "me", caudal.Record{Path: "a", Status: caudal.StatusSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	_ = s.Close()
 	s, err = sqlite.Open(path, sqlite.WithBusyTimeout(time.Second), sqlite.WithSynchronousFull())
 	if err != nil {
 		t.Fatalf("reopen = %v", err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	entries, err := s.Journal(ctx, "r")
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("Journal after reopen = %v, %v; want 1 entry", entries, err)
@@ -141,12 +141,12 @@ func TestTwoStoresOneFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer func() { _ = a.Close() }()
 	b, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	for i := range 20 {
 		id := fmt.Sprint("r", i)
 		now := time.Now()
@@ -156,6 +156,11 @@ func TestTwoStoresOneFile(t *testing.T) {
 		errs := make(chan error, 2)
 		for _, s := range []*sqlite.Store{a, b} {
 			go func() {
+				defer func() {
+					if v := recover(); v != nil {
+						errs <- fmt.Errorf("panic: %v", v)
+					}
+				}()
 				_, err := s.Claim(ctx, id, fmt.Sprintf("%p", s), time.Minute, runner.StatusRunning)
 				errs <- err
 			}()
