@@ -32,8 +32,8 @@ type mutant struct {
 func (m *mutant) Claim(ctx context.Context, id, owner string, ttl time.Duration, statuses ...runner.Status) (*runner.Run, error) {
 	r, err := m.Store.Claim(ctx, id, owner, ttl, statuses...)
 	if m.bug == "claim ignores live leases" && errors.Is(err, runner.ErrRunLocked) {
-		if held, gerr := m.Store.Get(ctx, id); gerr == nil {
-			_ = m.Store.Release(ctx, id, held.Owner)
+		if held, gerr := m.Get(ctx, id); gerr == nil {
+			_ = m.Release(ctx, id, held.Owner)
 			return m.Store.Claim(ctx, id, owner, ttl, statuses...)
 		}
 	}
@@ -43,7 +43,7 @@ func (m *mutant) Claim(ctx context.Context, id, owner string, ttl time.Duration,
 func (m *mutant) Append(ctx context.Context, id, owner string, rec caudal.Record) (int64, error) {
 	seq, err := m.Store.Append(ctx, id, owner, rec)
 	if m.bug == "append ignores the owner" && errors.Is(err, runner.ErrLeaseLost) {
-		if held, gerr := m.Store.Get(ctx, id); gerr == nil && held.Owner != "" {
+		if held, gerr := m.Get(ctx, id); gerr == nil && held.Owner != "" {
 			return m.Store.Append(ctx, id, held.Owner, rec)
 		}
 	}
