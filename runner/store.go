@@ -106,10 +106,11 @@ type Store interface {
 	// and UpdatedAt, if owner holds the lease (ErrLeaseLost otherwise).
 	Update(ctx context.Context, run *Run, owner string) error
 	// Claim gives owner run id's lease for ttl when the run's status is
-	// one of statuses and nobody else holds a live lease on it, and returns
-	// the run: ErrRunLocked when another owner's lease is live,
-	// ErrWrongStatus when the status is not one of statuses, ErrNotFound.
-	// Of two processes claiming at once, exactly one wins.
+	// one of statuses (any status when none is given) and nobody else
+	// holds a live lease on it, and returns the run: ErrNotFound, then
+	// ErrRunLocked when another owner's lease is live, then ErrWrongStatus
+	// when the status is not one of statuses. Claiming a lease one holds
+	// renews it. Of two processes claiming at once, exactly one wins.
 	Claim(ctx context.Context, id, owner string, ttl time.Duration, statuses ...Status) (*Run, error)
 	// Heartbeat extends owner's lease on run id by ttl from now
 	// (ErrLeaseLost when owner does not hold it).
