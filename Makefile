@@ -62,7 +62,7 @@ bench-ir: ## Instructions per op of the README table's rows at BASE and in the w
 bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
 	cd benchmarks && ./run.sh
 
-bench-durable: ## Run the durable-run benchmarks (stores; Caudal beside go-workflows; 5 passes) and regenerate benchmarks/DURABLE.md
+bench-durable: ## Run the durable-run benchmarks (stores; Caudal beside go-workflows; 6 passes) and regenerate benchmarks/DURABLE.md
 	cd benchmarks && ./durable.sh
 
 tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum

@@ -4,7 +4,7 @@
 # memory, SQLite and PostgreSQL stores (package runner, root module), and
 # Caudal beside go-workflows on SQLite (package durable, this module).
 #
-# PASSES alternating passes (default 5): each runs every benchmark once
+# PASSES alternating passes (default 6, the fewest benchstat gives a confidence interval for): each runs every benchmark once
 # (-count=1), so that drift of this noisy machine hits every row alike. The
 # tables give the median of the passes; benchstat's summary follows.
 # PostgreSQL must be up (CAUDAL_TEST_POSTGRES, or 127.0.0.1:5432, database
@@ -17,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-passes="${PASSES:-5}"
+passes="${PASSES:-6}"
 raw=bench-durable.txt
 out=DURABLE.md
 benchstat=../bin/benchstat

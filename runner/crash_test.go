@@ -186,7 +186,9 @@ func (c *crashSetup) generation(t *testing.T, id string, gen int, delay time.Dur
 		case err = <-done:
 		case <-timer.C:
 			_ = cmd.Process.Kill() // SIGKILL
-			<-done
+			if werr := <-done; werr == nil {
+				t.Logf("run %s, generation %d: the child ended as it was killed", id, gen)
+			}
 			c.settle(t, crashAppName(id, strconv.Itoa(gen)))
 			return true
 		}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/runner"
+	"github.com/caudal-go/caudal/runner/sqlite"
 	"github.com/cschleiden/go-workflows/backend"
 	gwsqlite "github.com/cschleiden/go-workflows/backend/sqlite"
 	"github.com/cschleiden/go-workflows/client"
@@ -16,10 +19,6 @@ import (
 	"github.com/cschleiden/go-workflows/worker"
 	"github.com/cschleiden/go-workflows/workflow"
 	"github.com/google/uuid"
-
-	"github.com/caudal-go/caudal"
-	"github.com/caudal-go/caudal/runner"
-	"github.com/caudal-go/caudal/runner/sqlite"
 )
 
 // steps is how many steps the pipelines run before the pause (and in all,
