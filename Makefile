@@ -14,7 +14,7 @@ TOOLS_DEPS    := tools/go.mod tools/go.sum
 
 BENCH_REPORT := go run ./cmd/caudal bench --variant naive
 
-.PHONY: bench-compare bench-ir bench-optimize bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers tidy-lint tools example clean
+.PHONY: bench-compare bench-ir bench-optimize bench-report help build test cover lint fmt-check vet bench bench-smoke bench-table bench-peers bench-durable tidy-lint tools example clean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -61,6 +61,9 @@ bench-ir: ## Instructions per op of the README table's rows at BASE and in the w
 
 bench-peers: ## Run the peer comparisons (10 alternating passes) and regenerate benchmarks/RESULTS.md
 	cd benchmarks && ./run.sh
+
+bench-durable: ## Run the durable-run benchmarks (stores; Caudal beside go-workflows; 6 passes) and regenerate benchmarks/DURABLE.md
+	cd benchmarks && ./durable.sh
 
 tidy-lint: ## Fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy

@@ -19,8 +19,9 @@ passes="${PASSES:-10}"
 raw=bench-peers.txt
 out=RESULTS.md
 benchstat=../bin/benchstat
-bench_cmd=(go test -run='^$' -bench=. -benchmem -count=1 ./...)
-bench_text="go test -run='^\$' -bench=. -benchmem -count=1 ./..."
+# The peers' package only: durable/ has its own script (durable.sh).
+bench_cmd=(go test -run='^$' -bench=. -benchmem -count=1 .)
+bench_text="go test -run='^\$' -bench=. -benchmem -count=1 ."
 
 if [[ ! -x "$benchstat" ]]; then
 	make -C .. tools

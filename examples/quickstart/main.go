@@ -1,18 +1,21 @@
-// Command quickstart runs a small Caudal pipeline on the in-process executor:
-// a flaky "planner" agent with retries, a validator and a fallback; two
-// research branches in parallel whose findings merge into the run's state; a
-// cached summarizer; and a human approval that pauses the run, which is then
-// resumed with an answer — all under a token budget, with every event logged
+// Command quickstart runs a small Caudal pipeline durably, on the embedded
+// default store (a SQLite file): a flaky "planner" agent with retries, a
+// validator and a fallback; two research branches in parallel whose
+// findings merge into the run's state; a cached summarizer; and a human
+// approval that pauses the run, kept in the file, which is then resumed
+// with an answer — all under a token budget, with every event logged
 // through log/slog.
 //
 // Usage:
 //
-//	go run ./examples/quickstart
+//	go run ./examples/quickstart [-db caudal.db]
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,9 +23,12 @@ import (
 	"time"
 
 	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/runner"
+	"github.com/caudal-go/caudal/runner/sqlite"
 )
 
 func main() {
+	flag.Parse()
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
@@ -76,6 +82,9 @@ func research(source string) caudal.Agent {
 	})
 }
 
+// dbPath is the SQLite file runs are kept in.
+var dbPath = flag.String("db", "caudal.db", "the SQLite file the runs are kept in")
+
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ex, err := caudal.New(
@@ -111,23 +120,51 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	state := caudal.NewState(nil)
-	res, err := ex.Execute(ctx, pipeline, map[string]any{"topic": "solid-state batteries"},
-		caudal.WithRunID("quickstart"), caudal.WithState(state))
-	var paused *caudal.PausedError
-	if !errors.As(err, &paused) {
-		return fmt.Errorf("expected the run to pause for approval, got %v", err)
-	}
-	fmt.Printf("\nplan:    %v\n", res.Children[0].Output)
-	fmt.Printf("found:   web=%v papers=%v\n", must(caudal.Get[string](state, "found_web")), must(caudal.Get[string](state, "found_papers")))
-	fmt.Printf("summary: %v\n", res.Children[3].Output)
-	fmt.Printf("paused:  %s asks %q; answering \"yes\"\n\n", paused.Path, paused.Message)
-
-	res, err = ex.Execute(ctx, pipeline, nil, caudal.WithRunID("quickstart"), caudal.WithResume(paused.Snapshot, "yes"))
+	// Runs are durable: each is kept, step by step, in an embedded SQLite
+	// file, so a crash or a restart loses no completed step, and a paused
+	// run can be resumed by another process, hours later.
+	store, err := sqlite.Open(*dbPath)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nresult:  %v (success=%v, %d tokens, $%.4f)\n", res.Output, res.Success, res.Usage.Tokens(), res.Usage.CostUSD)
+	defer func() { _ = store.Close() }()
+	runs, err := runner.New(ex, store)
+	if err != nil {
+		return err
+	}
+	if err := runs.Register("report", pipeline); err != nil {
+		return err
+	}
+
+	run, err := runs.Start(ctx, "report", map[string]any{"topic": "solid-state batteries"})
+	if err != nil {
+		return err
+	}
+	if run.Status != runner.StatusPaused {
+		return fmt.Errorf("expected run %s to pause for approval, it is %s (%s)", run.ID, run.Status, run.Error)
+	}
+	var state map[string]any
+	if err := json.Unmarshal(run.FinalState, &state); err != nil {
+		return err
+	}
+	fmt.Printf("\nrun %s is %s, kept in %s\n", run.ID, run.Status, *dbPath)
+	fmt.Printf("found:   web=%v papers=%v\n", state["found_web"], state["found_papers"])
+	fmt.Printf("paused:  %s asks %q; answering \"yes\"\n\n", run.Pause.Path, run.Pause.Message)
+
+	run, err = runs.Resume(ctx, run.ID, runner.Answer{Value: "yes", By: "quickstart"})
+	if err != nil {
+		return err
+	}
+	var output any
+	if err := json.Unmarshal(run.Output, &output); err != nil {
+		return err
+	}
+	fmt.Printf("\nresult:  %v (%s, %d tokens, $%.4f)\n", output, run.Status, run.Usage.Tokens(), run.Usage.CostUSD)
+	all, err := runs.List(ctx, runner.Filter{Pipeline: "report"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s keeps %d run(s) of this pipeline: go run ./examples/quickstart again adds one\n", *dbPath, len(all))
 	return nil
 }
 
