@@ -349,7 +349,11 @@ func fanOut(ctx context.Context, r *run, lim engine.Limiter, b *nodeBase, limit 
 	}
 	workers := min(limit, len(runs))
 	if f.lim != nil {
-		workers = min(max(f.lim.Workers(b.site, limit, len(runs)), 1), len(runs))
+		w, metered := f.lim.Workers(b.site, limit, len(runs))
+		workers = min(max(w, 1), len(runs))
+		if !metered {
+			f.lim = nil // the workers are the bound, as on the baseline
+		}
 	}
 	var wctx context.Context
 	wctx, f.cancel = context.WithCancelCause(ctx)

@@ -392,7 +392,7 @@ type limiterSpy struct {
 	releases []limitRelease
 }
 
-func (l *limiterSpy) Workers(_ engine.Site, limit, n int) int { return min(limit, n) }
+func (l *limiterSpy) Workers(_ engine.Site, limit, n int) (int, bool) { return min(limit, n), true }
 
 func (l *limiterSpy) Acquire(_ context.Context, site engine.Site, limit int) error {
 	l.mu.Lock()
@@ -561,7 +561,7 @@ func TestSeamLimiterReleasePanic(t *testing.T) {
 // to 1 would.
 type oneAtATime struct{ sem chan struct{} }
 
-func (l oneAtATime) Workers(_ engine.Site, limit, n int) int { return min(limit, n) }
+func (l oneAtATime) Workers(_ engine.Site, limit, n int) (int, bool) { return min(limit, n), true }
 
 func (l oneAtATime) Acquire(ctx context.Context, _ engine.Site, _ int) error {
 	select {
@@ -579,7 +579,7 @@ func (l oneAtATime) Release(engine.Site, time.Duration, error) { <-l.sem }
 // limit past it would.
 type wider struct{}
 
-func (wider) Workers(_ engine.Site, _, n int) int             { return n }
+func (wider) Workers(_ engine.Site, _, n int) (int, bool)     { return n, true }
 func (wider) Acquire(context.Context, engine.Site, int) error { return nil }
 func (wider) Release(engine.Site, time.Duration, error)       {}
 

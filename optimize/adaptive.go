@@ -97,6 +97,9 @@ type stepLimit struct {
 	full      atomic.Int64 // releases of this round that found every slot taken
 	limited   atomic.Bool  // the last round was limited: most of its releases found every slot taken
 	rounds    atomic.Int64 // rounds ended
+	fanouts   atomic.Int64 // fan-outs started while the limit held nothing back
+	peak      atomic.Int64 // the most slots taken at once this round
+	lastPeak  atomic.Int64 // peak, of the last round
 	slowStart atomic.Bool  // no cut yet: the limit doubles per limited round
 	minLat    atomic.Int64 // the least latency seen (ns, ≥ 1); 0: none yet
 	winMin    atomic.Int64 // the least latency of the current window
@@ -159,20 +162,32 @@ func (s *stepLimit) effective(pressure bool) int64 {
 
 // Workers starts enough workers for the limit to be used and to grow:
 // min(n, the ceiling, 2 × the limit), or 4 × in slow start after a limited
-// round (the limit then doubles per round) — but only the limit's number
-// once a round showed the limit holding nothing back (a CPU-bound map, say:
-// more workers would only wait). Workers over the limit wait in Acquire.
-func (a *adaptive) Workers(site engine.Site, cap, n int) int {
+// round (the limit then doubles per round). Workers over the limit wait in
+// Acquire. Once a round showed the limit holding nothing back, not even
+// half of it ever taken (a CPU-bound map, say, where only GOMAXPROCS items
+// really run: more workers would only wait), a fan-out gets the limit's
+// number of workers, unmetered — the core then runs it as the baseline
+// runs a fixed limit, without a call per item — but one in probeEvery is
+// metered, to notice when the work changes.
+func (a *adaptive) Workers(site engine.Site, cap, n int) (int, bool) {
 	s := a.step(site, cap)
 	w := s.effective(a.pressure.Load())
+	metered := true
 	switch {
 	case s.limited.Load() && s.slowStart.Load():
 		w *= 4
 	case s.limited.Load() || s.rounds.Load() == 0:
 		w *= 2
+	case 2*s.lastPeak.Load() <= w:
+		// Not even half the limit was ever taken: nothing waits on it.
+		metered = s.fanouts.Add(1)%probeEvery == 0
 	}
-	return int(min(int64(n), s.ceiling, w))
+	return int(min(int64(n), s.ceiling, w)), metered
 }
+
+// probeEvery is how often a fan-out of a step whose limit holds nothing
+// back is metered.
+const probeEvery = 8
 
 // Acquire admits a branch or item when the step's in-flight count is under
 // its limit; otherwise it waits for a release, a raised limit or the end
@@ -194,6 +209,8 @@ func (s *stepLimit) tryAcquire(pressure bool) bool {
 			return false
 		}
 		if s.inflight.CompareAndSwap(n, n+1) {
+			for p := s.peak.Load(); n+1 > p && !s.peak.CompareAndSwap(p, n+1); p = s.peak.Load() {
+			}
 			return true
 		}
 	}
@@ -376,6 +393,7 @@ func (a *adaptive) endRound(s *stepLimit, n int64) {
 		}
 	}
 	s.limited.Store(limited)
+	s.lastPeak.Store(s.peak.Swap(s.inflight.Load()))
 	r := s.rounds.Add(1)
 	s.start = n
 	s.roundCut = false

@@ -143,16 +143,18 @@ func (CopyOnWrite) Writes(_, child *state.Store) []statemerge.Write { return chi
 // concurrent map, run at once. For each fan-out of n branches or items
 // over a step whose configured cap is cap, the executor asks Workers how
 // many workers to start (it starts between 1 and n; the baseline starts
-// min(cap, n)), and each worker calls Acquire before every branch or item
-// and Release after it, with the branch's wall time and error: an
-// adaptive limiter changes its limit while the step runs. Acquire may
+// min(cap, n)) and whether to meter the fan-out; when metered, each worker
+// calls Acquire before every branch or item and Release after it, with the
+// branch's wall time and error: an adaptive limiter changes its limit
+// while the step runs. An unmetered fan-out runs as the baseline's does,
+// its workers its only bound, and consults the limiter no further. Acquire may
 // block until a slot frees or ctx is done (then it returns ctx's cause and
 // the branch fails with it). A sequential map (cap 1 by default) runs its
 // items in order on the caller's goroutine and consults no limiter; nor
 // does a parallel step or router without a configured concurrency, whose
 // branches all run at once (they may wait on one another).
 type Limiter interface {
-	Workers(site Site, cap, n int) int
+	Workers(site Site, cap, n int) (workers int, metered bool)
 	Acquire(ctx context.Context, site Site, cap int) error
 	Release(site Site, latency time.Duration, err error)
 }
@@ -161,8 +163,8 @@ type Limiter interface {
 // workers already enforces, so Acquire never waits.
 type Fixed struct{}
 
-// Workers returns min(cap, n).
-func (Fixed) Workers(_ Site, cap, n int) int { return min(cap, n) }
+// Workers returns min(cap, n), unmetered.
+func (Fixed) Workers(_ Site, cap, n int) (int, bool) { return min(cap, n), false }
 
 // Acquire returns nil.
 func (Fixed) Acquire(context.Context, Site, int) error { return nil }
