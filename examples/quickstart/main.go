@@ -167,5 +167,3 @@ func run(ctx context.Context) error {
 	fmt.Printf("%s keeps %d run(s) of this pipeline: go run ./examples/quickstart again adds one\n", *dbPath, len(all))
 	return nil
 }
-
-func must[T any](v T, _ bool) T { return v }
