@@ -34,6 +34,14 @@
 // branches pause, each Resume answers one, and the run pauses again at the
 // next. A refused Resume leaves the run as it was.
 //
+// Two edges of a resume: the answer is recorded by the step that takes it,
+// so a process that dies after Resume set the run running but before that
+// record was made leaves a run that [Runner.Recover] brings back to the
+// same pause — the answer must be given again; and a pipeline whose steps
+// are not deterministic functions of their input and state (see
+// [caudal.WithResume]) may not reach its paused step again, when the run
+// is stored failed.
+//
 // The answer schema is a JSON document in a subset of JSON Schema: type
 // (object, array, string, number, integer, boolean, null, or a list of
 // them), properties, required, enum, minimum, maximum (inclusive),
