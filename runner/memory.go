@@ -140,9 +140,11 @@ func (s *MemoryStore) Journal(ctx context.Context, id string) ([]Entry, error) {
 	out := make([]Entry, len(raw))
 	for i, b := range raw {
 		out[i].Seq = int64(i + 1)
-		if err := json.Unmarshal(b, &out[i].Record); err != nil {
+		rec, err := DecodeRecord(b)
+		if err != nil {
 			return nil, fmt.Errorf("runner: run %q: record %d: %w: %w", id, i+1, ErrCorrupt, err)
 		}
+		out[i].Record = rec
 	}
 	return out, nil
 }

@@ -2,7 +2,10 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/caudal-go/caudal"
@@ -19,6 +22,37 @@ const (
 	StatusFailed    Status = "failed"    // ended in an error
 	StatusCancelled Status = "cancelled" // its context was cancelled
 )
+
+// Valid reports whether st is one of the statuses above.
+func (st Status) Valid() bool {
+	switch st {
+	case StatusRunning, StatusPaused, StatusCompleted, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// DecodeRecord reads a journal record a store kept as JSON, and checks
+// what a resumed run would trust: it names its step instance and a known
+// status, and its usage is finite and not negative (a tampered record must
+// not let a run spend past its limits). A store reports its error wrapped
+// with [ErrCorrupt].
+func DecodeRecord(b []byte) (caudal.Record, error) {
+	var rec caudal.Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return caudal.Record{}, err
+	}
+	switch {
+	case rec.Path == "":
+		return caudal.Record{}, errors.New("a record with no path")
+	case rec.Status != caudal.StatusSucceeded && rec.Status != caudal.StatusFailed && rec.Status != caudal.StatusDecided:
+		return caudal.Record{}, fmt.Errorf("record %q: unknown status %q", rec.Path, rec.Status)
+	case rec.Usage.PromptTokens < 0 || rec.Usage.CompletionTokens < 0 ||
+		math.IsNaN(rec.Usage.CostUSD) || math.IsInf(rec.Usage.CostUSD, 0) || rec.Usage.CostUSD < 0:
+		return caudal.Record{}, fmt.Errorf("record %q: invalid usage %+v", rec.Path, rec.Usage)
+	}
+	return rec, nil
+}
 
 // Run is a stored run: everything a store keeps of it but its journal.
 // Input, Output and State are JSON documents (a run must round-trip

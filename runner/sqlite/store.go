@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,14 +210,6 @@ const runColumns = `id, pipeline, fingerprint, status, input, state, final_state
 
 type scanner interface{ Scan(dest ...any) error }
 
-func validStatus(st runner.Status) bool {
-	switch st {
-	case runner.StatusRunning, runner.StatusPaused, runner.StatusCompleted, runner.StatusFailed, runner.StatusCancelled:
-		return true
-	}
-	return false
-}
-
 // scanRun reads a row of runColumns.
 func scanRun(sc scanner) (*runner.Run, error) {
 	var (
@@ -234,7 +227,7 @@ func scanRun(sc scanner) (*runner.Run, error) {
 		return nil, err
 	}
 	r.Status = runner.Status(status)
-	if !validStatus(r.Status) {
+	if !r.Status.Valid() {
 		return nil, fmt.Errorf("sqlite store: run %q: unknown status %q: %w", r.ID, status, runner.ErrCorrupt)
 	}
 	if pausePath.Valid {
@@ -259,7 +252,7 @@ func (s *Store) Create(ctx context.Context, run *runner.Run) error {
 	if run == nil {
 		return errors.New("sqlite store: Create: nil run")
 	}
-	if !validStatus(run.Status) {
+	if !run.Status.Valid() {
 		return fmt.Errorf("sqlite store: create run %q: unknown status %q", run.ID, run.Status)
 	}
 	args := []any{
@@ -375,9 +368,11 @@ func (s *Store) Journal(ctx context.Context, id string) ([]runner.Entry, error) 
 		if err := rows.Scan(&e.Seq, &b); err != nil {
 			return nil, fmt.Errorf("sqlite store: journal of run %q: %w", id, err)
 		}
-		if err := decodeRecord(b, &e.Record); err != nil {
+		rec, err := runner.DecodeRecord(b)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite store: run %q, record %d: %w: %w", id, e.Seq, runner.ErrCorrupt, err)
 		}
+		e.Record = rec
 		entries = append(entries, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -393,17 +388,6 @@ func (s *Store) Journal(ctx context.Context, id string) ([]runner.Entry, error) 
 	return entries, nil
 }
 
-// decodeRecord reads a record's JSON; a record must name its step.
-func decodeRecord(b []byte, rec *caudal.Record) error {
-	if err := json.Unmarshal(b, rec); err != nil {
-		return err
-	}
-	if rec.Path == "" || rec.Status == "" {
-		return errors.New("a record with no path or status")
-	}
-	return nil
-}
-
 // Update writes run's Status, FinalState, Output, Usage, Error, Pause and
 // UpdatedAt if owner holds its lease: [runner.ErrLeaseLost] when owner
 // does not, [runner.ErrNotFound] when there is no such run.
@@ -411,7 +395,7 @@ func (s *Store) Update(ctx context.Context, run *runner.Run, owner string) error
 	if run == nil {
 		return errors.New("sqlite store: Update: nil run")
 	}
-	if !validStatus(run.Status) {
+	if !run.Status.Valid() {
 		return fmt.Errorf("sqlite store: update run %q: unknown status %q", run.ID, run.Status)
 	}
 	if owner == "" {
@@ -480,21 +464,12 @@ func (s *Store) Claim(ctx context.Context, id, owner string, ttl time.Duration, 
 			return nil, fmt.Errorf("sqlite store: claim run %q: %w", id, err)
 		case holder != "" && holder != owner && until >= micros(s.now()):
 			return nil, fmt.Errorf("sqlite store: claim run %q: held by %q until %v: %w", id, holder, fromMicros(until), runner.ErrRunLocked)
-		case len(statuses) > 0 && !containsStatus(statuses, runner.Status(status)):
+		case len(statuses) > 0 && !slices.Contains(statuses, runner.Status(status)):
 			return nil, fmt.Errorf("sqlite store: claim run %q: status %s, want one of %v: %w", id, status, statuses, runner.ErrWrongStatus)
 		}
 		// The run changed between the two statements: try again.
 	}
 	return nil, fmt.Errorf("sqlite store: claim run %q: contended: %w", id, runner.ErrRunLocked)
-}
-
-func containsStatus(statuses []runner.Status, st runner.Status) bool {
-	for _, s := range statuses {
-		if s == st {
-			return true
-		}
-	}
-	return false
 }
 
 // Heartbeat extends owner's lease on run id to ttl from now:
