@@ -173,9 +173,8 @@ func guarded(ctx context.Context, e env, g engine.Guard, site engine.Site, agent
 	if err := g.Allow(ctx, site); err != nil {
 		return Reply{}, err
 	}
-	start := e.rt.mono()
 	reply, err := invoke(ctx, e.stream, agent, streamer, p, in)
-	g.Done(site, e.rt.mono()-start, err)
+	g.Done(site, err)
 	return reply, err
 }
 
@@ -212,10 +211,10 @@ func invoke(ctx context.Context, stream streamFunc, agent Agent, streamer Stream
 func (a *agentNode) exec(ctx context.Context, r *run, p string, in any, res *StepResult) error {
 	if a.bare && r.bareOK {
 		if st := r.state(ctx); st != nil {
-			_, err := bareOn(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono(), st)
+			_, err := bareOn(ctx, r.rt, r.strategy(&a.nodeBase), a, p, in, r.runID, res, r.rt.mono(), st)
 			return err
 		}
-		_, err := execBareFrom(ctx, r.rt, a, p, in, r.runID, res, r.rt.mono())
+		_, err := execBareFrom(ctx, r.rt, r.strategy(&a.nodeBase), a, p, in, r.runID, res, r.rt.mono())
 		return err
 	}
 	start := r.rt.mono()
@@ -331,9 +330,13 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 			}
 			break
 		}
-		reason, delay = a.judge(ctx, r, strat, p, err, attempt, deadline)
+		var class string
+		reason, delay, class = a.judge(ctx, r, strat, p, err, attempt, deadline)
+		if class != "" {
+			res.setMeta(MetaErrorClass, class)
+		}
 		if r.rec != nil {
-			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err, Reason: reason})
+			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err, Reason: reason, Class: class})
 		}
 		if reason != "" {
 			break
@@ -356,40 +359,52 @@ type failedAttempts struct {
 }
 
 // judge decides, after failed attempt number attempt, whether another one
-// follows: it returns the reason the attempts stop ("" when they go on)
-// and the delay before the next one — the classifier's (a retry-after
-// hint), capped at the backoff's max, or the backoff's.
-func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[StepResult], p string, err error, attempt int, deadline time.Duration) (string, time.Duration) {
-	if _, baseline := strat.Classifier.(engine.Rules); baseline && attempt == a.attempts {
-		return stopExhausted, 0 // the baseline's verdict on the last attempt changes nothing
+// follows: it returns the reason the attempts stop ("" when they go on),
+// the delay before the next one — the classifier's (a retry-after hint),
+// capped at the backoff's max, or the backoff's — and the class an
+// installed classifier gave the error ("" under the baseline's).
+func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[StepResult], p string, err error, attempt int, deadline time.Duration) (reason string, delay time.Duration, class string) {
+	installed := classifies(strat)
+	if !installed && attempt == a.attempts {
+		return stopExhausted, 0, "" // the baseline's verdict on the last attempt changes nothing
 	}
 	v := strat.Classifier.Classify(a.site, err) // an installed classifier hears of every failure
+	if installed {
+		class = v.Class
+	}
 	switch {
 	case attempt == a.attempts:
-		return stopExhausted, 0
+		return stopExhausted, 0, class
 	case errors.Is(err, ErrCircuitOpen):
 		// Never retried, whatever a classifier says: the step fails fast or
 		// goes straight to its fallback.
-		return stopCircuitOpen, 0
+		return stopCircuitOpen, 0, class
 	case !v.Retry && v.Class == "permanent":
-		return stopPermanent, 0
+		return stopPermanent, 0, class
 	case !v.Retry:
-		return stopClassifier, 0
+		return stopClassifier, 0, class
 	}
 	if a.retryIf != nil {
 		retry, perr := guard2(ctx, p, err, func(_ context.Context, err error) (bool, error) { return a.retryIf(err), nil })
 		if perr != nil || !retry {
-			return stopRetryIf, 0
+			return stopRetryIf, 0, class
 		}
 	}
-	delay := min(v.Delay, a.backoff.max)
+	delay = min(v.Delay, a.backoff.max)
 	if delay <= 0 {
 		delay = a.backoff.delay(attempt, r.rt.float64())
 	}
 	if deadline > 0 && r.rt.mono()+delay > deadline {
-		return stopMaxDuration, 0 // the next attempt would start past the bound
+		return stopMaxDuration, 0, class // the next attempt would start past the bound
 	}
-	return "", delay
+	return "", delay, class
+}
+
+// classifies reports whether strat's classifier is an installed one, not
+// the baseline's rules: its verdicts are the step's metadata and events.
+func classifies(strat *engine.Strategy[StepResult]) bool {
+	_, baseline := strat.Classifier.(engine.Rules)
+	return !baseline
 }
 
 // finishBreach completes the breach error of step res: its partial result,
@@ -441,13 +456,15 @@ func (a *agentNode) runFallback(ctx context.Context, r *run, p string, in any, r
 }
 
 // execBareFrom runs a bare agent step — one attempt of a plain agent, no
-// fallback — when nothing observes, meters or guards the execution: the
-// whole engine overhead is this function. It behaves exactly as the
-// general path does. start is the clock's reading when the step began (a
-// sequence passes the end of one step as the start of the next, so a chain
-// of bare steps reads the clock once per step); it returns the end.
-// It knows of no state: bareOn runs it on one.
-func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
+// fallback — when nothing observes or meters the execution: the whole
+// engine overhead is this function. It behaves exactly as the general path
+// does, strat being the step's seams: its guard stands around the call, its
+// classifier (when one is installed) judges a failure. start is the
+// clock's reading when the step began (a sequence passes the end of one
+// step as the start of the next, so a chain of bare steps reads the clock
+// once per step); it returns the end. It knows of no state: bareOn runs it
+// on one.
+func execBareFrom(ctx context.Context, c *rtime, strat *engine.Strategy[StepResult], a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration) (end time.Duration, err error) {
 	res.Path, res.RunID = p, runID
 	if ctx.Err() != nil {
 		end = c.mono()
@@ -457,6 +474,14 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 		return end, &StepError{Step: p, Err: context.Cause(ctx)}
 	}
 	res.Attempts = 1
+	guard := strat.Guard
+	if guard != nil {
+		if err := guard.Allow(ctx, a.site); err != nil {
+			end = c.mono()
+			res.Latency = end - start
+			return end, failedAttempt(ctx, strat, a, p, res, err)
+		}
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(p, v)
@@ -468,9 +493,12 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 				res.Usage, err = Usage{}, uerr
 			}
 		}
+		if guard != nil {
+			guard.Done(a.site, err)
+		}
 		if err != nil {
 			res.Success = false
-			err = failedAttempt(ctx, p, res, err)
+			err = failedAttempt(ctx, strat, a, p, res, err)
 		}
 	}()
 	reply, err := a.agent.Run(ctx, in)
@@ -480,19 +508,19 @@ func execBareFrom(ctx context.Context, c *rtime, a *agentNode, p string, in any,
 
 // bareOn is execBareFrom on state st (nil: none): a failed attempt leaves
 // the state as it found it.
-func bareOn(ctx context.Context, c *rtime, a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration, st *State) (time.Duration, error) {
+func bareOn(ctx context.Context, c *rtime, strat *engine.Strategy[StepResult], a *agentNode, p string, in any, runID string, res *StepResult, start time.Duration, st *State) (time.Duration, error) {
 	if st == nil {
-		return execBareFrom(ctx, c, a, p, in, runID, res, start)
+		return execBareFrom(ctx, c, strat, a, p, in, runID, res, start)
 	}
 	sc := beginScope(st)
-	end, err := execBareFrom(ctx, c, a, p, in, runID, res, start)
+	end, err := execBareFrom(ctx, c, strat, a, p, in, runID, res, start)
 	sc.end(err == nil)
 	return end, err
 }
 
-// failedAttempt turns the error of a bare step's only attempt into the
+// failedAttempt turns the error of bare step a's only attempt into the
 // step's error, as retry does.
-func failedAttempt(ctx context.Context, p string, res *StepResult, err error) error {
+func failedAttempt(ctx context.Context, strat *engine.Strategy[StepResult], a *agentNode, p string, res *StepResult, err error) error {
 	res.Feedback = err.Error()
 	if isControlFlow(err) {
 		return err
@@ -505,6 +533,11 @@ func failedAttempt(ctx context.Context, p string, res *StepResult, err error) er
 		res.Feedback = err.Error()
 		res.setMeta(MetaRetryStopped, stopCancelled)
 		return &StepError{Step: p, Attempt: 1, Err: err}
+	}
+	if classifies(strat) {
+		if v := strat.Classifier.Classify(a.site, err); v.Class != "" {
+			res.setMeta(MetaErrorClass, v.Class)
+		}
 	}
 	res.setMeta(MetaRetryStopped, stopExhausted)
 	return &StepError{Step: p, Attempt: 1, Err: err, exhausted: true}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caudal-go/caudal/internal/engine"
 )
@@ -32,6 +33,18 @@ type graph struct {
 	bare    *agentNode // the root is a bare agent step
 	bareSeq *seqNode   // the root is a sequence of bare agent steps
 	agent   *agentNode // the root is an agent step without fallback or UpdatesContext
+
+	// tuned holds the per-step switches of the first executor with a tuner
+	// that ran this graph, so that its executions find them with an atomic
+	// load instead of a map lookup (other executors look them up).
+	tuned atomic.Pointer[tunedGraph]
+}
+
+// tunedGraph is a graph's per-step switches in one executor, known by its
+// id (not a pointer: a graph outliving the executor must not keep it).
+type tunedGraph struct {
+	executor uint64
+	slots    []engine.Slot[StepResult]
 }
 
 // Build validates the whole graph under s once and compiles it for

@@ -32,6 +32,14 @@ import (
 // last failed attempt's [EventAttemptFailed] carries the same reason.
 const MetaRetryStopped = "retry_stopped"
 
+// MetaErrorClass is, when an error classifier is installed (the
+// optimization layer's error handling), the class it gave a failed step's
+// last failed attempt: "transient", "permanent", "rate_limited",
+// "timeout", "circuit_open" or a class of its own rules. The
+// [EventAttemptFailed] of every failed attempt carries its class in
+// [Event.Class]. The baseline sets neither.
+const MetaErrorClass = "error_class"
+
 // The reasons of [MetaRetryStopped].
 const (
 	stopExhausted   = "exhausted"

@@ -21,6 +21,8 @@ const (
 	EventPaused                             // a human-input step paused the run; Err is the *PausedError
 	EventMergeConflict                      // parallel branches wrote the same state key; Err is a *MergeConflictError
 	EventDropped                            // a bounded recorder (the optimization layer's telemetry) dropped events; Dropped is how many since the last such event
+	EventCircuit                            // a circuit breaker changed state; Reason is "open", "half_open" or "closed", Err what opened it
+	EventTuned                              // the automatic optimization switched a component on or off for a step; Reason says which and why
 )
 
 var eventKindNames = [...]string{
@@ -34,6 +36,8 @@ var eventKindNames = [...]string{
 	EventPaused:        "paused",
 	EventMergeConflict: "merge_conflict",
 	EventDropped:       "dropped",
+	EventCircuit:       "circuit",
+	EventTuned:         "tuned",
 }
 
 // String returns the kind's snake_case name, e.g. "step_started".
@@ -58,10 +62,15 @@ type Event struct {
 	Usage   Usage         // for EventStepFinished: the step's usage; for EventUsageBreach: the run's
 	Err     error         // the error reported, if any
 	// Reason is, for the EventAttemptFailed of a step's last attempt, why
-	// no further attempt follows (see [MetaRetryStopped]); "" otherwise.
+	// no further attempt follows (see [MetaRetryStopped]); for EventCircuit
+	// the breaker's new state; for EventTuned the decision and its cause;
+	// "" otherwise.
 	Reason string
 	// Dropped is, for EventDropped, how many events were dropped.
 	Dropped int64
+	// Class is, for EventAttemptFailed, the class an installed error
+	// classifier gave the error (see [MetaErrorClass]); "" otherwise.
+	Class string
 }
 
 // Sink receives events synchronously, on the goroutine running the step, in
@@ -88,7 +97,7 @@ type slogSink struct{ l *slog.Logger }
 func (s slogSink) Record(ctx context.Context, e *Event) {
 	level := slog.LevelDebug
 	switch {
-	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback || e.Kind == EventMergeConflict || e.Kind == EventDropped:
+	case e.Kind == EventAttemptFailed || e.Kind == EventUsageBreach || e.Kind == EventFallback || e.Kind == EventMergeConflict || e.Kind == EventDropped || e.Kind == EventCircuit:
 		level = slog.LevelWarn
 	case e.Kind == EventStepFinished && !e.Success:
 		level = slog.LevelWarn
@@ -122,6 +131,13 @@ func (s slogSink) Record(ctx context.Context, e *Event) {
 		if e.Reason != "" {
 			attrs = append(attrs, slog.String("retry_stopped", e.Reason))
 		}
+		if e.Class != "" {
+			attrs = append(attrs, slog.String("error_class", e.Class))
+		}
+	case EventCircuit:
+		attrs = append(attrs, slog.String("state", e.Reason))
+	case EventTuned:
+		attrs = append(attrs, slog.String("decision", e.Reason))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

@@ -20,11 +20,11 @@ type Executor struct {
 	rt           rtime
 	limits       Limits       // default limits of every execution
 	checkpointer Checkpointer // default checkpointer of every execution
-	// quiet: no sink, limits, checkpointer, guard or per-step switch, so a
-	// root step with a fast path may take it.
+	// quiet: no sink, limits or checkpointer, so a root step with a fast
+	// path may take it (its guard and switch go with it).
 	quiet bool
-	// simple: no limits, checkpointer, guard or per-step switch (a sink
-	// allowed), so a root agent step may run on a stack frame.
+	// simple: no limits or checkpointer (a sink allowed), so a root agent
+	// step may run on a stack frame.
 	simple   bool
 	quietRun run // the frame of a quiet execution (executeQuiet, executeAgent)
 	closed   atomic.Bool
@@ -32,7 +32,11 @@ type Executor struct {
 	closeOnce sync.Once
 	closeErr  error
 	graphs    sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
+	id        uint64   // unique in the process, for graph.tuned
 }
+
+// executorIDs hands out Executor.id.
+var executorIDs atomic.Uint64
 
 func init() {
 	engine.ErrCircuitOpen = ErrCircuitOpen
@@ -64,7 +68,7 @@ func New(opts ...Option) (*Executor, error) {
 	if err := s.apply(opts, scopeNew, "New"); err != nil {
 		return nil, err
 	}
-	ex := &Executor{limits: s.limits, checkpointer: s.checkpointer}
+	ex := &Executor{limits: s.limits, checkpointer: s.checkpointer, id: executorIDs.Add(1)}
 	ex.seams = engine.Seams[Event, StepResult]{
 		Owner: ex,
 		Alloc: engine.Fresh{},
@@ -101,7 +105,7 @@ func New(opts ...Option) (*Executor, error) {
 	if s.runtime != nil {
 		ex.rt = rtime{rt: s.runtime, epoch: s.runtime.Now()}
 	}
-	ex.simple = ex.limits.isZero() && ex.checkpointer == nil && ex.seams.Strategy.Guard == nil && ex.seams.Tuner == nil
+	ex.simple = ex.limits.isZero() && ex.checkpointer == nil
 	ex.quiet = ex.simple && ex.seams.Recorder == nil
 	// A quiet execution has no state: it has no options, and needs none.
 	ex.quietRun = run{rt: &ex.rt, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy, plain: true, bareOK: true, stateless: true}
@@ -197,7 +201,7 @@ func (ex *Executor) Execute(ctx context.Context, step Step, in any, opts ...Opti
 			// Called here, not through executeBare: this is the engine's
 			// floor (BenchmarkExecute/bare), and the extra call shows in it.
 			var res StepResult
-			_, err := execBareFrom(ctx, &ex.rt, g.bare, g.rootPath, in, "", &res, ex.rt.mono())
+			_, err := execBareFrom(ctx, &ex.rt, ex.strategy(g, &g.bare.nodeBase), g.bare, g.rootPath, in, "", &res, ex.rt.mono())
 			return res, err
 		case ex.quiet && g.bareSeq != nil:
 			return ex.executeBare(ctx, g, in, "", nil)
@@ -226,10 +230,10 @@ func (ex *Executor) executeBare(ctx context.Context, g *graph, in any, runID str
 		return ex.executeBareOn(ctx, g, in, runID, st)
 	}
 	if a := g.bare; a != nil {
-		_, err = execBareFrom(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono())
+		_, err = execBareFrom(ctx, &ex.rt, ex.strategy(g, &a.nodeBase), a, g.rootPath, in, runID, &res, ex.rt.mono())
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, nil)
+	err = execBareSeq(ctx, &ex.rt, &ex.seams.Strategy, ex.slots(g), g.bareSeq, g.rootPath, in, runID, &res, nil)
 	return res, err
 }
 
@@ -240,10 +244,10 @@ func (ex *Executor) executeBareOn(ctx context.Context, g *graph, in any, runID s
 	st = st.attach()
 	ctx = withState(ctx, st)
 	if a := g.bare; a != nil {
-		_, err = bareOn(ctx, &ex.rt, a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
+		_, err = bareOn(ctx, &ex.rt, ex.strategy(g, &a.nodeBase), a, g.rootPath, in, runID, &res, ex.rt.mono(), st)
 		return res, err
 	}
-	err = execBareSeq(ctx, &ex.rt, g.bareSeq, g.rootPath, in, runID, &res, st)
+	err = execBareSeq(ctx, &ex.rt, &ex.seams.Strategy, ex.slots(g), g.bareSeq, g.rootPath, in, runID, &res, st)
 	return res, err
 }
 
@@ -257,6 +261,7 @@ func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in
 	}()
 	r := ex.quietRun
 	r.rec = ex.seams.Recorder
+	r.slots = ex.slots(g)
 	if r.rec != nil {
 		r.plain, r.bareOK = false, false
 		r.emit(ctx, Event{Kind: EventStepStarted, Path: g.rootPath})
@@ -283,6 +288,7 @@ func (ex *Executor) executeAgent(ctx context.Context, g *graph, a *agentNode, in
 func (ex *Executor) executeQuiet(ctx context.Context, g *graph, in any) (StepResult, error) {
 	r := runPool.Get().(*run)
 	*r = ex.quietRun
+	r.slots = ex.slots(g)
 	err := r.step(ctx, g.root, g.rootPath, in, &r.res)
 	res := r.res
 	runPool.Put(r)
@@ -300,9 +306,7 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 		rt: &ex.rt, rec: ex.seams.Recorder, alloc: ex.seams.Alloc, strat: &ex.seams.Strategy,
 		runID: s.runID, stream: s.stream,
 	}
-	if ex.seams.Tuner != nil {
-		r.slots = ex.slots(g)
-	}
+	r.slots = ex.slots(g)
 	st := s.state
 	if st != nil {
 		defer st.detach()
@@ -345,7 +349,7 @@ func (ex *Executor) execute(ctx context.Context, g *graph, in any, s *settings) 
 	}
 	r.plain = r.rec == nil && r.journal == nil && r.replay == nil
 	r.stateless = st == nil
-	r.bareOK = r.rec == nil && r.quota == nil && r.strat.Guard == nil && r.slots == nil
+	r.bareOK = r.rec == nil && r.quota == nil
 
 	// The result lives in the frame: a local would escape through the
 	// interface call.
@@ -390,21 +394,42 @@ func (ex *Executor) startJournal(g *graph, cp Checkpointer, snap *Snapshot, in a
 }
 
 // slots returns the per-step switches of g in this executor, attaching g to
-// the tuner the first time.
+// the tuner the first time; nil when the executor has no tuner.
 func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
-	if v, ok := ex.graphs.Load(g); ok {
-		return v.(*engine.Graph[StepResult]).Slots
+	if ex.seams.Tuner == nil {
+		return nil
 	}
-	eg := &engine.Graph[StepResult]{
-		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
-		Base: &ex.seams.Strategy,
+	if t := g.tuned.Load(); t != nil && t.executor == ex.id {
+		return t.slots
 	}
-	for i, n := range g.nodes {
-		eg.Steps[i] = n.base().site
+	return ex.attach(g)
+}
+
+// attach finds, or makes and attaches, the per-step switches of g in this
+// executor, and remembers them in g.
+func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
+	v, ok := ex.graphs.Load(g)
+	if !ok {
+		eg := &engine.Graph[StepResult]{
+			Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
+			Base: &ex.seams.Strategy,
+		}
+		for i, n := range g.nodes {
+			eg.Steps[i] = n.base().site
+		}
+		var loaded bool
+		if v, loaded = ex.graphs.LoadOrStore(g, eg); !loaded {
+			ex.seams.Tuner.Attach(eg)
+		}
 	}
-	v, loaded := ex.graphs.LoadOrStore(g, eg)
-	if !loaded {
-		ex.seams.Tuner.Attach(eg)
+	slots := v.(*engine.Graph[StepResult]).Slots
+	if g.tuned.Load() == nil {
+		g.tuned.CompareAndSwap(nil, &tunedGraph{executor: ex.id, slots: slots})
 	}
-	return v.(*engine.Graph[StepResult]).Slots
+	return slots
+}
+
+// strategy returns the seams of step b of g in this executor.
+func (ex *Executor) strategy(g *graph, b *nodeBase) *engine.Strategy[StepResult] {
+	return strategyOf(&ex.seams.Strategy, ex.slots(g), b)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/caudal-go/caudal/internal/engine"
 )
 
 // Seq makes a sequence: each step's output is the next step's input, and
@@ -131,7 +133,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 		var err error
 		switch {
 		case s.bare[i] != nil && r.plain && r.bareOK:
-			now, err = bareOn(ctx, r.rt, s.bare[i], cp, cur, r.runID, child, now, r.state(ctx))
+			now, err = bareOn(ctx, r.rt, r.strategy(&s.bare[i].nodeBase), s.bare[i], cp, cur, r.runID, child, now, r.state(ctx))
 		case s.bare[i] != nil && r.bareOK:
 			now, err = r.bareStep(ctx, s.bare[i], cp, cur, child, now)
 		default:
@@ -152,7 +154,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 // execBareSeq runs a sequence of bare agent steps when nothing observes,
 // meters or journals the execution: the fast path of such a sequence, which
 // behaves exactly as exec does.
-func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, runID string, res *StepResult, st *State) error {
+func execBareSeq(ctx context.Context, c *rtime, base *engine.Strategy[StepResult], slots []engine.Slot[StepResult], s *seqNode, p string, in any, runID string, res *StepResult, st *State) error {
 	start := c.mono()
 	res.Path, res.RunID, res.Attempts = p, runID, 1
 	res.Children = make([]StepResult, len(s.bare))
@@ -161,9 +163,9 @@ func execBareSeq(ctx context.Context, c *rtime, s *seqNode, p string, in any, ru
 		child := &res.Children[i]
 		var err error
 		if st == nil {
-			now, err = execBareFrom(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now)
+			now, err = execBareFrom(ctx, c, strategyOf(base, slots, &a.nodeBase), a, childPath(p, &a.nodeBase), cur, runID, child, now)
 		} else {
-			now, err = bareOn(ctx, c, a, childPath(p, &a.nodeBase), cur, runID, child, now, st)
+			now, err = bareOn(ctx, c, strategyOf(base, slots, &a.nodeBase), a, childPath(p, &a.nodeBase), cur, runID, child, now, st)
 		}
 		res.Usage = res.Usage.Add(child.Usage)
 		if err != nil {

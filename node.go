@@ -141,8 +141,8 @@ type run struct {
 	// plain: no sink, journal or replay, so a step runs without its
 	// instance's bookkeeping.
 	plain bool
-	// bareOK: no sink, budget, guard or per-step switch, so a bare agent
-	// step may run as execBareFrom (its instance's bookkeeping around it).
+	// bareOK: no sink or budget, so a bare agent step may run as
+	// execBareFrom (its instance's bookkeeping around it).
 	bareOK bool
 	// stateless: the execution has no state, so neither has any step of it
 	// (a branch's or item's state is forked from its parent's).
@@ -165,12 +165,18 @@ func (r *run) state(ctx context.Context) *State {
 
 // strategy returns the seams of step b: its switch's, or the executor's.
 func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
-	if r.slots != nil {
-		if s := r.slots[b.id].Strategy.Load(); s != nil {
+	return strategyOf(r.strat, r.slots, b)
+}
+
+// strategyOf returns the seams of step b: its switch's in slots (nil: no
+// tuner), or base.
+func strategyOf(base *engine.Strategy[StepResult], slots []engine.Slot[StepResult], b *nodeBase) *engine.Strategy[StepResult] {
+	if slots != nil {
+		if s := slots[b.id].Strategy.Load(); s != nil {
 			return s
 		}
 	}
-	return r.strat
+	return base
 }
 
 // step runs one instance of n at path p: the instance's bookkeeping —
@@ -279,9 +285,9 @@ func (r *run) bareStep(ctx context.Context, a *agentNode, p string, in any, res 
 	var end time.Duration
 	var err error
 	if st == nil {
-		end, err = execBareFrom(ctx, r.rt, a, p, in, r.runID, res, start) // bareOn's call costs a journaling step ~2 %
+		end, err = execBareFrom(ctx, r.rt, r.strategy(&a.nodeBase), a, p, in, r.runID, res, start) // bareOn's call costs a journaling step ~2 %
 	} else {
-		end, err = bareOn(ctx, r.rt, a, p, in, r.runID, res, start, st)
+		end, err = bareOn(ctx, r.rt, r.strategy(&a.nodeBase), a, p, in, r.runID, res, start, st)
 	}
 	if err == nil {
 		err = r.completed(ctx, p, res, st, mark)

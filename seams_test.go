@@ -668,10 +668,8 @@ func loggedAgent(log *callLog, name string, fails int, err error, out any) cauda
 // sites named in refuse with an error wrapping [caudal.ErrCircuitOpen]. It
 // is safe for concurrent use.
 type guardSpy struct {
-	log       *callLog
-	refuse    map[string]bool // by static path
-	mu        sync.Mutex      // protects latencies
-	latencies []time.Duration
+	log    *callLog
+	refuse map[string]bool // by static path
 }
 
 func (g *guardSpy) Allow(_ context.Context, site engine.Site) error {
@@ -682,11 +680,8 @@ func (g *guardSpy) Allow(_ context.Context, site engine.Site) error {
 	return nil
 }
 
-func (g *guardSpy) Done(site engine.Site, latency time.Duration, err error) {
+func (g *guardSpy) Done(site engine.Site, err error) {
 	g.log.add("done %s: %v", site.Path, err)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.latencies = append(g.latencies, latency)
 }
 
 func TestSeamGuard(t *testing.T) {
@@ -719,6 +714,22 @@ func TestSeamGuard(t *testing.T) {
 			},
 			[]string{"allow r", "call pick", "done r: <nil>", "allow r/x", "call ax", "done r/x: <nil>"},
 		},
+		{
+			// The fast path of a root bare step keeps its guard.
+			"a bare step",
+			func(log *callLog) caudal.Step { return caudal.AgentStep("one", loggedAgent(log, "one", 0, nil, "1")) },
+			[]string{"allow one", "call one", "done one: <nil>"},
+		},
+		{
+			// So does the fast path of a sequence of bare steps.
+			"bare steps in sequence",
+			func(log *callLog) caudal.Step {
+				return caudal.Seq("s",
+					caudal.AgentStep("a", loggedAgent(log, "a", 0, nil, "A")),
+					caudal.AgentStep("b", loggedAgent(log, "b", 0, nil, "B")))
+			},
+			[]string{"allow s/a", "call a", "done s/a: <nil>", "allow s/b", "call b", "done s/b: <nil>"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -731,11 +742,6 @@ func TestSeamGuard(t *testing.T) {
 				}
 				if got := log.all(); !slices.Equal(got, tt.want) {
 					t.Errorf("calls = %q;\nwant %q", got, tt.want)
-				}
-				for _, d := range g.latencies {
-					if d != 3*time.Millisecond {
-						t.Errorf("Done latency = %v; want the call's wall time, 3ms", d)
-					}
 				}
 			})
 		})
@@ -1176,6 +1182,87 @@ func TestSeamTuner(t *testing.T) {
 	slot.Strategy.Store(nil)
 	if _, err := ex.Execute(t.Context(), built, "in"); err != nil || b.calls.Load() != bCalls+1 || len(log.all()) != 1 {
 		t.Errorf("Execute(pipe) after the slot was cleared = %v, b calls +%d, guard calls %q; want success, +1, unchanged", err, b.calls.Load()-bCalls, log.all())
+	}
+}
+
+// TestSeamTunerOnFastPaths: the fast paths of a root bare step, a bare
+// sequence and a root agent step consult the switches too, in every executor
+// that runs the graph (the first finds them without a map lookup).
+func TestSeamTunerOnFastPaths(t *testing.T) {
+	steps := map[string]caudal.Step{
+		"bare":     caudal.AgentStep("one", &failN{}),
+		"sequence": caudal.Seq("s", caudal.AgentStep("a", &failN{}), caudal.AgentStep("one", &failN{})),
+		"retries":  caudal.AgentStep("one", &failN{}, caudal.WithRetries(2)),
+	}
+	for name, step := range steps {
+		t.Run(name, func(t *testing.T) {
+			built := mustBuild(t, step)
+			for i := range 2 { // the graph's first executor, then another
+				tuner := &tunerSpy{}
+				var base engine.Strategy[caudal.StepResult]
+				ex := mustNew(t, caudal.InstallSeams(func(s *seamSet) { s.Tuner, base = tuner, s.Strategy }))
+				if _, err := ex.Execute(t.Context(), built, "in"); err != nil {
+					t.Fatalf("executor %d: Execute = %v; want success", i, err)
+				}
+				g := tuner.graphs[0]
+				at := slices.IndexFunc(g.Steps, func(s engine.Site) bool { return strings.HasSuffix(s.Path, "one") })
+				log := &callLog{}
+				refusing := base
+				refusing.Guard = &guardSpy{log: log, refuse: map[string]bool{g.Steps[at].Path: true}}
+				g.Slots[at].Strategy.Store(&refusing)
+				if _, err := ex.Execute(t.Context(), built, "in"); !errors.Is(err, caudal.ErrCircuitOpen) || len(log.all()) != 1 {
+					t.Errorf("executor %d: Execute with the step's circuit open = %v, guard calls %q; want ErrCircuitOpen after one Allow", i, err, log.all())
+				}
+			}
+		})
+	}
+}
+
+// TestSeamClassifierClass: an installed classifier's class is the failed
+// step's MetaErrorClass and its attempts' Event.Class, on the general path
+// and on a bare step's fast path alike; the baseline sets neither.
+func TestSeamClassifierClass(t *testing.T) {
+	errBad := errors.New("bad request")
+	for _, retries := range []int{0, 2} {
+		for _, installed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("retries=%d/installed=%v", retries, installed), func(t *testing.T) {
+				var sinkClasses []string
+				sink := sinkFunc(func(_ context.Context, e *caudal.Event) {
+					if e.Kind == caudal.EventAttemptFailed {
+						sinkClasses = append(sinkClasses, e.Class)
+					}
+				})
+				var opts []caudal.Option
+				if installed {
+					opts = append(opts, caudal.InstallSeams(func(s *seamSet) {
+						s.Strategy.Classifier = &classifierSpy{verdict: engine.Verdict{Class: "permanent"}}
+					}))
+				}
+				for _, withSink := range []bool{false, true} {
+					o := opts
+					if withSink {
+						o = append(o[:len(o):len(o)], caudal.WithSink(sink))
+					}
+					ex := mustNew(t, o...)
+					res, err := execute(t, ex, caudal.AgentStep("c", &failN{n: 10, err: errBad}, caudal.WithRetries(retries)), "in")
+					want := any(nil)
+					if installed {
+						want = "permanent"
+					}
+					if err == nil || res.Metadata[caudal.MetaErrorClass] != want {
+						t.Errorf("sink %v: Execute = %v, metadata %v; want a failure with %s %v", withSink, err, res.Metadata, caudal.MetaErrorClass, want)
+					}
+				}
+				for _, c := range sinkClasses {
+					if (c == "permanent") != installed {
+						t.Errorf("event classes = %q; want every one %q", sinkClasses, map[bool]string{true: "permanent"}[installed])
+					}
+				}
+				if len(sinkClasses) == 0 {
+					t.Error("no EventAttemptFailed reached the sink")
+				}
+			})
+		}
 	}
 }
 

@@ -20,6 +20,9 @@ type Config struct {
 	Telemetry               TelemetryConfig      `json:"telemetry"`
 	AdaptiveResourceManager AdaptiveConfig       `json:"adaptive_resource_manager"`
 	CacheOptimization       CacheConfig          `json:"cache_optimization"`
+	ErrorHandling           ErrorHandlingConfig  `json:"error_handling"`
+	CircuitBreaker          CircuitBreakerConfig `json:"circuit_breaker"`
+	AutomaticOptimization   AutoConfig           `json:"automatic_optimization"`
 }
 
 // ObjectPoolConfig configures the object pool: the executor's
@@ -175,6 +178,112 @@ type CacheConfig struct {
 	WithoutFlight bool `json:"without_flight,omitempty"`
 }
 
+// ErrorHandlingConfig configures error handling: every failed attempt of
+// an agent step is classified — transient, permanent, rate-limited (with
+// the retry-after it carries) or timeout — and only what another attempt
+// can mend is retried. The class is the step's [caudal.MetaErrorClass] and
+// each failed attempt's [caudal.Event].Class. Rules decide first, in
+// order; then the built-in ones:
+//
+//   - an open circuit ([caudal.ErrCircuitOpen]): "circuit_open", not
+//     retried;
+//   - an error marked [caudal.Permanent] (a Permanent() bool method):
+//     "permanent";
+//   - an error with a retry-after hint ([caudal.RetryAfter], a
+//     RetryAfter() time.Duration method, or a Retry-After header on an
+//     HTTP 429 or 503, through a Header() http.Header method):
+//     "rate_limited", retried after the hint;
+//   - an error exposing an HTTP status code (a StatusCode() int or
+//     HTTPStatusCode() int method): 429 "rate_limited"; 408 and 504
+//     "timeout"; 500, 502, 503 "transient"; any other 4xx "permanent";
+//   - a deadline ([context.DeadlineExceeded], an error with a Timeout()
+//     bool method that returns true): "timeout", retried;
+//   - everything else: "transient", retried.
+//
+// It is for steps whose agents fail in ways another attempt cannot mend
+// (a bad request, a refused key): those fail at once instead of after every
+// retry and backoff, with the same error and the same usage.
+type ErrorHandlingConfig struct {
+	Enabled bool `json:"enabled"`
+	// Rules are checked in order before the built-in ones; the first that
+	// matches decides. A rule's matcher is code, not data: rules are not
+	// part of the JSON form.
+	Rules []ErrorRule `json:"-"`
+}
+
+// CircuitBreakerConfig configures the circuit breaker: one breaker per
+// agent, shared by every step of the executor that calls that agent. While
+// it is closed a call costs an atomic load. It opens after
+// ConsecutiveFailures failures in a row, or (with FailureRate set) when
+// that share of the last Window calls failed; a failure is an attempt
+// whose error error handling's rules class as transient, timeout or
+// rate-limited (a permanent error says the agent is up; a cancelled
+// caller's context says nothing). While open, a call fails at once with an
+// error matching [caudal.ErrCircuitOpen], which the step never retries: it
+// fails fast, or goes straight to its fallback. After ProbeInterval, or
+// every ProbeEvery-th call refused, whichever comes first, the breaker is
+// half-open and lets probe calls through: HalfOpenProbes successes close
+// it, a failure opens it again. Every change of state is a
+// [caudal.EventCircuit] event. It is for agents that go down: an outage
+// costs a fast failure per call instead of a timeout.
+type CircuitBreakerConfig struct {
+	Enabled bool `json:"enabled"`
+	// ConsecutiveFailures opens the breaker after that many failures in a
+	// row; default 3.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// FailureRate, when > 0, also opens the breaker when at least that
+	// share of the last Window calls failed, in (0, 1]. Default 0: off
+	// (counting every call costs an atomic add on the success path).
+	FailureRate float64 `json:"failure_rate,omitempty"`
+	// Window is the number of calls FailureRate is judged over, and the
+	// least the breaker must have seen before it applies; default 20.
+	Window int `json:"window,omitempty"`
+	// ProbeInterval is how long the breaker stays open before it lets a
+	// probe through; default 1 s.
+	ProbeInterval time.Duration `json:"probe_interval,omitempty"`
+	// ProbeEvery, when > 0, lets a probe through once that many calls
+	// were refused since the breaker opened, even before ProbeInterval:
+	// under steady traffic the end of an outage is noticed within that many
+	// calls. Default 20; -1 turns it off (time alone).
+	ProbeEvery int `json:"probe_every,omitempty"`
+	// HalfOpenProbes is the number of successful probes that close the
+	// breaker; default 1. Calls beyond the probes in flight are refused
+	// while it is half-open.
+	HalfOpenProbes int `json:"half_open_probes,omitempty"`
+}
+
+// AutoConfig configures the automatic optimization: counters per step —
+// atomic adds on paths that already do the work they count, no locks, no
+// clock reads — feed a tuner on a ticker the executor owns, which switches
+// components on for a step only when that step shows their pattern, and
+// off again when it has not for a while:
+//
+//   - copy-on-write state (the context manager) for a step that forks a
+//     large state (parallel branches, loop iterations, map items);
+//   - the cache optimization for a cache step that sees the same key
+//     again;
+//   - error handling for a step whose failures its rules class as
+//     permanent;
+//   - the circuit breaker for a step whose agent times out repeatedly;
+//   - the adaptive limit for a fan-out whose branches or items wait (an
+//     I/O-bound map or capped parallel step).
+//
+// Each switch is a [caudal.EventTuned] event naming the step, the
+// component and the counts that decided it. The executor-wide components —
+// the object pool and telemetry — adapt on their own (the pool acts only
+// when events are built; telemetry delivers directly while its sinks are
+// cheap) and are on with Auto. A component whose own section is enabled is
+// on for every step from the start and left alone by the tuner.
+type AutoConfig struct {
+	Enabled bool `json:"enabled"`
+	// Interval is the tuner's period; default 25 ms.
+	Interval time.Duration `json:"interval,omitempty"`
+	// Hold is how many periods a step must go without its pattern before
+	// a component is switched off again; default 40 (1 s at the default
+	// period).
+	Hold int `json:"hold,omitempty"`
+}
+
 // Defaults of the knobs.
 const (
 	defaultBufferSize        = 8192
@@ -187,9 +296,17 @@ const (
 	defaultShards            = 16
 	defaultCapacity          = 4096
 	defaultCacheTTL          = time.Minute
+	defaultConsecutive       = 3
+	defaultWindow            = 20
+	defaultProbeInterval     = time.Second
+	defaultProbeEvery        = 20
+	defaultHalfOpenProbes    = 1
+	defaultTunerInterval     = 25 * time.Millisecond
+	defaultHold              = 40
 
 	maxBufferSize = 1 << 24
 	maxShards     = 1 << 12
+	maxWindow     = 1 << 16
 )
 
 // Validate reports every knob no component can work with, each named by
@@ -255,13 +372,45 @@ func (c Config) Validate() error {
 	if k.TTL < 0 {
 		bad("CacheOptimization.TTL", "is %v; want > 0, or 0 for the default", k.TTL)
 	}
+	for i, r := range c.ErrorHandling.Rules {
+		if err := r.check(); err != nil {
+			bad(fmt.Sprintf("ErrorHandling.Rules[%d]", i), "%v", err)
+		}
+	}
+	b := c.CircuitBreaker
+	if b.ConsecutiveFailures < 0 {
+		bad("CircuitBreaker.ConsecutiveFailures", "is %d; want >= 1, or 0 for the default", b.ConsecutiveFailures)
+	}
+	if b.FailureRate != 0 && (math.IsNaN(b.FailureRate) || b.FailureRate < 0 || b.FailureRate > 1) {
+		bad("CircuitBreaker.FailureRate", "is %v; want a share in (0, 1], or 0 for off", b.FailureRate)
+	}
+	if b.Window < 0 || b.Window > maxWindow {
+		bad("CircuitBreaker.Window", "is %d; want 1 to %d calls, or 0 for the default", b.Window, maxWindow)
+	}
+	if b.ProbeInterval < 0 {
+		bad("CircuitBreaker.ProbeInterval", "is %v; want > 0, or 0 for the default", b.ProbeInterval)
+	}
+	if b.ProbeEvery < -1 {
+		bad("CircuitBreaker.ProbeEvery", "is %d; want >= 1, 0 for the default or -1 for off", b.ProbeEvery)
+	}
+	if b.HalfOpenProbes < 0 {
+		bad("CircuitBreaker.HalfOpenProbes", "is %d; want >= 1, or 0 for the default", b.HalfOpenProbes)
+	}
+	t2 := c.AutomaticOptimization
+	if t2.Interval < 0 || (t2.Interval > 0 && t2.Interval < time.Millisecond) {
+		bad("AutomaticOptimization.Interval", "is %v; want >= 1ms, or 0 for the default", t2.Interval)
+	}
+	if t2.Hold < 0 {
+		bad("AutomaticOptimization.Hold", "is %d; want >= 1 periods, or 0 for the default", t2.Hold)
+	}
 	return errors.Join(errs...)
 }
 
 // Enabled reports whether any component is on.
 func (c Config) Enabled() bool {
 	return c.ObjectPool.Enabled || c.ContextManager.Enabled || c.Telemetry.Enabled ||
-		c.AdaptiveResourceManager.Enabled || c.CacheOptimization.Enabled
+		c.AdaptiveResourceManager.Enabled || c.CacheOptimization.Enabled ||
+		c.ErrorHandling.Enabled || c.CircuitBreaker.Enabled || c.AutomaticOptimization.Enabled
 }
 
 // Components returns the names of the components c turns on, in the order
@@ -277,6 +426,9 @@ func (c Config) Components() []string {
 		{"telemetry", c.Telemetry.Enabled},
 		{"adaptive-resource-manager", c.AdaptiveResourceManager.Enabled},
 		{"cache-optimization", c.CacheOptimization.Enabled},
+		{"error-handling", c.ErrorHandling.Enabled},
+		{"circuit-breaker", c.CircuitBreaker.Enabled},
+		{"automatic-optimization", c.AutomaticOptimization.Enabled},
 	} {
 		if on.on {
 			names = append(names, on.name)
@@ -377,3 +529,38 @@ func ceilPow2(n int) int {
 	}
 	return p
 }
+
+func (b CircuitBreakerConfig) consecutiveFailures() int {
+	return orDefault(b.ConsecutiveFailures, defaultConsecutive)
+}
+func (b CircuitBreakerConfig) window() int { return orDefault(b.Window, defaultWindow) }
+func (b CircuitBreakerConfig) halfOpenProbes() int {
+	return orDefault(b.HalfOpenProbes, defaultHalfOpenProbes)
+}
+
+func (b CircuitBreakerConfig) probeInterval() time.Duration {
+	if b.ProbeInterval == 0 {
+		return defaultProbeInterval
+	}
+	return b.ProbeInterval
+}
+
+// probeEvery is the refused calls that let a probe through; 0: never.
+func (b CircuitBreakerConfig) probeEvery() int {
+	switch b.ProbeEvery {
+	case 0:
+		return defaultProbeEvery
+	case -1:
+		return 0
+	}
+	return b.ProbeEvery
+}
+
+func (a AutoConfig) interval() time.Duration {
+	if a.Interval == 0 {
+		return defaultTunerInterval
+	}
+	return a.Interval
+}
+
+func (a AutoConfig) hold() int { return orDefault(a.Hold, defaultHold) }

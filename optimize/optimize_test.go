@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +80,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestPresetsAreValid(t *testing.T) {
-	for _, name := range []string{"high-allocation", "large-context", "batch", "real-time", "memory-constrained", "cpu-intensive", "all"} {
+	for _, name := range []string{"high-allocation", "large-context", "batch", "real-time", "memory-constrained", "cpu-intensive", "all", "auto"} {
 		cfg, ok := optimize.Preset(name)
 		if !ok {
 			t.Fatalf("Preset(%q) missing", name)
@@ -91,8 +92,8 @@ func TestPresetsAreValid(t *testing.T) {
 			t.Errorf("Preset(%q) turns nothing on", name)
 		}
 	}
-	if got := len(optimize.All().Components()); got != 5 {
-		t.Errorf("All() turns on %d components; want 5", got)
+	if got := optimize.All().Components(); len(got) != 7 || slices.Contains(got, "automatic-optimization") {
+		t.Errorf("All() turns on %q; want every component but automatic-optimization", got)
 	}
 	if _, ok := optimize.Preset("turbo"); ok {
 		t.Error(`Preset("turbo") found`)

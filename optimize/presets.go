@@ -73,8 +73,9 @@ func CPUIntensive() Config {
 	}
 }
 
-// All turns every component on with its defaults: the "optimized"
-// executor of `caudal bench`.
+// All turns every component on for every step with its defaults — all but
+// the automatic optimization, which would have nothing left to switch: the
+// "optimized" executor of `caudal bench`.
 func All() Config {
 	return Config{
 		ObjectPool:              ObjectPoolConfig{Enabled: true},
@@ -82,12 +83,26 @@ func All() Config {
 		Telemetry:               TelemetryConfig{Enabled: true},
 		AdaptiveResourceManager: AdaptiveConfig{Enabled: true},
 		CacheOptimization:       CacheConfig{Enabled: true},
+		ErrorHandling:           ErrorHandlingConfig{Enabled: true},
+		CircuitBreaker:          CircuitBreakerConfig{Enabled: true},
+	}
+}
+
+// Auto is for a user who does not know the workload: the executor-wide
+// components that adapt on their own (the object pool, telemetry) and the
+// automatic optimization, which switches the others on per step when the
+// step shows their pattern ([AutoConfig]).
+func Auto() Config {
+	return Config{
+		ObjectPool:            ObjectPoolConfig{Enabled: true},
+		Telemetry:             TelemetryConfig{Enabled: true},
+		AutomaticOptimization: AutoConfig{Enabled: true},
 	}
 }
 
 // Preset returns the preset called name — the kebab-case names `caudal
 // bench` uses: high-allocation, large-context, batch, real-time,
-// memory-constrained, cpu-intensive, all — and whether there is one.
+// memory-constrained, cpu-intensive, all, auto — and whether there is one.
 func Preset(name string) (Config, bool) {
 	switch name {
 	case "high-allocation":
@@ -104,14 +119,17 @@ func Preset(name string) (Config, bool) {
 		return CPUIntensive(), true
 	case "all":
 		return All(), true
+	case "auto":
+		return Auto(), true
 	}
 	return Config{}, false
 }
 
 // Component returns the Config that turns on only the component called
 // name, with its defaults — object-pool, context-manager, telemetry,
-// adaptive-resource-manager, cache-optimization — and whether there is
-// one.
+// adaptive-resource-manager, cache-optimization, error-handling,
+// circuit-breaker — and whether there is one; automatic-optimization is
+// the [Auto] preset.
 func Component(name string) (Config, bool) {
 	var c Config
 	switch name {
@@ -125,6 +143,12 @@ func Component(name string) (Config, bool) {
 		c.AdaptiveResourceManager.Enabled = true
 	case "cache-optimization":
 		c.CacheOptimization.Enabled = true
+	case "error-handling":
+		c.ErrorHandling.Enabled = true
+	case "circuit-breaker":
+		c.CircuitBreaker.Enabled = true
+	case "automatic-optimization":
+		return Auto(), true
 	default:
 		return Config{}, false
 	}

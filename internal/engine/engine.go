@@ -176,11 +176,14 @@ func (Fixed) Release(Site, time.Duration, error) {}
 // Before the call, Allow may refuse it: the attempt then fails with the
 // error, without calling the agent, and an error that matches the core's
 // ErrCircuitOpen is not retried, so the step fails fast or goes straight to
-// its fallback. After the call, Done reports its wall time and error (nil
-// on success). The baseline is no guard: the agent is called directly.
+// its fallback. After a call Allow let through, Done reports its error
+// (nil on success; a panic's *PanicError, an invalid usage report's
+// error). The core reads no clock for a guard: one that needs the time
+// reads it, on the paths where it needs it. The baseline is no guard: the
+// agent is called directly.
 type Guard interface {
 	Allow(ctx context.Context, site Site) error
-	Done(site Site, latency time.Duration, err error)
+	Done(site Site, err error)
 }
 
 // Verdict is a [Classifier]'s judgement of a failed attempt.
