@@ -364,12 +364,11 @@ type failedAttempts struct {
 // capped at the backoff's max, or the backoff's — and the class an
 // installed classifier gave the error ("" under the baseline's).
 func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[StepResult], p string, err error, attempt int, deadline time.Duration) (reason string, delay time.Duration, class string) {
-	installed := classifies(strat)
-	if !installed && attempt == a.attempts {
+	if _, rules := strat.Classifier.(engine.Rules); rules && attempt == a.attempts {
 		return stopExhausted, 0, "" // the baseline's verdict on the last attempt changes nothing
 	}
 	v := strat.Classifier.Classify(a.site, err) // an installed classifier hears of every failure
-	if installed {
+	if classifies(strat) {
 		class = v.Class
 	}
 	switch {
@@ -401,10 +400,14 @@ func (a *agentNode) judge(ctx context.Context, r *run, strat *engine.Strategy[St
 }
 
 // classifies reports whether strat's classifier is an installed one, not
-// the baseline's rules: its verdicts are the step's metadata and events.
+// the baseline's rules nor one that only watches: its classes are the
+// step's metadata and events.
 func classifies(strat *engine.Strategy[StepResult]) bool {
-	_, baseline := strat.Classifier.(engine.Rules)
-	return !baseline
+	switch strat.Classifier.(type) {
+	case engine.Rules, engine.Watching:
+		return false
+	}
+	return true
 }
 
 // finishBreach completes the breach error of step res: its partial result,
@@ -534,8 +537,8 @@ func failedAttempt(ctx context.Context, strat *engine.Strategy[StepResult], a *a
 		res.setMeta(MetaRetryStopped, stopCancelled)
 		return &StepError{Step: p, Attempt: 1, Err: err}
 	}
-	if classifies(strat) {
-		if v := strat.Classifier.Classify(a.site, err); v.Class != "" {
+	if _, rules := strat.Classifier.(engine.Rules); !rules {
+		if v := strat.Classifier.Classify(a.site, err); v.Class != "" && classifies(strat) {
 			res.setMeta(MetaErrorClass, v.Class)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/optimize"
@@ -50,13 +51,23 @@ func equivConfigs() []struct {
 	small.Telemetry.BufferSize = 1 << 14
 	small.CacheOptimization.Capacity, small.CacheOptimization.Shards = 4, 2
 	small.AdaptiveResourceManager.InitialLimit, small.AdaptiveResourceManager.MaxLimit = 1, 64
+	// The automatic optimization, at its period and at one short enough
+	// to switch components while the pipelines run.
+	fast := optimize.Auto()
+	fast.AutomaticOptimization.Interval, fast.AutomaticOptimization.Hold = time.Millisecond, 2
 	return append(out, struct {
 		name string
 		cfg  optimize.Config
 	}{"all", optimize.All()}, struct {
 		name string
 		cfg  optimize.Config
-	}{"all-small", small})
+	}{"all-small", small}, struct {
+		name string
+		cfg  optimize.Config
+	}{"auto", optimize.Auto()}, struct {
+		name string
+		cfg  optimize.Config
+	}{"auto-fast", fast})
 }
 
 // TestEquivalence runs the same random pipelines — agents that fail and
@@ -532,6 +543,9 @@ type eventLog struct {
 }
 
 func (l *eventLog) Record(_ context.Context, e *caudal.Event) {
+	if e.Kind == caudal.EventTuned {
+		return // the automatic optimization's own decisions: no baseline has them
+	}
 	var err string
 	if e.Err != nil {
 		err = e.Err.Error()

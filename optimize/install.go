@@ -38,6 +38,8 @@ type layer struct {
 	telemetry *telemetry // nil: off, or no sink to deliver to
 	adaptive  *adaptive  // nil: off
 	near      *near      // nil: cache optimization off
+	breakers  *breakers  // nil: no breaker
+	tuner     *tuner     // nil: automatic optimization off
 }
 
 func newLayer(cfg Config) *layer { return &layer{cfg: cfg} }
@@ -71,9 +73,56 @@ func (l *layer) install(s *seams) {
 			s.Strategy.Flight = newFlight()
 		}
 	}
+	if c.AutomaticOptimization.Enabled {
+		l.tuner = l.newTuner(s)
+		s.Tuner = l.tuner
+		s.Services = append(s.Services, l.tuner)
+	}
 	if ex, ok := s.Owner.(*caudal.Executor); ok {
 		register(ex, l)
 	}
+}
+
+// newTuner makes the automatic optimization of s: the components it may
+// switch a step to are those of the layer, or new ones with their
+// sections' knobs; those whose sections are enabled are on for every step
+// already, and never switched.
+func (l *layer) newTuner(s *seams) *tuner {
+	c := &l.cfg
+	t := newTuner(c.AutomaticOptimization, s.Recorder)
+	if c.ContextManager.Enabled {
+		t.fixed |= tuneCOW
+	} else {
+		t.cow = engine.CopyOnWrite{}
+	}
+	if c.AdaptiveResourceManager.Enabled {
+		t.fixed |= tuneAdaptive
+	} else {
+		a := newAdaptive(c.AdaptiveResourceManager)
+		t.limiter = a
+		s.Services = append(s.Services, a)
+	}
+	if c.CacheOptimization.Enabled {
+		t.fixed |= tuneCache
+	} else {
+		l.near = newNear(c.CacheOptimization)
+		t.keyer, t.sharer, t.near = newFastKeyer(), immutableSharer{}, l.near
+		if !c.CacheOptimization.WithoutFlight {
+			t.flight = newFlight()
+		}
+	}
+	cl := newClassifier(c.ErrorHandling)
+	t.classifier = cl
+	if c.ErrorHandling.Enabled {
+		t.fixed |= tuneErrors
+	}
+	if c.CircuitBreaker.Enabled {
+		t.fixed |= tuneBreaker
+	} else {
+		l.breakers = newBreakers(c.CircuitBreaker, cl, s.Recorder)
+		t.guard = l.breakers
+	}
+	return t
 }
 
 // layers maps each executor built with [Use] to its layer, for [StatsOf];

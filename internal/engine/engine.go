@@ -207,6 +207,15 @@ type Classifier interface {
 	Classify(site Site, err error) Verdict
 }
 
+// Watching marks a [Classifier] that only watches failures (the automatic
+// optimization's counters): it answers the baseline's verdicts, and the
+// core treats it as the baseline — no class in results or events — except
+// that it asks it about every failed attempt, the last one too.
+type Watching interface {
+	Classifier
+	Watching()
+}
+
 // ErrCircuitOpen is set by the core at init to its ErrCircuitOpen, which
 // the baseline classifier does not retry.
 var ErrCircuitOpen error

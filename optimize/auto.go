@@ -1,0 +1,433 @@
+package optimize
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/internal/engine"
+	"github.com/caudal-go/caudal/internal/state"
+	"github.com/caudal-go/caudal/internal/statemerge"
+)
+
+// The patterns the tuner looks for, per step and per period (see
+// [AutoConfig]). A component goes on when its pattern reaches its
+// threshold in one period, and off after Hold periods without the pattern.
+const (
+	// largeState is the number of values (map entries and slice elements,
+	// nested ones too) from which a forked state is large: its deep copy
+	// costs more than copy-on-write's overlay ever does. Counting stops
+	// there, so a fork pays at most that many steps to be measured.
+	largeState = 256
+	// largeForks is the forks of a large state that switch copy-on-write on.
+	largeForks = 2
+	// cacheRepeats is the hits and repeated keys of a cache step that
+	// switch the cache optimization on.
+	cacheRepeats = 4
+	// permanentFailures is the failures error handling's rules class as
+	// permanent (which the baseline retries) that switch error handling on.
+	permanentFailures = 2
+	// timeoutFailures is the timed-out attempts that switch the breaker on.
+	timeoutFailures = 3
+	// heldBackFanouts is the fan-outs whose cap held items back (more items
+	// than the cap) that switch the adaptive limit on.
+	heldBackFanouts = 1
+)
+
+// The components the tuner switches per step, as bits of a step's set.
+const (
+	tuneCOW uint8 = 1 << iota
+	tuneCache
+	tuneErrors
+	tuneBreaker
+	tuneAdaptive
+	tuneCount = 5
+)
+
+var tuneNames = [tuneCount]string{"context-manager", "cache-optimization", "error-handling", "circuit-breaker", "adaptive-resource-manager"}
+
+// tuner is the automatic optimization of one executor: an [engine.Tuner]
+// that puts a watching strategy in every step's switch, and an
+// [engine.Service] whose ticker reads the steps' counters and switches
+// components per step.
+type tuner struct {
+	interval time.Duration
+	hold     int
+	rec      engine.Recorder[caudal.Event] // nil: no sink, no decision events
+	fixed    uint8                         // the components on for every step (their Config sections): never switched
+
+	// The components a step may be switched to, shared by the steps.
+	cow        engine.Isolation
+	limiter    engine.Limiter
+	keyer      engine.Keyer
+	sharer     engine.Sharer[caudal.StepResult]
+	near       engine.Near[caudal.StepResult]
+	flight     engine.Flight
+	classifier engine.Classifier // error handling's: judges as error handling would, for the counters too
+	guard      engine.Guard      // the breakers
+
+	mu    sync.Mutex
+	steps []*tunedStep // every step of every graph attached
+
+	stop      chan struct{}
+	done      chan struct{}
+	decisions atomic.Int64 // switches made, for Stats
+	panics    atomic.Int64 // ticks that panicked, contained
+}
+
+var (
+	_ engine.Tuner[caudal.StepResult] = (*tuner)(nil)
+	_ engine.Service                  = (*tuner)(nil)
+)
+
+// tunedStep is one step's counters and switch. The counters are the
+// pattern's occurrences since the last tick; the tuner swaps them to zero.
+type tunedStep struct {
+	site engine.Site // Node cleared: the tuner does not keep a dropped step alive
+	slot *engine.Slot[caudal.StepResult]
+	base *engine.Strategy[caudal.StepResult]
+	t    *tuner
+
+	largeForks atomic.Int64 // forks of a large state (any fork while copy-on-write is on)
+	repeats    atomic.Int64 // cache hits and lookups of the key looked up last
+	lastKey    atomic.Uint64
+	permanent  atomic.Int64 // failures error handling classes permanent
+	timeouts   atomic.Int64 // failures classed timeout, and refusals of an open breaker
+	heldBack   atomic.Int64 // fan-outs with more items than their cap (any fan-out while the limit adapts)
+
+	// Read and written by the tuner's goroutine only (and Attach, under mu).
+	on    uint8                  // the components switched on
+	quiet [tuneCount]int         // periods since each component's pattern was last seen
+	seen  [tuneCount]int64       // this period's counts, for the decision's reason
+	views [1 << tuneCount]*watch // the strategies made so far, by set of components
+}
+
+// keySeed hashes the keys a cache step looks up, to notice a repeat.
+var keySeed = maphash.MakeSeed()
+
+func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
+	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec}
+}
+
+// Attach puts a watching strategy in the switch of every step of g.
+func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, site := range g.Steps {
+		site.Node = nil
+		s := &tunedStep{site: site, slot: &g.Slots[i], base: g.Base, t: t}
+		s.slot.Strategy.Store(s.view(0).strategy())
+		t.steps = append(t.steps, s)
+	}
+}
+
+// Start starts the ticker.
+func (t *tuner) Start() {
+	t.stop, t.done = make(chan struct{}), make(chan struct{})
+	go t.loop()
+}
+
+// Flush returns at once: the tuner holds nothing to deliver.
+func (t *tuner) Flush(context.Context) error { return nil }
+
+// Stop ends the ticker and waits for it.
+func (t *tuner) Stop() error {
+	close(t.stop)
+	<-t.done
+	return nil
+}
+
+func (t *tuner) loop() {
+	defer close(t.done)
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.safeTick()
+		}
+	}
+}
+
+// safeTick runs tick, containing a panic: a tuner that failed leaves the
+// steps as they are.
+func (t *tuner) safeTick() {
+	defer func() {
+		if recover() != nil {
+			t.panics.Add(1)
+		}
+	}()
+	t.tick()
+}
+
+// tick reads every step's counters and switches what they call for.
+func (t *tuner) tick() {
+	t.mu.Lock()
+	steps := t.steps
+	t.mu.Unlock()
+	for _, s := range steps {
+		s.tune()
+	}
+}
+
+// tune makes one period's decisions for s.
+func (s *tunedStep) tune() {
+	t := s.t
+	counts := [tuneCount]int64{
+		s.largeForks.Swap(0), s.repeats.Swap(0), s.permanent.Swap(0), s.timeouts.Swap(0), s.heldBack.Swap(0),
+	}
+	thresholds := [tuneCount]int64{largeForks, cacheRepeats, permanentFailures, timeoutFailures, heldBackFanouts}
+	next := s.on
+	var changed [tuneCount]bool
+	for i := range tuneCount {
+		bit := uint8(1) << i
+		if t.fixed&bit != 0 || !t.can(bit) {
+			continue
+		}
+		s.seen[i] = counts[i]
+		switch {
+		case s.on&bit == 0 && counts[i] >= thresholds[i]:
+			next |= bit
+			s.quiet[i] = 0
+			changed[i] = true
+		case s.on&bit != 0 && counts[i] > 0:
+			s.quiet[i] = 0
+		case s.on&bit != 0:
+			if s.quiet[i]++; s.quiet[i] >= t.hold {
+				next &^= bit
+				changed[i] = true
+			}
+		}
+	}
+	if next == s.on {
+		return
+	}
+	s.on = next
+	s.slot.Strategy.Store(s.view(next).strategy())
+	for i, c := range changed {
+		if c {
+			t.decisions.Add(1)
+			t.emit(s, uint8(1)<<i, next&(uint8(1)<<i) != 0, s.seen[i])
+		}
+	}
+}
+
+// can reports whether the tuner has the component bit to switch to.
+func (t *tuner) can(bit uint8) bool {
+	switch bit {
+	case tuneCOW:
+		return t.cow != nil
+	case tuneCache:
+		return t.keyer != nil
+	case tuneErrors:
+		return t.classifier != nil
+	case tuneBreaker:
+		return t.guard != nil
+	case tuneAdaptive:
+		return t.limiter != nil
+	}
+	return false
+}
+
+// emit records the decision to switch component bit on or off for s.
+func (t *tuner) emit(s *tunedStep, bit uint8, on bool, count int64) {
+	if t.rec == nil {
+		return
+	}
+	i := 0
+	for bit>>uint(i) != 1 {
+		i++
+	}
+	var reason string
+	if on {
+		reason = fmt.Sprintf("%s on: %s", tuneNames[i], pattern(bit, count, t.interval))
+	} else {
+		reason = fmt.Sprintf("%s off: its pattern was not seen for %v", tuneNames[i], time.Duration(t.hold)*t.interval)
+	}
+	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path, Reason: reason})
+}
+
+// pattern describes the pattern that switched component bit on.
+func pattern(bit uint8, n int64, period time.Duration) string {
+	switch bit {
+	case tuneCOW:
+		return fmt.Sprintf("%d forks of a state of %d or more values in %v", n, largeState, period)
+	case tuneCache:
+		return fmt.Sprintf("%d cache hits and repeated keys in %v", n, period)
+	case tuneErrors:
+		return fmt.Sprintf("%d failures classed permanent, which the baseline retries, in %v", n, period)
+	case tuneBreaker:
+		return fmt.Sprintf("%d timed-out attempts in %v", n, period)
+	default:
+		return fmt.Sprintf("%d fan-outs with more items than their cap in %v", n, period)
+	}
+}
+
+// view returns the watching strategy of s with the components of set on,
+// made once per set.
+func (s *tunedStep) view(set uint8) *watch {
+	if w := s.views[set]; w != nil {
+		return w
+	}
+	t, b := s.t, s.base
+	w := &watch{s: s, on: set | s.t.fixed, iso: b.Isolation, lim: b.Limiter, keyer: b.Keyer, sharer: b.Sharer, cl: b.Classifier}
+	st := *b
+	if set&tuneCOW != 0 {
+		w.iso = t.cow
+	}
+	if set&tuneAdaptive != 0 {
+		w.lim = t.limiter
+	}
+	if set&tuneCache != 0 {
+		w.keyer, w.sharer = t.keyer, t.sharer
+		st.Near, st.Flight = t.near, t.flight
+	}
+	st.Isolation, st.Limiter, st.Keyer, st.Sharer = w, w, w, w
+	st.Classifier = w
+	if set&tuneErrors != 0 {
+		w.cl = t.classifier
+		st.Classifier = (*reportingWatch)(w)
+	}
+	if set&tuneBreaker != 0 {
+		st.Guard = t.guard
+	}
+	w.strat = st
+	s.views[set] = w
+	return w
+}
+
+// watch is a step's strategy under the tuner: the seams of the components
+// on (or the executor's), wrapped to count the patterns on the paths that
+// already do the work counted. It is immutable: a switch stores another.
+type watch struct {
+	s      *tunedStep
+	on     uint8
+	iso    engine.Isolation
+	lim    engine.Limiter
+	keyer  engine.Keyer
+	sharer engine.Sharer[caudal.StepResult]
+	cl     engine.Classifier
+	strat  engine.Strategy[caudal.StepResult]
+}
+
+func (w *watch) strategy() *engine.Strategy[caudal.StepResult] { return &w.strat }
+
+// Fork counts a fork of a large state, then forks.
+func (w *watch) Fork(parent *state.Store) *state.Store {
+	if w.on&tuneCOW != 0 || stateSize(parent) >= largeState {
+		w.s.largeForks.Add(1)
+	}
+	return w.iso.Fork(parent)
+}
+
+// Writes returns the child's writes.
+func (w *watch) Writes(parent, child *state.Store) []statemerge.Write {
+	return w.iso.Writes(parent, child)
+}
+
+// Workers counts a fan-out its cap holds back, then asks the limiter.
+func (w *watch) Workers(site engine.Site, cap, n int) (int, bool) {
+	if w.on&tuneAdaptive != 0 || n > cap {
+		w.s.heldBack.Add(1)
+	}
+	return w.lim.Workers(site, cap, n)
+}
+
+// Acquire asks the limiter.
+func (w *watch) Acquire(ctx context.Context, site engine.Site, cap int) error {
+	return w.lim.Acquire(ctx, site, cap)
+}
+
+// Release tells the limiter.
+func (w *watch) Release(site engine.Site, latency time.Duration, err error) {
+	w.lim.Release(site, latency, err)
+}
+
+// Key computes the key and counts a repeat of the last one.
+func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, error) {
+	key, err := w.keyer.Key(fingerprint, input, st)
+	if err == nil {
+		if h := maphash.String(keySeed, key); w.s.lastKey.Swap(h) == h || w.on&tuneCache != 0 {
+			w.s.repeats.Add(1)
+		}
+	}
+	return key, err
+}
+
+// Store prepares a result for the cache.
+func (w *watch) Store(r caudal.StepResult) caudal.StepResult { return w.sharer.Store(r) }
+
+// Load counts a hit, then prepares the result for its caller.
+func (w *watch) Load(r caudal.StepResult) caudal.StepResult {
+	w.s.repeats.Add(1)
+	return w.sharer.Load(r)
+}
+
+// Classify answers the baseline's verdict and counts what error handling
+// would have made of the failure.
+func (w *watch) Classify(site engine.Site, err error) engine.Verdict {
+	w.count(site, err)
+	return w.cl.Classify(site, err)
+}
+
+// Watching marks the watch as a classifier that only watches.
+func (w *watch) Watching() {}
+
+// count counts a failure's class under error handling's rules.
+func (w *watch) count(site engine.Site, err error) {
+	judge := w.s.t.classifier
+	if judge == nil {
+		return
+	}
+	switch judge.Classify(site, err).Class {
+	case ClassPermanent:
+		if (engine.Rules{}).Classify(site, err).Retry { // the baseline would retry it
+			w.s.permanent.Add(1)
+		}
+	case ClassTimeout, ClassCircuitOpen:
+		w.s.timeouts.Add(1)
+	}
+}
+
+// reportingWatch is a watch whose classifier is error handling's: its
+// verdicts, and its classes, are the step's.
+type reportingWatch watch
+
+// Classify counts the failure and answers error handling's verdict.
+func (r *reportingWatch) Classify(site engine.Site, err error) engine.Verdict {
+	w := (*watch)(r)
+	w.count(site, err)
+	return w.cl.Classify(site, err)
+}
+
+// stateSize counts the values of st, nested ones too, up to largeState.
+func stateSize(st *state.Store) (n int) {
+	st.View(func(m map[string]any) { n = countValues(m, 0) })
+	return n
+}
+
+func countValues(v any, n int) int {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			if n++; n >= largeState {
+				return n
+			}
+			n = countValues(e, n)
+		}
+	case []any:
+		for _, e := range x {
+			if n++; n >= largeState {
+				return n
+			}
+			n = countValues(e, n)
+		}
+	}
+	return n
+}

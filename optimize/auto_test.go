@@ -1,0 +1,210 @@
+package optimize_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caudal-go/caudal"
+	"github.com/caudal-go/caudal/optimize"
+)
+
+// decisions is a sink that keeps the automatic optimization's decisions.
+type decisions struct {
+	mu  sync.Mutex
+	got []string // "path: reason"
+}
+
+func (d *decisions) Record(_ context.Context, e *caudal.Event) {
+	if e.Kind != caudal.EventTuned {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.got = append(d.got, e.Path+": "+e.Reason)
+}
+
+func (d *decisions) all() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.got...)
+}
+
+// find returns the first decision with prefix.
+func (d *decisions) find(prefix string) (string, bool) {
+	for _, s := range d.all() {
+		if strings.HasPrefix(s, prefix) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// fastAuto is the Auto preset with a 1 ms period.
+func fastAuto(hold int) optimize.Config {
+	cfg := optimize.Auto()
+	cfg.AutomaticOptimization.Interval = time.Millisecond
+	cfg.AutomaticOptimization.Hold = hold
+	return cfg
+}
+
+// statusError is an error exposing an HTTP status, as an SDK's does.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string   { return fmt.Sprintf("HTTP %d", e.code) }
+func (e *statusError) StatusCode() int { return e.code }
+
+func largeState() map[string]any {
+	docs := make(map[string]any, 300)
+	for i := range 300 {
+		docs[fmt.Sprint("doc", i)] = map[string]any{"id": i}
+	}
+	return map[string]any{"docs": docs}
+}
+
+// TestAutoSwitchesOnThePattern: each pattern, shown by one step, switches
+// its component on for that step — with a decision event naming the
+// component and the counts — and for no other step.
+func TestAutoSwitchesOnThePattern(t *testing.T) {
+	echo := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) { return caudal.Reply{Output: in}, nil })
+	hang := caudal.AgentFunc(func(ctx context.Context, _ any) (caudal.Reply, error) {
+		<-ctx.Done()
+		return caudal.Reply{}, context.Cause(ctx)
+	})
+	bad := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, &statusError{400} })
+	wait := caudal.AgentFunc(func(ctx context.Context, in any) (caudal.Reply, error) {
+		time.Sleep(100 * time.Microsecond)
+		return caudal.Reply{Output: in}, nil
+	})
+	cache, err := caudal.NewMemoryCache(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fanOut := func() caudal.Step {
+		return caudal.Parallel("fan", caudal.WithMerge(caudal.ContextUpdate),
+			caudal.Branch("x", caudal.AgentStep("x", echo)), caudal.Branch("y", caudal.AgentStep("y", echo)))
+	}
+	tests := []struct {
+		name      string
+		step      caudal.Step
+		state     bool // run on a large state
+		component string
+		wantPath  string
+	}{
+		{"large state fanned out", caudal.Seq("p", caudal.AgentStep("plain", echo), fanOut()), true, "context-manager", "p/fan"},
+		{"repeated inputs", caudal.Seq("p", caudal.AgentStep("plain", echo), caudal.Cached(caudal.AgentStep("c", echo), cache)), false, "cache-optimization", "p/c"},
+		{"permanent errors retried", caudal.AgentStep("bad", bad, caudal.WithRetries(2), caudal.WithBackoff(0, 0)), false, "error-handling", "bad"},
+		{"timeouts", caudal.AgentStep("slow", hang, caudal.WithTimeout(time.Millisecond), caudal.WithFallback(caudal.AgentStep("fb", echo))), false, "circuit-breaker", "slow"},
+		{"a capped fan-out", caudal.Map("m", caudal.AgentStep("item", wait), caudal.WithConcurrency(2)), false, "adaptive-resource-manager", "m"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &decisions{}
+			ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
+			step := build(t, tt.step)
+			in := any("q")
+			if tt.component == "adaptive-resource-manager" {
+				in = []any{1, 2, 3, 4, 5, 6, 7, 8}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				var opts []caudal.Option
+				if tt.state {
+					opts = append(opts, caudal.WithState(caudal.NewState(largeState())))
+				}
+				_, _ = ex.Execute(t.Context(), step, in, opts...)
+				if _, ok := d.find(tt.wantPath + ": " + tt.component + " on: "); ok || time.Now().After(deadline) {
+					break
+				}
+			}
+			got, ok := d.find(tt.wantPath + ": " + tt.component + " on: ")
+			if !ok {
+				t.Fatalf("decisions = %q; want %s switched on for %s", d.all(), tt.component, tt.wantPath)
+			}
+			if !strings.ContainsAny(got, "0123456789") {
+				t.Errorf("decision %q gives no count", got)
+			}
+			for _, other := range d.all() {
+				if !strings.HasPrefix(other, tt.wantPath+": ") {
+					t.Errorf("decision %q for another step; want decisions for %s only", other, tt.wantPath)
+				}
+			}
+		})
+	}
+}
+
+// TestAutoErrorHandlingTakesEffect: once the tuner switched error handling
+// on for a step retrying a permanent error, the step stops retrying it —
+// same error, same usage, one attempt — and the class is in its metadata.
+func TestAutoErrorHandlingTakesEffect(t *testing.T) {
+	var calls atomic.Int64
+	bad := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) {
+		calls.Add(1)
+		return caudal.Reply{}, &statusError{400}
+	})
+	d := &decisions{}
+	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
+	step := build(t, caudal.AgentStep("bad", bad, caudal.WithRetries(3), caudal.WithBackoff(0, 0)))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := d.find("bad: error-handling on"); ok {
+			break
+		}
+		_, _ = ex.Execute(t.Context(), step, "q")
+	}
+	before := calls.Load()
+	res, err := ex.Execute(t.Context(), step, "q")
+	var se *statusError
+	if !errors.As(err, &se) || calls.Load()-before != 1 || res.Attempts != 1 || res.Metadata[caudal.MetaErrorClass] != optimize.ClassPermanent {
+		t.Errorf("after the switch: err %v, agent calls %d, attempts %d, class %v; want the 400, 1, 1, permanent",
+			err, calls.Load()-before, res.Attempts, res.Metadata[caudal.MetaErrorClass])
+	}
+}
+
+// TestAutoSwitchesOffAfterHold: a component goes off again once its step
+// has not shown the pattern for Hold periods.
+func TestAutoSwitchesOffAfterHold(t *testing.T) {
+	bad := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, &statusError{404} })
+	d := &decisions{}
+	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(3)))
+	step := build(t, caudal.AgentStep("bad", bad, caudal.WithRetries(2), caudal.WithBackoff(0, 0)))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := d.find("bad: error-handling on"); ok {
+			break
+		}
+		_, _ = ex.Execute(t.Context(), step, "q")
+	}
+	for time.Now().Before(deadline) {
+		if _, ok := d.find("bad: error-handling off"); ok {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("decisions = %q; want error-handling on, then off once the step went quiet", d.all())
+}
+
+// TestAutoLeavesEnabledComponents: a component whose section is enabled is
+// on for every step already; the tuner never switches it.
+func TestAutoLeavesEnabledComponents(t *testing.T) {
+	cfg := fastAuto(1000)
+	cfg.ContextManager.Enabled = true
+	d := &decisions{}
+	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(cfg))
+	echo := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) { return caudal.Reply{Output: in}, nil })
+	step := build(t, caudal.Parallel("fan", caudal.Branch("x", caudal.AgentStep("x", echo)), caudal.Branch("y", caudal.AgentStep("y", echo))))
+	for range 200 {
+		if _, err := ex.Execute(t.Context(), step, "q", caudal.WithState(caudal.NewState(largeState()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(10 * time.Millisecond)
+	if got := d.all(); len(got) != 0 {
+		t.Errorf("decisions = %q; want none (the context manager is on for every step)", got)
+	}
+}
