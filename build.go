@@ -190,7 +190,7 @@ func (b *builder) finish(n node, d *stepDef) {
 	nb := n.base()
 	nb.id = len(b.nodes)
 	b.nodes = append(b.nodes, n)
-	nb.site = engine.Site{Node: n, Path: nb.path, ID: engine.NewSiteID()}
+	nb.site = engine.Site{Node: n, Path: nb.path, ID: engine.NewSiteID(), Traits: traitsOf(n, d)}
 	if d.kind == kindAgent || d.kind == kindRouter {
 		nb.site.Agent = d.agent
 	}
@@ -205,6 +205,42 @@ func (b *builder) finish(n node, d *stepDef) {
 		h.Write(kd[:])
 	}
 	h.Sum(nb.digest[:0])
+}
+
+// traitsOf returns what compiled step n, of definition d, does, for a
+// tuner (engine.Traits).
+func traitsOf(n node, d *stepDef) engine.Traits {
+	switch n := n.(type) {
+	case *agentNode:
+		t := engine.Calls
+		if n.attempts > 1 {
+			t |= engine.Retries
+		}
+		if d.timeout > 0 {
+			t |= engine.Timeout
+		}
+		return t
+	case *routerNode:
+		if !n.together {
+			return engine.Calls | engine.Forks | engine.Capped
+		}
+		return engine.Calls | engine.Forks
+	case *parallelNode:
+		if !n.together {
+			return engine.Forks | engine.Capped
+		}
+		return engine.Forks
+	case *mapNode:
+		if n.concurrency > 1 {
+			return engine.Forks | engine.Capped
+		}
+		return engine.Forks
+	case *loopNode:
+		return engine.Forks
+	case *cacheNode:
+		return engine.Cached
+	}
+	return 0
 }
 
 // describe returns what of step n changes its behaviour: its kind, name,

@@ -31,8 +31,9 @@ type Executor struct {
 	// closeOnce runs Close's work once; closeErr is its outcome.
 	closeOnce sync.Once
 	closeErr  error
-	graphs    sync.Map // *graph → *engine.Graph: the per-step switches, with a tuner only
-	id        uint64   // unique in the process, for graph.tuned
+	graphs    sync.Map   // *graph → *tunedGraph: the per-step switches, with a tuner only
+	attachMu  sync.Mutex // serializes attaching a graph to the tuner
+	id        uint64     // unique in the process, for graph.tuned
 }
 
 // executorIDs hands out Executor.id.
@@ -406,27 +407,32 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 }
 
 // attach finds, or makes and attaches, the per-step switches of g in this
-// executor, and remembers them in g.
+// executor, and remembers them in g when it is the graph's first executor
+// with a tuner. Switches the tuner left unset are not consulted at all.
 func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
-	v, ok := ex.graphs.Load(g)
-	if !ok {
-		eg := &engine.Graph[StepResult]{
-			Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
-			Base: &ex.seams.Strategy,
-		}
-		for i, n := range g.nodes {
-			eg.Steps[i] = n.base().site
-		}
-		var loaded bool
-		if v, loaded = ex.graphs.LoadOrStore(g, eg); !loaded {
-			ex.seams.Tuner.Attach(eg)
-		}
+	if v, ok := ex.graphs.Load(g); ok {
+		return v.(*tunedGraph).slots
 	}
-	slots := v.(*engine.Graph[StepResult]).Slots
-	if g.tuned.Load() == nil {
-		g.tuned.CompareAndSwap(nil, &tunedGraph{executor: ex.id, slots: slots})
+	ex.attachMu.Lock()
+	defer ex.attachMu.Unlock()
+	if v, ok := ex.graphs.Load(g); ok {
+		return v.(*tunedGraph).slots
 	}
-	return slots
+	eg := &engine.Graph[StepResult]{
+		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
+		Base: &ex.seams.Strategy,
+	}
+	for i, n := range g.nodes {
+		eg.Steps[i] = n.base().site
+	}
+	ex.seams.Tuner.Attach(eg)
+	tg := &tunedGraph{executor: ex.id, slots: eg.Slots}
+	if eg.Untuned() {
+		tg.slots = nil // the tuner set no switch, and never will
+	}
+	ex.graphs.Store(g, tg)
+	g.tuned.CompareAndSwap(nil, tg)
+	return tg.slots
 }
 
 // strategy returns the seams of step b of g in this executor.

@@ -1099,9 +1099,11 @@ func TestSeamRecorder(t *testing.T) {
 	}
 }
 
-// tunerSpy is an [engine.Tuner] that keeps the graphs attached to it. It is
-// safe for concurrent use.
+// tunerSpy is an [engine.Tuner] that keeps the graphs attached to it and
+// sets every switch to the executor's strategy (unless idle), so that a
+// test may store another later. It is safe for concurrent use.
 type tunerSpy struct {
+	idle   bool       // set no switch
 	mu     sync.Mutex // protects graphs
 	graphs []*engine.Graph[caudal.StepResult]
 }
@@ -1110,6 +1112,11 @@ func (tu *tunerSpy) Attach(g *engine.Graph[caudal.StepResult]) {
 	tu.mu.Lock()
 	defer tu.mu.Unlock()
 	tu.graphs = append(tu.graphs, g)
+	if !tu.idle {
+		for i := range g.Slots {
+			g.Slots[i].Strategy.Store(g.Base)
+		}
+	}
 }
 
 // attached returns how many graphs were attached.
@@ -1182,6 +1189,19 @@ func TestSeamTuner(t *testing.T) {
 	slot.Strategy.Store(nil)
 	if _, err := ex.Execute(t.Context(), built, "in"); err != nil || b.calls.Load() != bCalls+1 || len(log.all()) != 1 {
 		t.Errorf("Execute(pipe) after the slot was cleared = %v, b calls +%d, guard calls %q; want success, +1, unchanged", err, b.calls.Load()-bCalls, log.all())
+	}
+
+	// A tuner that set no switch at Attach has the graph run on the
+	// executor's strategy for good: a switch stored later is not consulted.
+	idle := &tunerSpy{idle: true}
+	ex2 := mustNew(t, caudal.InstallSeams(func(s *seamSet) { s.Tuner = idle }))
+	if _, err := ex2.Execute(t.Context(), built, "in"); err != nil {
+		t.Fatal(err)
+	}
+	late := &idle.graphs[0].Slots[slices.Index(paths, "pipe/b")]
+	late.Strategy.Store(&refusing)
+	if _, err := ex2.Execute(t.Context(), built, "in"); err != nil || len(log.all()) != 1 {
+		t.Errorf("Execute(pipe) with a switch stored after Attach left every one unset = %v, guard calls %q; want success, unchanged", err, log.all())
 	}
 }
 
@@ -1291,5 +1311,35 @@ func TestSeamNewRejectsMissing(t *testing.T) {
 				_ = ex.Close()
 			}
 		})
+	}
+}
+
+// TestSeamSiteTraits: each step's site says which seams it may consult.
+func TestSeamSiteTraits(t *testing.T) {
+	echo := &failN{}
+	pipe := caudal.Seq("p",
+		caudal.AgentStep("plain", echo),
+		caudal.AgentStep("retried", echo, caudal.WithRetries(1), caudal.WithTimeout(time.Second)),
+		caudal.Parallel("par", caudal.Branch("x", caudal.AgentStep("x", echo))),
+		caudal.Parallel("capped", caudal.WithConcurrency(2), caudal.Branch("y", caudal.AgentStep("y", echo))),
+		caudal.Map("seqmap", caudal.AgentStep("item", echo)),
+		caudal.Map("map", caudal.AgentStep("item", echo), caudal.WithConcurrency(4)),
+	)
+	tuner := &tunerSpy{}
+	ex := mustNew(t, caudal.InstallSeams(func(s *seamSet) { s.Tuner = tuner }))
+	_, _ = ex.Execute(t.Context(), mustBuild(t, pipe), []any{1}) // attaches the graph, whatever the maps make of their input
+	want := map[string]engine.Traits{
+		"p/plain":   engine.Calls,
+		"p/retried": engine.Calls | engine.Retries | engine.Timeout,
+		"p/par":     engine.Forks,
+		"p/capped":  engine.Forks | engine.Capped,
+		"p/seqmap":  engine.Forks,
+		"p/map":     engine.Forks | engine.Capped,
+		"p":         0,
+	}
+	for _, s := range tuner.graphs[0].Steps {
+		if w, ok := want[s.Path]; ok && s.Traits != w {
+			t.Errorf("%s: traits %b; want %b", s.Path, s.Traits, w)
+		}
 	}
 }

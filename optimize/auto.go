@@ -113,11 +113,18 @@ func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
 	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec}
 }
 
-// Attach puts a watching strategy in the switch of every step of g.
+// Attach puts a watching strategy in the switch of every step of g that
+// may show a pattern: one that forks the state, fans out under a cap, is a
+// cache step, or calls an agent with retries or a timeout. The others — a
+// plain agent step, a sequence — keep the executor's strategy, and a graph
+// of nothing else costs its executions nothing.
 func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, site := range g.Steps {
+		if site.Traits&(engine.Forks|engine.Capped|engine.Cached|engine.Retries|engine.Timeout) == 0 {
+			continue
+		}
 		site.Node = nil
 		s := &tunedStep{site: site, slot: &g.Slots[i], base: g.Base, t: t}
 		s.slot.Strategy.Store(s.view(0).strategy())
@@ -284,8 +291,12 @@ func (s *tunedStep) view(set uint8) *watch {
 	if set&tuneAdaptive != 0 {
 		w.lim = t.limiter
 	}
-	if set&tuneCache != 0 {
+	if t.keyer != nil && s.site.Traits&engine.Cached != 0 {
+		// A cache step's keys are the cache optimization's from its first
+		// execution: switching keys later would lose what the backend holds.
 		w.keyer, w.sharer = t.keyer, t.sharer
+	}
+	if set&tuneCache != 0 {
 		st.Near, st.Flight = t.near, t.flight
 	}
 	st.Isolation, st.Limiter, st.Keyer, st.Sharer = w, w, w, w

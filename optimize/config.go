@@ -260,8 +260,10 @@ type CircuitBreakerConfig struct {
 //
 //   - copy-on-write state (the context manager) for a step that forks a
 //     large state (parallel branches, loop iterations, map items);
-//   - the cache optimization for a cache step that sees the same key
-//     again;
+//   - the cache optimization's in-process cache and flight group for a
+//     cache step that sees the same key again (its fast keys and shared
+//     results are a cache step's from its first execution: keys that
+//     changed later would lose what the step's backend holds);
 //   - error handling for a step whose failures its rules class as
 //     permanent;
 //   - the circuit breaker for a step whose agent times out repeatedly;

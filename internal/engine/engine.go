@@ -26,7 +26,23 @@ type Site struct {
 	// ID, which, unlike Node, does not keep a dropped step (and what it
 	// holds, such as its cache) alive.
 	ID uint64
+	// Traits say which seams the step may consult, for a tuner that
+	// watches only the steps where a switch can change something.
+	Traits Traits
 }
+
+// Traits is a set of things a step does.
+type Traits uint8
+
+// The traits of a step.
+const (
+	Forks   Traits = 1 << iota // forks the state: a parallel step, a router, a loop, a map
+	Capped                     // fans out under a configured concurrency: the limiter is consulted
+	Cached                     // a cache step: the keyer, sharer, near cache and flight group
+	Retries                    // an agent step with more than one attempt: the classifier decides
+	Timeout                    // an agent step with a timeout per attempt
+	Calls                      // calls an agent: an agent step or a router (the guard stands around it)
+)
 
 // siteIDs hands out Site.ID.
 var siteIDs atomic.Uint64
@@ -299,9 +315,25 @@ type Graph[R any] struct {
 	Base  *Strategy[R]
 }
 
+// Untuned reports whether every slot of g is nil: once its tuner's Attach
+// has returned, none will be set.
+func (g *Graph[R]) Untuned() bool {
+	for i := range g.Slots {
+		if g.Slots[i].Strategy.Load() != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Tuner receives, once per executor, each graph the executor runs, with
-// the switches of its steps. An executor with a tuner pays one map lookup
-// per execution and one atomic load per step; without one, nothing.
+// the switches of its steps. The slots a tuner leaves nil when Attach
+// returns stay nil: it never sets them later, so that when it leaves every
+// slot of a graph nil the executor stops consulting them (a graph of
+// plain steps costs it one atomic load per execution). An executor with a
+// tuner pays one atomic load per execution (a map lookup in an executor
+// that is not the graph's first) and one per step of a graph with slots
+// set; without one, nothing.
 type Tuner[R any] interface {
 	Attach(g *Graph[R])
 }
