@@ -92,8 +92,8 @@ func TestPresetsAreValid(t *testing.T) {
 			t.Errorf("Preset(%q) turns nothing on", name)
 		}
 	}
-	if got := optimize.All().Components(); len(got) != 7 || slices.Contains(got, "automatic-optimization") {
-		t.Errorf("All() turns on %q; want every component but automatic-optimization", got)
+	if got := optimize.All().Components(); len(got) != 6 || slices.Contains(got, "automatic-optimization") || slices.Contains(got, "circuit-breaker") {
+		t.Errorf("All() turns on %q; want every component but automatic-optimization and circuit-breaker", got)
 	}
 	if _, ok := optimize.Preset("turbo"); ok {
 		t.Error(`Preset("turbo") found`)

@@ -74,8 +74,11 @@ func CPUIntensive() Config {
 }
 
 // All turns every component on for every step with its defaults — all but
-// the automatic optimization, which would have nothing left to switch: the
-// "optimized" executor of `caudal bench`.
+// the automatic optimization, which would have nothing left to switch, and
+// the circuit breaker, a policy rather than a speed-up (it changes what a
+// call does during an outage, and costs a healthy call its atomic load;
+// [Auto] arms it for the steps whose agents time out): the "optimized"
+// executor of `caudal bench`.
 func All() Config {
 	return Config{
 		ObjectPool:              ObjectPoolConfig{Enabled: true},
@@ -84,7 +87,6 @@ func All() Config {
 		AdaptiveResourceManager: AdaptiveConfig{Enabled: true},
 		CacheOptimization:       CacheConfig{Enabled: true},
 		ErrorHandling:           ErrorHandlingConfig{Enabled: true},
-		CircuitBreaker:          CircuitBreakerConfig{Enabled: true},
 	}
 }
 
