@@ -29,6 +29,11 @@
 //   - CacheOptimization ([CacheConfig]): fast keys, a sharded in-process
 //     cache, shared immutable results and one run for concurrent identical
 //     misses. Workload: repeated inputs.
+//   - AutomaticOptimization ([AutoConfig], the [Auto] preset): per-step
+//     counters and a tuner on a ticker that switch the components above
+//     on for the steps that show their pattern, and off again; every
+//     decision is a [caudal.EventTuned] event. Workload: all of the above,
+//     for a user who does not know which it is.
 //
 // # Results do not change
 //
@@ -46,5 +51,7 @@
 //
 // `caudal bench --suite designed --variant <component> --check` measures
 // each component on its workload against the baseline, and on every other
-// workload for its cost; `--variant optimized` is [All].
+// workload for its cost; `--variant optimized` is [All], `--variant auto`
+// is [Auto], judged against the hand-picked component of each workload.
+// `caudal advise` reads a recorded run and recommends a Config.
 package optimize

@@ -149,6 +149,10 @@ type Stats struct {
 	UnderPressure bool
 	// CacheEntries is how many entries the in-process cache holds.
 	CacheEntries int
+	// Decisions is how many times the automatic optimization switched a
+	// component on or off for a step; TunerPanics how many of its periods
+	// panicked (contained: the steps keep their strategies).
+	Decisions, TunerPanics int64
 }
 
 // StatsOf returns the figures of ex's optimization layer; ok is false for
@@ -170,6 +174,9 @@ func StatsOf(ex *caudal.Executor) (st Stats, ok bool) {
 	}
 	if l.near != nil {
 		st.CacheEntries = l.near.len()
+	}
+	if l.tuner != nil {
+		st.Decisions, st.TunerPanics = l.tuner.decisions.Load(), l.tuner.panics.Load()
 	}
 	return st, true
 }
