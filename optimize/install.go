@@ -38,6 +38,7 @@ type layer struct {
 	telemetry *telemetry // nil: off, or no sink to deliver to
 	adaptive  *adaptive  // nil: off
 	near      *near      // nil: cache optimization off
+	breakers  *breakers  // nil: circuit breaker off
 }
 
 func newLayer(cfg Config) *layer { return &layer{cfg: cfg} }
@@ -71,6 +72,14 @@ func (l *layer) install(s *seams) {
 			s.Strategy.Flight = newFlight()
 		}
 	}
+	if c.ErrorHandling.Enabled {
+		s.Strategy.Classifier = newClassifier(c.ErrorHandling)
+	}
+	if c.CircuitBreaker.Enabled {
+		// After telemetry: its recorder carries the breakers' events too.
+		l.breakers = newBreakers(c.CircuitBreaker, newClassifier(c.ErrorHandling), s.Recorder)
+		s.Strategy.Guard = l.breakers
+	}
 	if ex, ok := s.Owner.(*caudal.Executor); ok {
 		register(ex, l)
 	}
@@ -100,6 +109,11 @@ type Stats struct {
 	UnderPressure bool
 	// CacheEntries is how many entries the in-process cache holds.
 	CacheEntries int
+	// Circuits is the state of the circuit breaker of each step that has
+	// called its agent, by step path: "closed", "open" or "half_open"
+	// (steps sharing an agent share a breaker); nil when the circuit
+	// breaker is off.
+	Circuits map[string]string
 }
 
 // StatsOf returns the figures of ex's optimization layer; ok is false for
@@ -121,6 +135,9 @@ func StatsOf(ex *caudal.Executor) (st Stats, ok bool) {
 	}
 	if l.near != nil {
 		st.CacheEntries = l.near.len()
+	}
+	if l.breakers != nil {
+		st.Circuits = l.breakers.circuits()
 	}
 	return st, true
 }
