@@ -22,7 +22,7 @@ type statusErr struct {
 	cause error
 }
 
-func (e *statusErr) Unwrap() error       { return e.cause }
+func (e *statusErr) Unwrap() error { return e.cause }
 
 func (e *statusErr) Error() string       { return "status " + strconv.Itoa(e.code) }
 func (e *statusErr) StatusCode() int     { return e.code }
