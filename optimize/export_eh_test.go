@@ -8,8 +8,16 @@ import (
 
 // Classify returns error handling's verdict on err under cfg's rules.
 func Classify(cfg ErrorHandlingConfig, err error) (class string, retry bool, delay time.Duration) {
-	v := newClassifier(cfg).Classify(engine.Site{}, err)
-	return v.Class, v.Retry, v.Delay
+	return Classifier(cfg)(err)
+}
+
+// Classifier returns the classifier of cfg's rules, as a func.
+func Classifier(cfg ErrorHandlingConfig) func(error) (class string, retry bool, delay time.Duration) {
+	c := newClassifier(cfg)
+	return func(err error) (string, bool, time.Duration) {
+		v := c.Classify(engine.Site{}, err)
+		return v.Class, v.Retry, v.Delay
+	}
 }
 
 // ParseRetryAfter parses a Retry-After header's value as if the time were
