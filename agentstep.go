@@ -102,9 +102,11 @@ func (l *timeoutLayer) call(parent context.Context, e env, p string, in any, fee
 	ctx, cancel := e.rt.withTimeout(parent, l.d, l.cause)
 	defer cancel()
 	reply, err = l.next.call(ctx, e, p, in, feedback)
-	if ctx.Err() != nil && parent.Err() == nil {
+	if ctx.Err() != nil && parent.Err() == nil && !errors.Is(err, ErrCircuitOpen) {
 		// The deadline fired while the caller's context is alive: whatever
-		// the agent returned, the attempt timed out.
+		// the agent returned, the attempt timed out — unless a guard refused
+		// it, and no agent ran (a refusal that took past the deadline is
+		// still one: the step must not retry it).
 		err = l.cause
 	}
 	return reply, err

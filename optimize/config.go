@@ -191,13 +191,16 @@ type CacheConfig struct {
 //     "permanent";
 //   - an error with a retry-after hint ([caudal.RetryAfter], a
 //     RetryAfter() time.Duration method, or a Retry-After header on an
-//     HTTP 429 or 503, through a Header() http.Header method):
-//     "rate_limited", retried after the hint;
+//     HTTP 429 or 503, through a Header() http.Header method, as
+//     delta-seconds or an HTTP-date): "rate_limited", retried after the
+//     hint (a negative RetryAfter counts as none; a header that does not
+//     parse, or names a time past, is no hint);
 //   - an error exposing an HTTP status code (a StatusCode() int or
 //     HTTPStatusCode() int method): 429 "rate_limited"; 408 and 504
 //     "timeout"; 500, 502, 503 "transient"; any other 4xx "permanent";
-//   - a deadline ([context.DeadlineExceeded], an error with a Timeout()
-//     bool method that returns true): "timeout", retried;
+//   - a deadline ([context.DeadlineExceeded], [caudal.ErrTimeout], an
+//     error with a Timeout() bool method that returns true): "timeout",
+//     retried;
 //   - everything else: "transient", retried.
 //
 // It is for steps whose agents fail in ways another attempt cannot mend
@@ -232,11 +235,16 @@ type CircuitBreakerConfig struct {
 	// row; default 3.
 	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
 	// FailureRate, when > 0, also opens the breaker when at least that
-	// share of the last Window calls failed, in (0, 1]. Default 0: off
-	// (counting every call costs an atomic add on the success path).
+	// share of a window of Window calls failed, in (0, 1]. Windows follow
+	// one another (the calls are counted afresh every Window calls, and
+	// when the breaker closes), and the breaker opens as soon as a
+	// window's failures reach FailureRate × Window (rounded up), whatever
+	// the rest of the window brings. Default 0: off (counting every call
+	// costs an atomic add on the success path).
 	FailureRate float64 `json:"failure_rate,omitempty"`
-	// Window is the number of calls FailureRate is judged over, and the
-	// least the breaker must have seen before it applies; default 20.
+	// Window is the number of calls FailureRate is judged over; default
+	// 20. No fewer than FailureRate × Window failures open the breaker, so
+	// a handful of calls never does.
 	Window int `json:"window,omitempty"`
 	// ProbeInterval is how long the breaker stays open before it lets a
 	// probe through; default 1 s.

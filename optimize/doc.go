@@ -29,6 +29,13 @@
 //   - CacheOptimization ([CacheConfig]): fast keys, a sharded in-process
 //     cache, shared immutable results and one run for concurrent identical
 //     misses. Workload: repeated inputs.
+//   - ErrorHandling ([ErrorHandlingConfig]): each failed attempt
+//     classified (transient, permanent, rate-limited, timeout; rules of
+//     one's own first), and only what another attempt can mend retried.
+//     Workload: agents that fail for good.
+//   - CircuitBreaker ([CircuitBreakerConfig]): a breaker per agent; while
+//     open, calls fail at once or go straight to the fallback. Workload:
+//     agents that go down.
 //   - AutomaticOptimization ([AutoConfig], the [Auto] preset): per-step
 //     counters and a tuner on a ticker that switch the components above
 //     on for the steps that show their pattern, and off again; every
@@ -45,7 +52,12 @@
 // (call Flush to wait for them) and may drop them when its ring is full;
 // the adaptive limit changes how many branches run at once, which only a
 // pipeline whose results depend on timing can see; an in-process cache
-// hit answers without asking the step's backend.
+// hit answers without asking the step's backend; error handling adds the
+// class of each failure ([caudal.MetaErrorClass], [caudal.Event].Class) and
+// makes no further attempt after an error it classes permanent (an HTTP
+// 4xx, say) where the baseline retries it — one attempt's usage instead of
+// every attempt's; an open circuit breaker refuses calls the baseline
+// makes.
 //
 // # Measuring
 //

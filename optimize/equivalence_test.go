@@ -45,9 +45,23 @@ func equivConfigs() []struct {
 			cfg  optimize.Config
 		}{name, cfg})
 	}
+	// A breaker that trips changes the outcome by design (a fast failure
+	// instead of a call): with 1000 consecutive failures to open, no random
+	// pipeline trips it, and what is compared is its closed path.
+	untripped := optimize.CircuitBreakerConfig{Enabled: true, ConsecutiveFailures: 1000}
+	eh, _ := optimize.Component("error-handling")
+	out = append(out, struct {
+		name string
+		cfg  optimize.Config
+	}{"error-handling", eh}, struct {
+		name string
+		cfg  optimize.Config
+	}{"circuit-breaker", optimize.Config{CircuitBreaker: untripped}})
+	all := optimize.All()
+	all.CircuitBreaker = untripped
 	// A telemetry ring and near cache small enough to wrap and evict
 	// within one pipeline: the equivalence must not depend on room.
-	small := optimize.All()
+	small := all
 	small.Telemetry.BufferSize = 1 << 14
 	small.CacheOptimization.Capacity, small.CacheOptimization.Shards = 4, 2
 	small.AdaptiveResourceManager.InitialLimit, small.AdaptiveResourceManager.MaxLimit = 1, 64
@@ -58,7 +72,7 @@ func equivConfigs() []struct {
 	return append(out, struct {
 		name string
 		cfg  optimize.Config
-	}{"all", optimize.All()}, struct {
+	}{"all", all}, struct {
 		name string
 		cfg  optimize.Config
 	}{"all-small", small}, struct {
@@ -132,6 +146,7 @@ func FuzzEquivalence(f *testing.F) {
 		f.Add(s, "input")
 	}
 	all := optimize.All()
+	all.CircuitBreaker.ConsecutiveFailures = 1000 // never tripped: see equivConfigs
 	f.Fuzz(func(t *testing.T, seed uint64, in string) {
 		p := genPipeline(seed)
 		p.input = in
@@ -572,6 +587,7 @@ func resultJSON(t testing.TB, res caudal.StepResult) string {
 	var zero func(r *caudal.StepResult)
 	zero = func(r *caudal.StepResult) {
 		r.Latency = 0
+		delete(r.Metadata, caudal.MetaErrorClass) // error handling's addition (so is Event.Class, which eventLog leaves out)
 		for i := range r.Children {
 			zero(&r.Children[i])
 		}

@@ -38,7 +38,7 @@ type layer struct {
 	telemetry *telemetry // nil: off, or no sink to deliver to
 	adaptive  *adaptive  // nil: off
 	near      *near      // nil: cache optimization off
-	breakers  *breakers  // nil: no breaker
+	breakers  *breakers  // nil: no breaker (off, and not armed by the tuner)
 	tuner     *tuner     // nil: automatic optimization off
 }
 
@@ -72,6 +72,14 @@ func (l *layer) install(s *seams) {
 		if !c.CacheOptimization.WithoutFlight {
 			s.Strategy.Flight = newFlight()
 		}
+	}
+	if c.ErrorHandling.Enabled {
+		s.Strategy.Classifier = newClassifier(c.ErrorHandling)
+	}
+	if c.CircuitBreaker.Enabled {
+		// After telemetry: its recorder carries the breakers' events too.
+		l.breakers = newBreakers(c.CircuitBreaker, newClassifier(c.ErrorHandling), s.Recorder)
+		s.Strategy.Guard = l.breakers
 	}
 	if c.AutomaticOptimization.Enabled {
 		l.tuner = l.newTuner(s)
@@ -153,6 +161,11 @@ type Stats struct {
 	// component on or off for a step; TunerPanics how many of its periods
 	// panicked (contained: the steps keep their strategies).
 	Decisions, TunerPanics int64
+	// Circuits is the state of the circuit breaker of each step that has
+	// called its agent, by step path: "closed", "open" or "half_open"
+	// (steps sharing an agent share a breaker); nil when the circuit
+	// breaker is off.
+	Circuits map[string]string
 }
 
 // StatsOf returns the figures of ex's optimization layer; ok is false for
@@ -177,6 +190,9 @@ func StatsOf(ex *caudal.Executor) (st Stats, ok bool) {
 	}
 	if l.tuner != nil {
 		st.Decisions, st.TunerPanics = l.tuner.decisions.Load(), l.tuner.panics.Load()
+	}
+	if l.breakers != nil {
+		st.Circuits = l.breakers.circuits()
 	}
 	return st, true
 }

@@ -2,8 +2,11 @@ package optimize_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/optimize"
@@ -137,4 +140,77 @@ func BenchmarkCacheMissThenHit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchFailing measures executes of step that fail (as they must: err
+// must match want) on an executor with opts.
+func benchFailing(b *testing.B, step caudal.Step, want error, opts ...caudal.Option) {
+	ex := newExecutor(b, opts...)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ex.Execute(ctx, step, "in"); !errors.Is(err, want) {
+			b.Fatalf("Execute = %v; want %v", err, want)
+		}
+	}
+}
+
+// BenchmarkCircuitBreaker is the circuit breaker's cost and win. baseline
+// and closed execute one healthy bare agent step without and with the
+// breaker: the difference is the closed path's overhead. timeout is the
+// outage without a breaker — each call waits out a 1 ms timeout — and
+// open the outage with the breaker open: a fast failure.
+func BenchmarkCircuitBreaker(b *testing.B) {
+	healthy := build(b, caudal.AgentStep("healthy", caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) {
+		return caudal.Reply{Output: in}, nil
+	})))
+	var calls atomic.Int64
+	down := caudal.AgentFunc(func(ctx context.Context, _ any) (caudal.Reply, error) {
+		calls.Add(1)
+		<-ctx.Done() // the backend does not answer
+		return caudal.Reply{}, ctx.Err()
+	})
+	dead := build(b, caudal.AgentStep("dead", down, caudal.WithTimeout(time.Millisecond)))
+	breaker := optimize.Use(optimize.Config{CircuitBreaker: optimize.CircuitBreakerConfig{Enabled: true, ProbeEvery: -1, ProbeInterval: time.Hour}})
+	b.Run("baseline", func(b *testing.B) { benchExecute(b, nil, healthy, nil) })
+	b.Run("closed", func(b *testing.B) { benchExecute(b, nil, healthy, nil, breaker) })
+	b.Run("timeout", func(b *testing.B) { benchFailing(b, dead, caudal.ErrTimeout) })
+	b.Run("open", func(b *testing.B) {
+		ex := newExecutor(b, breaker)
+		for range 3 { // trip it
+			if _, err := ex.Execute(context.Background(), dead, "in"); !errors.Is(err, caudal.ErrTimeout) {
+				b.Fatalf("Execute = %v; want a timeout", err)
+			}
+		}
+		if st, _ := optimize.StatsOf(ex); st.Circuits["dead"] != "open" {
+			b.Fatalf("after 3 timeouts the circuit is %q; want open", st.Circuits["dead"])
+		}
+		ctx := context.Background()
+		tripped := calls.Load()
+		b.ReportAllocs()
+		for b.Loop() {
+			// A refusal the step's 1ms timeout outlived (the goroutine was
+			// descheduled) is reported as the timeout: the core's timeout
+			// layer replaces whatever the attempt returned.
+			if _, err := ex.Execute(ctx, dead, "in"); !errors.Is(err, caudal.ErrCircuitOpen) && !errors.Is(err, caudal.ErrTimeout) {
+				b.Fatalf("Execute = %v; want ErrCircuitOpen", err)
+			}
+		}
+		if n := calls.Load() - tripped; n != 0 {
+			st, _ := optimize.StatsOf(ex)
+			b.Fatalf("the open circuit (now %q) let %d calls through", st.Circuits["dead"], n)
+		}
+	})
+}
+
+// BenchmarkErrorHandling is the failure-path workload: a step retried 3
+// times with a 1 ms backoff whose agent answers 400, without and with
+// error handling (which makes one attempt).
+func BenchmarkErrorHandling(b *testing.B) {
+	var calls atomic.Int32
+	step := build(b, errorWorkload(&calls))
+	b.Run("impl=baseline", func(b *testing.B) { benchFailing(b, step, errBadRequest) })
+	b.Run("impl=error-handling", func(b *testing.B) {
+		benchFailing(b, step, errBadRequest, optimize.Use(optimize.Config{ErrorHandling: optimize.ErrorHandlingConfig{Enabled: true}}))
+	})
 }

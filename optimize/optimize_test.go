@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +54,45 @@ func TestValidate(t *testing.T) {
 			c.CacheOptimization.Capacity, c.CacheOptimization.Shards = 3, 8
 		}, "CacheOptimization.Capacity"},
 		{"ttl negative", func(c *optimize.Config) { c.CacheOptimization.TTL = -time.Second }, "CacheOptimization.TTL"},
+		{"rule unknown class", func(c *optimize.Config) {
+			c.ErrorHandling.Rules = []optimize.ErrorRule{optimize.Sentinel(io.EOF, optimize.ClassTransient), optimize.Sentinel(io.EOF, "fatal")}
+		}, "ErrorHandling.Rules[1]"},
+		{"rule circuit_open class", func(c *optimize.Config) {
+			c.ErrorHandling.Rules = []optimize.ErrorRule{optimize.Sentinel(io.EOF, optimize.ClassCircuitOpen)}
+		}, "ErrorHandling.Rules[0]"},
+		{"rule nil sentinel", func(c *optimize.Config) {
+			c.ErrorHandling.Rules = []optimize.ErrorRule{optimize.Sentinel(nil, optimize.ClassPermanent)}
+		}, "matches nothing"},
+		{"rule no codes", func(c *optimize.Config) {
+			c.ErrorHandling.Rules = []optimize.ErrorRule{optimize.StatusCodes(optimize.ClassPermanent)}
+		}, "matches nothing"},
+		{"rule nil func", func(c *optimize.Config) {
+			c.ErrorHandling.Rules = []optimize.ErrorRule{optimize.MatchFunc("f", nil, optimize.ClassPermanent)}
+		}, "matches nothing"},
+		{"rule negative retry-after", func(c *optimize.Config) {
+			r := optimize.StatusCodes(optimize.ClassRateLimited, 420)
+			r.RetryAfter = -time.Second
+			c.ErrorHandling.Rules = []optimize.ErrorRule{r}
+		}, "RetryAfter"},
+		{"consecutive negative", func(c *optimize.Config) { c.CircuitBreaker.ConsecutiveFailures = -1 }, "CircuitBreaker.ConsecutiveFailures"},
+		{"rate above one", func(c *optimize.Config) { c.CircuitBreaker.FailureRate = 1.5 }, "CircuitBreaker.FailureRate"},
+		{"rate negative", func(c *optimize.Config) { c.CircuitBreaker.FailureRate = -0.1 }, "CircuitBreaker.FailureRate"},
+		{"rate NaN", func(c *optimize.Config) { c.CircuitBreaker.FailureRate = math.NaN() }, "CircuitBreaker.FailureRate"},
+		{"window negative", func(c *optimize.Config) { c.CircuitBreaker.Window = -1 }, "CircuitBreaker.Window"},
+		{"window huge", func(c *optimize.Config) { c.CircuitBreaker.Window = 1 << 20 }, "CircuitBreaker.Window"},
+		{"probe interval negative", func(c *optimize.Config) { c.CircuitBreaker.ProbeInterval = -time.Second }, "CircuitBreaker.ProbeInterval"},
+		{"probe every below -1", func(c *optimize.Config) { c.CircuitBreaker.ProbeEvery = -2 }, "CircuitBreaker.ProbeEvery"},
+		{"half-open probes negative", func(c *optimize.Config) { c.CircuitBreaker.HalfOpenProbes = -1 }, "CircuitBreaker.HalfOpenProbes"},
+		{"valid breaker and rules", func(c *optimize.Config) {
+			c.ErrorHandling = optimize.ErrorHandlingConfig{Enabled: true, Rules: []optimize.ErrorRule{
+				optimize.Sentinel(io.EOF, optimize.ClassTransient),
+				optimize.ErrorType[*os.PathError](optimize.ClassPermanent),
+				optimize.StatusCodes(optimize.ClassRateLimited, 420),
+				optimize.MatchFunc("any", func(error) bool { return true }, optimize.ClassTimeout),
+			}}
+			c.CircuitBreaker = optimize.CircuitBreakerConfig{Enabled: true, ConsecutiveFailures: 5, FailureRate: 1, Window: 1 << 16,
+				ProbeInterval: time.Millisecond, ProbeEvery: -1, HalfOpenProbes: 3}
+		}, ""},
 		{"valid knobs", func(c *optimize.Config) {
 			*c = optimize.All()
 			c.Telemetry.BufferSize, c.Telemetry.LatencyBuckets = 100, []time.Duration{time.Millisecond, time.Second}
