@@ -96,7 +96,7 @@ func fixtureReport(suite string, started time.Time, scenarios []fixtureScenario)
 						c.LowPct, c.HighPct = m.imp-8, m.imp+8 // an interval wide enough to be n.s.
 					}
 				}
-				judge(suite, info, sc.executes, base.meanNS, &c)
+				judge(suite, info, sc.executes, base.meanNS, &c, nil)
 				r.Comparisons = append(r.Comparisons, c)
 			}
 		}

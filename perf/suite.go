@@ -50,22 +50,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	names := opts.Variants
 	if opts.Suite == SuiteMatrix {
-		names = KnownVariants()
+		names = MatrixVariants()
 	} else if len(names) == 0 {
 		names = []string{"optimized"}
 	}
 	variants := []Variant{Baseline()}
-	var notBuilt, requested []string
-	for _, name := range names {
-		if name == VariantBaseline {
-			name = VariantAA
-		}
-		if !slices.Contains(requested, name) {
-			requested = append(requested, name)
-		}
+	var notBuilt, requested, references []string
+	add := func(name string) error {
 		v, built, err := LookupVariant(name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch {
 		case !built:
@@ -74,6 +68,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
 			variants = append(variants, v)
+		}
+		return nil
+	}
+	for _, name := range names {
+		if name == VariantBaseline {
+			name = VariantAA
+		}
+		if !slices.Contains(requested, name) {
+			requested = append(requested, name)
+		}
+		if err := add(name); err != nil {
+			return nil, err
+		}
+	}
+	// The automatic optimization is judged against the hand-picked
+	// component of every targeted workload, measured in the same run.
+	if opts.Suite != SuiteSeed && slices.ContainsFunc(names, isAuto) {
+		for _, c := range referenceComponents(scenarios) {
+			if slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == c }) {
+				continue
+			}
+			if err := add(c); err != nil {
+				return nil, err
+			}
+			references = append(references, c)
 		}
 	}
 	// Every component that does not exist yet is listed too.
@@ -98,7 +117,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch), Requested: requested,
 			WarmupNS: int64(cfg.Warmup), MinRounds: cfg.MinRounds, MinSamples: cfg.MinSamples,
 			CalibrationRuns: cfg.CalibrationRuns, MemPasses: cfg.MemPasses, MemMinIters: cfg.MemMinIterations,
-			TailBudgetNS: int64(cfg.TailBudget), Groups: cfg.Groups,
+			TailBudgetNS: int64(cfg.TailBudget), Groups: cfg.Groups, References: references,
 		},
 	}
 	rep.Machine.Load.Load1Start, rep.Machine.Load.CPUPressureStart = loadNow()
@@ -177,7 +196,8 @@ func measure(ctx context.Context, sc Scenario, variants []Variant, cfg SampleCon
 }
 
 // compare makes the comparisons of every variant with the baseline, each
-// with its verdict ([judge]).
+// with its verdict ([judge]): the automatic optimization's last, once the
+// component it is judged against has its figures.
 func compare(suite string, sc Scenario, results []Result) []Comparison {
 	base := results[0]
 	var out []Comparison
@@ -195,8 +215,43 @@ func compare(suite string, sc Scenario, results []Result) []Comparison {
 			case MetricBytesPerOp:
 				allocCompare(&c, base.Stats.BytesPerOp, r.Stats.BytesPerOp, base.BytesPasses, r.BytesPasses)
 			}
-			judge(suite, sc.ScenarioInfo, sc.Executes, median(sortedCopy(base.BatchMeans)), &c)
 			out = append(out, c)
+		}
+	}
+	baseNS := median(sortedCopy(base.BatchMeans))
+	for i := range out {
+		if !isAuto(out[i].Variant) {
+			judge(suite, sc.ScenarioInfo, sc.Executes, baseNS, &out[i], nil)
+		}
+	}
+	for i := range out {
+		if isAuto(out[i].Variant) {
+			judge(suite, sc.ScenarioInfo, sc.Executes, baseNS, &out[i], referenceOf(out, sc.Component, out[i].Metric))
+		}
+	}
+	return out
+}
+
+// isAuto reports whether variant name is the automatic optimization.
+func isAuto(name string) bool { return name == VariantAuto || name == "automatic-optimization" }
+
+// referenceOf returns the comparison of component on metric in cs, or nil.
+func referenceOf(cs []Comparison, component, metric string) *Comparison {
+	for i := range cs {
+		if cs[i].Variant == component && cs[i].Metric == metric {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+// referenceComponents returns the components of the scenarios that set one
+// a target, in scenario order, each once.
+func referenceComponents(scenarios []Scenario) []string {
+	var out []string
+	for _, sc := range scenarios {
+		if sc.HasTarget() && sc.Component != "" && !slices.Contains(out, sc.Component) {
+			out = append(out, sc.Component)
 		}
 	}
 	return out
@@ -231,6 +286,10 @@ func sortedCopy(v []float64) []float64 { return slices.Sorted(slices.Values(v)) 
 // absent, or on a metric its target is not on.
 const overheadBudgetPct = 3.0
 
+// autoShare is the share of the hand-picked component's improvement the
+// automatic optimization must reach on a workload whose target is one.
+const autoShare = 0.8
+
 // judge gives comparison c its verdict: Met, Status and Gate. It is the
 // one place the suite's gates are decided; reports print its Status and
 // [Check] collects its Gate.
@@ -239,35 +298,28 @@ const overheadBudgetPct = 3.0
 //     the metric of the workload's target, must meet the target: the
 //     whole interval clears it (improvement at least TargetPct, or cost
 //     per execute at most TargetMaxCostNS).
+//   - The automatic optimization ("auto", "automatic-optimization") on
+//     every such workload and metric of the designed or matrix suite:
+//     where the target is an improvement, its median change must reach
+//     80 % of the component's measured in the same run (ref, the
+//     reference), and it must be significantly better than the baseline;
+//     where the target is a bound (a most it may cost), it must meet the
+//     same bound. A missing reference fails.
 //   - Everywhere else — other workloads, other metrics, the seed suite's
-//     shapes, every variant that is not a component — the budget applies:
+//     shapes, every other variant — the budget applies:
 //     on time, a variant fails when its whole interval lies beyond 3 %
 //     slower; on allocations and bytes, when its median is over 3 % worse
 //     and the difference exceeds the baseline's own pass-to-pass range.
 //
 // baseNS is the baseline's median group mean, for the cost per execute.
-func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
-	targeted := suite != SuiteSeed && sc.Component == c.Variant && sc.HasTarget() && targetMetricOf(sc) == c.Metric
-	if targeted {
-		met := false
-		if sc.TargetMaxCostNS > 0 {
-			t := sc.TargetMaxCostNS
-			c.TargetMaxCostNS = &t
-			cost := baseNS * (-c.LowPct / 100) / float64(max(executes, 1))
-			c.CostNS = &cost
-			met = cost <= t
-		} else {
-			t := sc.TargetPct
-			c.TargetPct = &t
-			met = c.LowPct >= t && (c.Metric == MetricMeanNS || c.Significant || t <= 0)
-		}
-		c.Met = met
-		if met {
-			c.Status = StatusMet
-			return
-		}
-		c.Status = StatusMissed
-		c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Comparison, ref *Comparison) {
+	onTarget := suite != SuiteSeed && sc.HasTarget() && targetMetricOf(sc) == c.Metric
+	switch {
+	case onTarget && isAuto(c.Variant) && sc.TargetMaxCostNS <= 0 && sc.TargetPct > 0:
+		judgeAuto(sc, c, ref)
+		return
+	case onTarget && (sc.Component == c.Variant || isAuto(c.Variant)):
+		judgeTarget(sc, executes, baseNS, c)
 		return
 	}
 	worse := c.Significant && c.ImprovementPct < 0
@@ -296,6 +348,58 @@ func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Compa
 	}
 }
 
+// judgeTarget judges c against scenario sc's own target.
+func judgeTarget(sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
+	met := false
+	if sc.TargetMaxCostNS > 0 {
+		t := sc.TargetMaxCostNS
+		c.TargetMaxCostNS = &t
+		cost := baseNS * (-c.LowPct / 100) / float64(max(executes, 1))
+		c.CostNS = &cost
+		met = cost <= t
+	} else {
+		t := sc.TargetPct
+		c.TargetPct = &t
+		met = c.LowPct >= t && (c.Metric == MetricMeanNS || c.Significant || t <= 0)
+	}
+	c.Met = met
+	if met {
+		c.Status = StatusMet
+		return
+	}
+	c.Status = StatusMissed
+	c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+}
+
+// judgeAuto judges the automatic optimization's c on a workload whose
+// target is an improvement, against ref, the hand-picked component's
+// comparison on the same workload and metric.
+func judgeAuto(sc ScenarioInfo, c *Comparison, ref *Comparison) {
+	t := sc.TargetPct
+	c.TargetPct = &t
+	c.Reference = sc.Component
+	if ref == nil {
+		c.Status = StatusMissed
+		c.Gate = fmt.Sprintf("no reference: %s was not measured in this run, so %.0f%% of its improvement cannot be judged", sc.Component, autoShare*100)
+		return
+	}
+	r := ref.ImprovementPct
+	c.ReferencePct = &r
+	need := autoShare * r
+	better := c.Significant && c.ImprovementPct > 0
+	c.Met = better && c.ImprovementPct >= need
+	if c.Met {
+		c.Status = StatusMet
+		return
+	}
+	c.Status = StatusMissed
+	why := "not significantly better than the baseline"
+	if better {
+		why = fmt.Sprintf("below %.0f%% of the reference's", autoShare*100)
+	}
+	c.Gate = fmt.Sprintf("%s: %s %s, needs at least %+.1f%% (%.0f%% of %s's %+.1f%%) and significance", why, formatInterval(c), c.Metric, need, autoShare*100, sc.Component, r)
+}
+
 // targetMetricOf returns the metric scenario sc's target is on.
 func targetMetricOf(sc ScenarioInfo) string {
 	if sc.TargetMetric == "" {
@@ -317,6 +421,8 @@ func targetText(c *Comparison) string {
 	switch {
 	case c.TargetMaxCostNS != nil && c.CostNS != nil:
 		return fmt.Sprintf("at most %.0f ns per execute (cost %.1f ns)", *c.TargetMaxCostNS, *c.CostNS)
+	case c.ReferencePct != nil:
+		return fmt.Sprintf("%.0f%% of %s's %+.1f%% (%+.1f%%)", autoShare*100, c.Reference, *c.ReferencePct, autoShare**c.ReferencePct)
 	case c.TargetPct != nil && *c.TargetPct < 0:
 		return fmt.Sprintf("no worse than %.0f%%", *c.TargetPct)
 	case c.TargetPct != nil:
