@@ -345,20 +345,30 @@ func isTimeout(e Event) bool {
 }
 
 // timeouts describes the paths with timeoutStreak or more timeouts in a
-// row (a success ends a streak), or returns "".
+// row, or returns "". A step that succeeds with no failed attempt (its own
+// agent answered, not a fallback) ends a streak, and so does a failure
+// that is not a timeout.
 func timeouts(events []Event) string {
 	streak, longest, total := map[string]int{}, map[string]int{}, map[string]int{}
+	failed := map[stepKey]bool{}
 	example := ""
 	for _, e := range events {
+		k := stepKey{e.RunID, e.Path}
 		switch {
+		case e.Kind == "step_started":
+			failed[k] = false
 		case e.Kind == "attempt_failed" && isTimeout(e):
+			failed[k] = true
 			streak[e.Path]++
 			total[e.Path]++
 			longest[e.Path] = max(longest[e.Path], streak[e.Path])
 			if example == "" {
 				example = e.Err
 			}
-		case e.Kind == "attempt_failed", e.Kind == "step_finished" && e.Success:
+		case e.Kind == "attempt_failed":
+			failed[k] = true
+			streak[e.Path] = 0
+		case e.Kind == "step_finished" && e.Success && !failed[k]:
 			streak[e.Path] = 0
 		}
 	}
