@@ -360,7 +360,7 @@ func judgeTarget(sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
 	} else {
 		t := sc.TargetPct
 		c.TargetPct = &t
-		met = c.LowPct >= t && (c.Metric == MetricMeanNS || c.Significant || t <= 0)
+		met = MeetsTarget(*c, t)
 	}
 	c.Met = met
 	if met {
@@ -369,6 +369,16 @@ func judgeTarget(sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
 	}
 	c.Status = StatusMissed
 	c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+}
+
+// MeetsTarget reports whether comparison c clears an improvement target
+// of pct percent (a negative pct: the most it may cost) on its metric: the
+// whole interval at or above pct, and on allocations or bytes a
+// significant difference as well where pct is an improvement. It is the
+// rule [judge] applies to a component on its own workload; reports use it
+// to say whether another variant would have met the same target.
+func MeetsTarget(c Comparison, pct float64) bool {
+	return c.LowPct >= pct && (c.Metric == MetricMeanNS || c.Significant || pct <= 0)
 }
 
 // judgeAuto judges the automatic optimization's c on a workload whose
