@@ -1024,6 +1024,9 @@ func methodologySection(x *reportIndex) []any {
 	if len(c.Requested) > 0 {
 		cfg = append(cfg, "Variants requested: "+strings.Join(c.Requested, ", "))
 	}
+	if len(c.References) > 0 {
+		cfg = append(cfg, "References (measured so that auto is judged against 80% of each component's change on its workload; judged as usual themselves): "+strings.Join(c.References, ", "))
+	}
 	if c.CalibrationRuns > 0 {
 		cfg = append(cfg,
 			fmt.Sprintf("Warm-up: %s; rounds: at least %d, samples: at least %d", formatNS(float64(c.WarmupNS)), c.MinRounds, c.MinSamples),

@@ -693,3 +693,16 @@ func TestFormatting(t *testing.T) {
 		})
 	}
 }
+
+func TestMarkdownListsReferences(t *testing.T) {
+	r := designedFixture()
+	r.Config.Requested = []string{VariantAuto}
+	r.Config.References = []string{"telemetry", "cache-optimization"}
+	var buf bytes.Buffer
+	if err := WriteMarkdown(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if want := "- References (measured so that auto is judged against 80% of each component's change on its workload; judged as usual themselves): telemetry, cache-optimization"; !strings.Contains(buf.String(), want) {
+		t.Errorf("WriteMarkdown() lacks %q", want)
+	}
+}

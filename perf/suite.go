@@ -48,62 +48,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := opts.Variants
-	if opts.Suite == SuiteMatrix {
-		names = MatrixVariants()
-	} else if len(names) == 0 {
-		names = []string{"optimized"}
+	lineup, err := planVariants(opts, scenarios)
+	if err != nil {
+		return nil, err
 	}
-	variants := []Variant{Baseline()}
-	var notBuilt, requested, references []string
-	add := func(name string) error {
-		v, built, err := LookupVariant(name)
-		if err != nil {
-			return err
-		}
-		switch {
-		case !built:
-			if !slices.Contains(notBuilt, name) {
-				notBuilt = append(notBuilt, name)
-			}
-		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
-			variants = append(variants, v)
-		}
-		return nil
-	}
-	for _, name := range names {
-		if name == VariantBaseline {
-			name = VariantAA
-		}
-		if !slices.Contains(requested, name) {
-			requested = append(requested, name)
-		}
-		if err := add(name); err != nil {
-			return nil, err
-		}
-	}
-	// The automatic optimization is judged against the hand-picked
-	// component of every targeted workload, measured in the same run.
-	if opts.Suite != SuiteSeed && slices.ContainsFunc(names, isAuto) {
-		for _, c := range referenceComponents(scenarios) {
-			if slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == c }) {
-				continue
-			}
-			if err := add(c); err != nil {
-				return nil, err
-			}
-			references = append(references, c)
-		}
-	}
-	// Every component that does not exist yet is listed too.
-	for _, c := range componentNames {
-		if _, built, _ := LookupVariant(c); !built && !slices.Contains(notBuilt, c) {
-			notBuilt = append(notBuilt, c)
-		}
-	}
-	if opts.Suite == SuiteMatrix {
-		requested = nil // the matrix measures what exists: nothing was asked for by name
-	}
+	variants, notBuilt, requested, references := lineup.variants, lineup.notBuilt, lineup.requested, lineup.references
 
 	cfg := sampleConfig(opts)
 	rep := &Report{
@@ -146,6 +95,79 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Machine.Load.Load1End, rep.Machine.Load.CPUPressureEnd = loadNow()
 	rep.Machine.Load.Warning = loadWarning(rep.Machine.Load, rep.Machine.CPUs)
 	return rep, nil
+}
+
+// lineup is what a run measures: the variants, the baseline first, and
+// the names a report lists.
+type lineup struct {
+	variants                        []Variant
+	notBuilt, requested, references []string
+}
+
+// planVariants decides what a run of opts over scenarios measures: the
+// matrix's variants or the requested ones (default optimized), the
+// baseline asked for as the A/A control, and — when auto is asked for on
+// a suite other than seed — every targeted workload's component as its
+// reference. Errors: an unknown variant.
+func planVariants(opts Options, scenarios []Scenario) (lineup, error) {
+	names := opts.Variants
+	if opts.Suite == SuiteMatrix {
+		names = MatrixVariants()
+	} else if len(names) == 0 {
+		names = []string{"optimized"}
+	}
+	variants := []Variant{Baseline()}
+	var notBuilt, requested, references []string
+	add := func(name string) error {
+		v, built, err := LookupVariant(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !built:
+			if !slices.Contains(notBuilt, name) {
+				notBuilt = append(notBuilt, name)
+			}
+		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
+			variants = append(variants, v)
+		}
+		return nil
+	}
+	for _, name := range names {
+		if name == VariantBaseline {
+			name = VariantAA
+		}
+		if !slices.Contains(requested, name) {
+			requested = append(requested, name)
+		}
+		if err := add(name); err != nil {
+			return lineup{}, err
+		}
+	}
+	// The automatic optimization is judged against the hand-picked
+	// component of every targeted workload, measured in the same run.
+	if opts.Suite != SuiteSeed && slices.ContainsFunc(names, isAuto) {
+		for _, c := range referenceComponents(scenarios) {
+			if slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == c }) {
+				continue
+			}
+			if err := add(c); err != nil {
+				return lineup{}, err
+			}
+			references = append(references, c)
+		}
+	}
+	// Every component that does not exist yet is listed too.
+	for _, c := range componentNames {
+		if _, built, _ := LookupVariant(c); !built && !slices.Contains(notBuilt, c) {
+			notBuilt = append(notBuilt, c)
+		}
+	}
+	if opts.Suite == SuiteMatrix {
+		requested = nil // the matrix measures what exists: nothing was asked for by name
+	}
+
+	return lineup{variants, notBuilt, requested, references}, nil
 }
 
 func sampleConfig(opts Options) SampleConfig {

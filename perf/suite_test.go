@@ -234,3 +234,46 @@ func TestReferenceComponents(t *testing.T) {
 		t.Errorf("referenceComponents = %v; want %v", got, want)
 	}
 }
+
+func TestPlanVariants(t *testing.T) {
+	names := func(vs []Variant) []string {
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.Name)
+		}
+		return out
+	}
+	designed := designedScenarios(SuiteDesigned)
+	tests := []struct {
+		name     string
+		opts     Options
+		wantVars []string
+		wantRefs []string
+	}{
+		{"default", Options{Suite: SuiteDesigned}, []string{VariantBaseline, VariantOptimized}, nil},
+		{"auto brings its references", Options{Suite: SuiteDesigned, Variants: []string{VariantAuto, "telemetry"}},
+			[]string{VariantBaseline, VariantAuto, "telemetry", "object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"},
+			[]string{"object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"}},
+		{"seed keeps auto alone", Options{Suite: SuiteSeed, Variants: []string{VariantAuto}}, []string{VariantBaseline, VariantAuto}, nil},
+		{"baseline is the A/A control", Options{Suite: SuiteSeed, Variants: []string{VariantBaseline}}, []string{VariantBaseline, VariantAA}, nil},
+		{"matrix", Options{Suite: SuiteMatrix, Variants: []string{VariantNaive}}, append([]string{VariantBaseline}, MatrixVariants()...), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scs := designed
+			if tt.opts.Suite == SuiteSeed {
+				scs = seedScenarios()
+			}
+			l, err := planVariants(tt.opts, scs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(l.variants); !slices.Equal(got, tt.wantVars) || !slices.Equal(l.references, tt.wantRefs) {
+				t.Errorf("planVariants = %v, references %v; want %v, references %v", got, l.references, tt.wantVars, tt.wantRefs)
+			}
+		})
+	}
+	if _, err := planVariants(Options{Suite: SuiteSeed, Variants: []string{"turbo"}}, nil); err == nil {
+		t.Error("planVariants(turbo) = nil error; want unknown variant")
+	}
+}
