@@ -18,8 +18,10 @@ type Options struct {
 	// Suite is seed, designed or matrix.
 	Suite string
 	// Variants are compared with the baseline, which is always measured.
-	// Empty means "optimized". On the matrix suite every known variant is
-	// measured whatever this says.
+	// Empty means "optimized". On the matrix suite the variants of
+	// [MatrixVariants] are measured whatever this says. With auto asked
+	// for on a suite other than seed, every targeted workload's component
+	// is measured too, as auto's reference ([RunConfig.References]).
 	Variants []string
 	// Quick shortens sampling so the whole seed suite runs in well under a
 	// minute (for CI); figures are noisier.
@@ -41,8 +43,9 @@ var negativeControlHistories = []int{0, 100, 1000}
 // measured; asking for the baseline itself measures it a second time as
 // [VariantAA], the A/A control. Requested variants that do not exist yet
 // are listed in NotBuilt and Config.Requested, never measured ([Check]
-// fails on them). Errors: an unknown suite or variant, a workload that
-// fails, ctx cancelled.
+// fails on them). Auto on the designed suite brings the components it is
+// judged against (see [Options].Variants). Errors: an unknown suite or
+// variant, a workload that fails, ctx cancelled.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	scenarios, err := Suites(opts.Suite)
 	if err != nil {
