@@ -118,9 +118,9 @@ func merge(a, b optimize.Config) optimize.Config {
 func reportFindings(file string, r *perf.Report) ([]Finding, []string) {
 	regressed := map[string]string{}
 	for _, c := range r.Comparisons {
-		if c.Status == perf.StatusRegression {
+		if c.Status == perf.StatusRegression || c.Status == perf.StatusMissed && isBound(c) {
 			if _, seen := regressed[c.Variant]; !seen {
-				regressed[c.Variant] = fmt.Sprintf("%s on %s: %+.1f%% %s", c.Variant, c.Scenario, c.ImprovementPct, c.Metric)
+				regressed[c.Variant] = fmt.Sprintf("%s on %s: %+.1f%% %s, %s", c.Variant, c.Scenario, c.ImprovementPct, c.Metric, c.Status)
 			}
 		}
 	}
@@ -139,7 +139,7 @@ func reportFindings(file string, r *perf.Report) ([]Finding, []string) {
 		if metric == "" {
 			metric = perf.MetricMeanNS
 		}
-		if !ok || c.Metric != metric || (c.Status != perf.StatusMet && c.Status != perf.StatusBetter) {
+		if !ok || c.Metric != metric || !isWin(c) {
 			continue
 		}
 		if wins[name] == nil {
@@ -159,7 +159,7 @@ func reportFindings(file string, r *perf.Report) ([]Finding, []string) {
 			continue
 		}
 		if why, bad := regressed[c2v(name, r)]; bad {
-			notes = append(notes, fmt.Sprintf("%s wins on %d workload(s) but is set aside: it regresses in the same report (%s)", name, len(w.lines), why))
+			notes = append(notes, fmt.Sprintf("%s wins on %d workload(s) but is set aside: it regresses, or breaks a bound, in the same report (%s)", name, len(w.lines), why))
 			continue
 		}
 		out = append(out, Finding{
@@ -169,6 +169,25 @@ func reportFindings(file string, r *perf.Report) ([]Finding, []string) {
 		})
 	}
 	return out, notes
+}
+
+// isBound reports whether c's target is a bound (the most a variant may
+// cost), not an improvement.
+func isBound(c perf.Comparison) bool {
+	return c.TargetMaxCostNS != nil || c.TargetPct != nil && *c.TargetPct <= 0
+}
+
+// isWin reports whether c is a win: an improvement target met, or a
+// significant improvement. A bound met (no worse than −20 %, at most 20 ns
+// added) is no win.
+func isWin(c perf.Comparison) bool {
+	switch c.Status {
+	case perf.StatusMet:
+		return !isBound(c)
+	case perf.StatusBetter:
+		return true
+	}
+	return false
 }
 
 // c2v returns the variant name component was measured under in r.

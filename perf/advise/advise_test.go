@@ -200,6 +200,9 @@ func TestAnalyzeReport(t *testing.T) {
 			{Scenario: perf.ScenarioExecution, Baseline: "baseline", Variant: "telemetry", Metric: perf.MetricMeanNS, ImprovementPct: 5, LowPct: -2, HighPct: 9, P: 0.3, TargetPct: pct(20), Status: perf.StatusMissed, Gate: "misses"},
 			{Scenario: perf.ScenarioContext, Baseline: "baseline", Variant: "context-manager", Metric: perf.MetricMeanNS, ImprovementPct: 70, LowPct: 66, HighPct: 72, P: 0.001, TargetPct: pct(40), Significant: true, Met: true, Status: perf.StatusMet},
 			{Scenario: perf.ScenarioMemory, Baseline: "baseline", Variant: "context-manager", Metric: perf.MetricMeanNS, ImprovementPct: -9, LowPct: -12, HighPct: -6, P: 0.001, Significant: true, Status: perf.StatusRegression, Gate: "slower"},
+			{Scenario: perf.ScenarioBreakerSuccess, Baseline: "baseline", Variant: "circuit-breaker", Metric: perf.MetricMeanNS, ImprovementPct: -0.2, LowPct: -1, HighPct: 1, P: 0.9, TargetMaxCostNS: pct(20), Met: true, Status: perf.StatusMet},
+			{Scenario: perf.ScenarioConcurrent, Baseline: "baseline", Variant: "adaptive-resource-manager", Metric: perf.MetricMeanNS, ImprovementPct: 70, LowPct: 69, HighPct: 71, P: 0.001, TargetPct: pct(50), Significant: true, Met: true, Status: perf.StatusMet},
+			{Scenario: perf.ScenarioConcurrentCPU, Baseline: "baseline", Variant: "adaptive-resource-manager", Metric: perf.MetricMeanNS, ImprovementPct: -28, LowPct: -39, HighPct: -19, P: 0.001, TargetPct: pct(-3), Significant: true, Status: perf.StatusMissed, Gate: "misses"},
 		},
 	}
 	var b bytes.Buffer
@@ -212,12 +215,12 @@ func TestAnalyzeReport(t *testing.T) {
 	}
 	a := advise.Analyze([]*advise.Input{in})
 	if !slices.Equal(a.Components, []string{"cache-optimization"}) {
-		t.Errorf("Components = %v; want only cache-optimization (telemetry missed, context-manager regressed)", a.Components)
+		t.Errorf("Components = %v; want only cache-optimization (telemetry missed, context-manager regressed, the breaker only met a bound, the adaptive manager broke one)", a.Components)
 	}
 	if f := findings(a, "cache-optimization"); len(f) != 1 || !strings.Contains(f[0].Evidence, "cache (Cache Performance): +61.0% [+58.0%, +63.0%] p=0.001, target met") {
 		t.Errorf("findings = %+v; want the cache workload's figures", f)
 	}
-	if len(a.Notes) != 1 || !strings.Contains(a.Notes[0], "context-manager wins on 1 workload(s) but is set aside") {
+	if len(a.Notes) != 2 || !strings.Contains(a.Notes[0], "context-manager wins on 1 workload(s) but is set aside") || !strings.Contains(a.Notes[1], "adaptive-resource-manager wins on 1 workload(s) but is set aside") {
 		t.Errorf("Notes = %q; want context-manager set aside", a.Notes)
 	}
 }

@@ -16,7 +16,7 @@
 //
 // # Patterns
 //
-// From an event log ([Analyze]), each finding names the component it
+// From an event log, each finding names the component it
 // recommends and the data that triggered it — counts, step paths, an
 // example error:
 //
@@ -36,11 +36,15 @@
 //   - tuned events of an automatic optimization run: the components it
 //     switched on.
 //
-// From a bench report ([AnalyzeReport]): every component whose comparison
-// on a workload's target metric met its target or was significantly
-// better, unless it regressed somewhere in the same report.
+// From a bench report: every component whose comparison on a workload's
+// target metric met an improvement target or was significantly better
+// (meeting a bound — no worse than −20 %, at most 20 ns added — is no
+// win), unless it regressed or broke a bound somewhere in the same report
+// (then it is set aside, in [Advice].Notes).
 //
 // No pattern: the advice is to keep the baseline, with the reason.
+//
+// [Analyze] applies both to every input read.
 //
 // # Output
 //
