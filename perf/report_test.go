@@ -706,3 +706,20 @@ func TestMarkdownListsReferences(t *testing.T) {
 		t.Errorf("WriteMarkdown() lacks %q", want)
 	}
 }
+
+func TestWriteHTMLSelectiveTable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, matrixFixture()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"<h2>Selective Optimization</h2>",
+		"<th>Variant</th><th>Execution Performance (time)</th><th>Memory Efficiency (bytes/op)</th><th>Context Handling (time)</th>",
+		"<td>object-pool (component)</td>",
+		"<td>auto (preset: auto)</td>",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("WriteHTML(matrix) lacks %q", want)
+		}
+	}
+}
