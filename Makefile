@@ -89,7 +89,7 @@ bench-optimize: ## Measure every component, preset, optimized and auto on every 
 	mkdir -p docs/bench
 	rm -f docs/bench/optimize-matrix.json docs/bench/optimize-seed.json # never a table from a stale report
 	status=0; \
-	go run ./cmd/caudal bench --suite matrix --check --md docs/bench/optimize-matrix.md --json docs/bench/optimize-matrix.json --html docs/bench/optimize-matrix.html > /dev/null || status=1; \
+	go run ./cmd/caudal bench --suite matrix --check --md docs/bench/optimize-matrix.md --json docs/bench/optimize-matrix.json > /dev/null || status=1; \
 	go run ./cmd/caudal bench --suite seed --variant optimized --variant auto --check --md docs/bench/optimize-seed.md --json docs/bench/optimize-seed.json > /dev/null || status=1; \
 	go run ./internal/tools/optimizetable -designed docs/bench/optimize-matrix.json -seed docs/bench/optimize-seed.json -cmd 'make bench-optimize' -readme README.md && exit $$status
 
