@@ -85,13 +85,13 @@ example: ## Run the quickstart example (go run ./examples/quickstart)
 clean: ## Remove ./bin and generated reports (bench.txt, coverage.out)
 	rm -rf $(BIN) bench.txt coverage.out
 
-OPTIMIZE_VARIANTS := --variant object-pool --variant context-manager --variant telemetry --variant adaptive-resource-manager --variant cache-optimization
-
-bench-optimize: ## Measure every component of the optimization layer (designed suite) and optimized (seed suite), --check them, and regenerate the README's optimization table
+bench-optimize: ## Measure every component, preset, optimized and auto on every designed workload (matrix suite) and optimized and auto on the seed suite, --check both, and regenerate the README's study and optimization tables
 	mkdir -p docs/bench
-	go run ./cmd/caudal bench --suite designed $(OPTIMIZE_VARIANTS) --check --md docs/bench/optimize-designed.md --json docs/bench/optimize-designed.json > /dev/null
-	go run ./cmd/caudal bench --suite seed --variant optimized --check --md docs/bench/optimize-seed.md --json docs/bench/optimize-seed.json > /dev/null
-	go run ./internal/tools/optimizetable -designed docs/bench/optimize-designed.json -seed docs/bench/optimize-seed.json -cmd 'make bench-optimize' -readme README.md
+	rm -f docs/bench/optimize-matrix.json docs/bench/optimize-seed.json # never a table from a stale report
+	status=0; \
+	go run ./cmd/caudal bench --suite matrix --check --md docs/bench/optimize-matrix.md --json docs/bench/optimize-matrix.json > /dev/null || status=1; \
+	go run ./cmd/caudal bench --suite seed --variant optimized --variant auto --check --md docs/bench/optimize-seed.md --json docs/bench/optimize-seed.json > /dev/null || status=1; \
+	go run ./internal/tools/optimizetable -designed docs/bench/optimize-matrix.json -seed docs/bench/optimize-seed.json -cmd 'make bench-optimize' -readme README.md && exit $$status
 
 bench-report: ## Run the seed and designed suites with the negative control and regenerate docs/bench/
 	mkdir -p docs/bench

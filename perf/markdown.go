@@ -207,6 +207,7 @@ func buildReportDoc(x *reportIndex) []any {
 	}
 	doc = append(doc, summarySection(x)...)
 	doc = append(doc, docCharts{})
+	doc = append(doc, selectiveSection(x)...)
 	doc = append(doc, comparisonSection(x)...)
 	doc = append(doc, throughputSection(x)...)
 	doc = append(doc, memorySection(x)...)
@@ -498,7 +499,7 @@ func comparisonSection(x *reportIndex) []any {
 		doc = append(doc, t)
 	}
 	note := "The Baseline and variant columns show each scenario's target metric: " + targetMetricWords(x) + ". Change: the variant's improvement over the baseline on that metric (positive = better). On time it is the median of the paired ratios (variant over baseline, per group of interleaved rounds) with its 95% interval in brackets, significance from a Wilcoxon signed-rank test; on allocations and bytes, the medians of the memory passes with the range of the variant's passes; (n.s.): not significant at α = 0.05, or within the baseline's own pass-to-pass range."
-	note += " Status, the same verdict `--check` applies: a component on its own designed workload meets its target when the whole interval clears it; everywhere else ❌ when the whole interval lies beyond 3% slower (time), or the median is over 3% worse beyond the baseline's pass-to-pass range (allocs/op, bytes/op)."
+	note += " Status, the same verdict `--check` applies: a component on its own designed workload meets its target when the whole interval clears it; auto (the automatic optimization) there must reach 80% of that component's change measured in the same run, significantly, or meet the same bound where the target is one; everywhere else ❌ when the whole interval lies beyond 3% slower (time), or the median is over 3% worse beyond the baseline's pass-to-pass range (allocs/op, bytes/op)."
 	return append(doc, docPara{note})
 }
 
@@ -757,9 +758,198 @@ func componentSection(x *reportIndex) []any {
 	}
 }
 
+// matrixRows returns the variants of the selective-optimization table in
+// its order: the components, the presets, optimized, auto (as
+// [MatrixVariants] lists them), then any other measured variant but the
+// negative control, the A/A control last.
+func (x *reportIndex) matrixRows() []string {
+	var rows []string
+	order := append(Components(), Presets()...)
+	order = append(order, VariantOptimized, VariantAuto)
+	for _, v := range order {
+		if slices.Contains(x.others, v) {
+			rows = append(rows, v)
+		}
+	}
+	for _, v := range x.others {
+		if !slices.Contains(rows, v) && v != VariantNaive && v != VariantAA {
+			rows = append(rows, v)
+		}
+	}
+	if slices.Contains(x.others, VariantAA) {
+		rows = append(rows, VariantAA)
+	}
+	return rows
+}
+
+// statusMark is the mark of a comparison's status in the selective
+// optimization table.
+func statusMark(st Status) string {
+	switch st {
+	case StatusMet:
+		return "✅ target met"
+	case StatusMissed:
+		return "❌ target missed"
+	case StatusBetter:
+		return "▲ better"
+	case StatusSame:
+		return "= same"
+	case StatusWorse:
+		return "▽ worse"
+	case StatusRegression:
+		return "❌ regression"
+	}
+	return ""
+}
+
+// selectiveCell is variant's cell on s: the change on the workload's target
+// metric with its interval, and the status mark; a failed gate on another
+// metric is added.
+func (x *reportIndex) selectiveCell(s ScenarioInfo, variant string) string {
+	c := x.target(s, variant)
+	if c == nil {
+		return "—"
+	}
+	cell := changeCell(c)
+	if m := statusMark(c.Status); m != "" {
+		cell += " " + m
+	}
+	for _, m := range []string{MetricMeanNS, MetricAllocsPerOp, MetricBytesPerOp} {
+		if o := x.comparison(s.ID, variant, m); m != c.Metric && o != nil && o.Gate != "" {
+			cell += "; " + metricShort(m) + " " + statusMark(o.Status)
+		}
+	}
+	return cell
+}
+
+// selectiveSection is the study's "selective optimization" table, for the
+// matrix suite: a row per variant, a column per workload, each cell the
+// variant's change on the workload's target metric and its verdict.
+func selectiveSection(x *reportIndex) []any {
+	if x.r.Suite != SuiteMatrix || len(x.others) == 0 {
+		return nil
+	}
+	t := docTable{header: []string{"Variant"}}
+	for _, s := range x.scenarios {
+		t.header = append(t.header, s.Name+" ("+metricShort(targetMetric(s))+")")
+	}
+	for _, v := range x.matrixRows() {
+		row := []string{v + matrixRole(v)}
+		for _, s := range x.scenarios {
+			row = append(row, x.selectiveCell(s, v))
+		}
+		t.rows = append(t.rows, row)
+	}
+	return []any{
+		docHeading{2, "Selective Optimization"},
+		docPara{"Every component, every preset, optimized (every component) and auto (the automatic optimization) on every workload. Each cell: the change on the workload's target metric against the baseline (positive = better), its 95% interval, and the verdict `--check` applies — ✅ target met or ❌ target missed where the variant is the workload's component (or auto, judged against 80% of that component's win), otherwise ▲ significantly better, = no significant difference, ▽ significantly worse within the 3% budget, ❌ regression beyond it; a failed gate on another metric follows a semicolon. baseline-aa is the baseline measured again: what it shows is the instrument's noise."},
+		t,
+	}
+}
+
+// matrixRole names a row's role in the selective-optimization table.
+func matrixRole(v string) string {
+	switch {
+	case v == VariantAA:
+		return " (A/A control)"
+	case v == VariantOptimized:
+		return " (preset: all)"
+	case v == VariantAuto:
+		return " (preset: auto)"
+	case slices.Contains(presetNames, v):
+		return " (preset)"
+	case slices.Contains(componentNames, v):
+		return " (component)"
+	}
+	return ""
+}
+
+// matrixWinners returns, per scenario ID, the comparison of the row with
+// the best significant improvement on the scenario's target metric; the
+// controls are never candidates.
+func (x *reportIndex) matrixWinners() map[string]*Comparison {
+	out := make(map[string]*Comparison)
+	for _, s := range x.scenarios {
+		for _, v := range x.matrixRows() {
+			if v == VariantAA {
+				continue
+			}
+			c := x.target(s, v)
+			if c == nil || !c.Significant || c.ImprovementPct <= 0 {
+				continue
+			}
+			if best, ok := out[s.ID]; !ok || c.ImprovementPct > best.ImprovementPct {
+				out[s.ID] = c
+			}
+		}
+	}
+	return out
+}
+
+// matrixRecommendations derives the Recommendations from the selective
+// optimization table: per workload the best significant variant, and per
+// component the workloads where it wins (target met or significantly
+// better) and where it fails a gate.
+func matrixRecommendations(x *reportIndex) []any {
+	winners := x.matrixWinners()
+	var perWorkload []string
+	kept := 0
+	for _, s := range x.scenarios {
+		c, ok := winners[s.ID]
+		if !ok {
+			kept++
+			perWorkload = append(perWorkload, fmt.Sprintf("%s: keep the baseline — no variant is significantly better on %s.", s.Name, metricPhrase(targetMetric(s))))
+			continue
+		}
+		perWorkload = append(perWorkload, fmt.Sprintf("%s: %s, %s on %s (%s).", s.Name, c.Variant, changeCell(c), metricPhrase(c.Metric), c.Status))
+	}
+	var perComponent []string
+	for _, v := range Components() {
+		if !slices.Contains(x.others, v) {
+			continue
+		}
+		var wins, fails []string
+		for _, s := range x.scenarios {
+			if c := x.target(s, v); c != nil && (c.Status == StatusMet || c.Status == StatusBetter) {
+				wins = append(wins, fmt.Sprintf("%s (%s, %s)", s.Name, formatPct(c.ImprovementPct), c.Status))
+			}
+			for _, m := range []string{MetricMeanNS, MetricAllocsPerOp, MetricBytesPerOp} {
+				if c := x.comparison(s.ID, v, m); c != nil && c.Gate != "" {
+					fails = append(fails, fmt.Sprintf("%s (%s %s)", s.Name, metricShort(m), c.Status))
+				}
+			}
+		}
+		item := fmt.Sprintf("**%s**: wins nowhere in this run — leave it off", v)
+		if len(wins) > 0 {
+			item = fmt.Sprintf("**%s**: turn it on for %s", v, strings.Join(wins, ", "))
+		}
+		if len(fails) > 0 {
+			item += "; fails a gate on " + strings.Join(fails, ", ")
+		}
+		perComponent = append(perComponent, item+".")
+	}
+	doc := []any{
+		docHeading{2, "Recommendations"},
+		docHeading{3, "Selective Optimization Strategy"},
+		docPara{"Derived from the Selective Optimization table. Rather than enabling every optimization, enable per workload the variant the measurements support — the best significant improvement on the workload's target metric (the A/A control is never a candidate):"},
+		docList{perWorkload},
+	}
+	if len(perComponent) > 0 {
+		doc = append(doc, docPara{"Per component, the workloads where it wins (target met, or significantly better):"}, docList{perComponent})
+	}
+	if len(x.scenarios) > 0 {
+		doc = append(doc, docPara{fmt.Sprintf("The baseline stays the answer on %d of %d scenarios.", kept, len(x.scenarios))})
+	}
+	return doc
+}
+
 // recommendationSection is the study's "Recommendations", derived from the
-// significant improvements.
+// significant improvements (for the matrix suite, from its selective
+// optimization table).
 func recommendationSection(x *reportIndex) []any {
+	if x.r.Suite == SuiteMatrix {
+		return matrixRecommendations(x)
+	}
 	winners := x.winners()
 	var items []string
 	kept := 0
@@ -780,14 +970,7 @@ func recommendationSection(x *reportIndex) []any {
 		}
 		items = append(items, item+".")
 	}
-	doc := []any{docHeading{2, "Recommendations"}}
-	if x.r.Suite == SuiteMatrix {
-		doc = append(doc,
-			docHeading{3, "Selective Optimization Strategy"},
-			docPara{"Rather than enabling every optimization, enable per workload the variant the measurements support:"})
-	} else {
-		doc = append(doc, docPara{"Per workload, the variant with the best significant improvement on the target metric:"})
-	}
+	doc := []any{docHeading{2, "Recommendations"}, docPara{"Per workload, the variant with the best significant improvement on the target metric:"}}
 	doc = append(doc, docList{items})
 	var notes []string
 	if len(x.scenarios) > 0 {
@@ -840,6 +1023,9 @@ func methodologySection(x *reportIndex) []any {
 	}
 	if len(c.Requested) > 0 {
 		cfg = append(cfg, "Variants requested: "+strings.Join(c.Requested, ", "))
+	}
+	if len(c.References) > 0 {
+		cfg = append(cfg, "References (measured so that auto is judged against 80% of each component's change on its workload; judged as usual themselves): "+strings.Join(c.References, ", "))
 	}
 	if c.CalibrationRuns > 0 {
 		cfg = append(cfg,

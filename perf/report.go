@@ -59,14 +59,18 @@ type RunConfig struct {
 	MinBatchNS      int64         `json:"min_batch_ns"`
 	Variants        []string      `json:"variants"`            // measured, the baseline first
 	Requested       []string      `json:"requested,omitempty"` // asked for on the command line
-	WarmupNS        int64         `json:"warmup_ns"`
-	MinRounds       int           `json:"min_rounds"`
-	MinSamples      int           `json:"min_samples"`
-	CalibrationRuns int           `json:"calibration_runs"`   // timings whose median sets a batch size
-	MemPasses       int           `json:"mem_passes"`         // interleaved memory passes per subject
-	MemMinIters     int           `json:"mem_min_iterations"` // least iterations of a memory pass
-	TailBudgetNS    int64         `json:"tail_budget_ns"`     // time of the per-iteration tail pass, all subjects
-	Groups          int           `json:"groups"`             // groups of rounds paired, and instances of every workload
+	// References are the components measured only as the automatic
+	// optimization's references (see [Comparison.Reference]): not asked
+	// for, judged as usual.
+	References      []string `json:"references,omitempty"`
+	WarmupNS        int64    `json:"warmup_ns"`
+	MinRounds       int      `json:"min_rounds"`
+	MinSamples      int      `json:"min_samples"`
+	CalibrationRuns int      `json:"calibration_runs"`   // timings whose median sets a batch size
+	MemPasses       int      `json:"mem_passes"`         // interleaved memory passes per subject
+	MemMinIters     int      `json:"mem_min_iterations"` // least iterations of a memory pass
+	TailBudgetNS    int64    `json:"tail_budget_ns"`     // time of the per-iteration tail pass, all subjects
+	Groups          int      `json:"groups"`             // groups of rounds paired, and instances of every workload
 }
 
 // Result is the measurement of one variant on one scenario.
@@ -177,9 +181,15 @@ type Comparison struct {
 	TargetMaxCostNS *float64 `json:"target_max_cost_ns,omitempty"`
 	// CostNS is the variant's added time per execute at the interval's
 	// worse end, when a TargetMaxCostNS applies.
-	CostNS      *float64 `json:"cost_ns,omitempty"`
-	Significant bool     `json:"significant"`
-	Met         bool     `json:"met"` // a target applies and the interval clears it
+	CostNS *float64 `json:"cost_ns,omitempty"`
+	// Reference and ReferencePct, on an automatic optimization's
+	// comparison where the workload's target is an improvement, are the
+	// hand-picked component measured in the same run as the reference and
+	// its median change on this metric: auto must reach 80 % of it.
+	Reference    string   `json:"reference,omitempty"`
+	ReferencePct *float64 `json:"reference_pct,omitempty"`
+	Significant  bool     `json:"significant"`
+	Met          bool     `json:"met"` // a target applies and the interval clears it
 	// Status is the verdict reports print, Gate why the comparison fails
 	// its gate ("" when it passes): both come from one function.
 	Status Status `json:"status"`

@@ -54,6 +54,7 @@ func fixtureReport(suite string, started time.Time, scenarios []fixtureScenario)
 	for _, sc := range scenarios {
 		info, _ := Info(sc.id)
 		base := sc.variants[0]
+		var scComps []Comparison
 		for _, v := range sc.variants {
 			batch := int64(10_000/v.meanNS) + 1
 			st := Stats{
@@ -96,10 +97,21 @@ func fixtureReport(suite string, started time.Time, scenarios []fixtureScenario)
 						c.LowPct, c.HighPct = m.imp-8, m.imp+8 // an interval wide enough to be n.s.
 					}
 				}
-				judge(suite, info, sc.executes, base.meanNS, &c)
-				r.Comparisons = append(r.Comparisons, c)
+				scComps = append(scComps, c)
 			}
 		}
+		// As compare does: the automatic optimization last, against its reference.
+		for i := range scComps {
+			if !isAuto(scComps[i].Variant) {
+				judge(suite, info, sc.executes, base.meanNS, &scComps[i], nil)
+			}
+		}
+		for i := range scComps {
+			if isAuto(scComps[i].Variant) {
+				judge(suite, info, sc.executes, base.meanNS, &scComps[i], referenceOf(scComps, info.Component, scComps[i].Metric))
+			}
+		}
+		r.Comparisons = append(r.Comparisons, scComps...)
 	}
 	return r
 }
@@ -197,26 +209,36 @@ func designedFixture() *Report {
 	return r
 }
 
-// matrixFixture is a matrix-suite run: two components on three workloads.
+// matrixFixture is a matrix-suite run: two components, a preset, auto and
+// the A/A control on three workloads.
 func matrixFixture() *Report {
 	r := fixtureReport(SuiteMatrix, time.Date(2025, 8, 3, 7, 0, 0, 0, time.UTC), []fixtureScenario{
 		{ScenarioExecution, 1, []fixtureVariant{
 			{VariantBaseline, 1_840, 14, 1_216, false},
 			{"object-pool", 1_862, 14, 1_216, false},
 			{"context-manager", 1_921, 15, 1_280, true},
+			{"large-context", 1_930, 15, 1_280, true},
+			{VariantAuto, 1_850, 14, 1_216, false},
+			{VariantAA, 1_845, 14, 1_216, false},
 		}},
 		{ScenarioMemory, 1, []fixtureVariant{
 			{VariantBaseline, 812_000, 2_050, 4_718_592, false},
 			{"object-pool", 664_000, 310, 3_110_000, true},
 			{"context-manager", 816_000, 2_050, 4_718_592, false},
+			{"large-context", 660_000, 300, 3_100_000, true},
+			{VariantAuto, 700_000, 400, 3_300_000, true},
+			{VariantAA, 811_000, 2_050, 4_718_592, false},
 		}},
 		{ScenarioContext, 1, []fixtureVariant{
 			{VariantBaseline, 96_300, 410, 262_144, false},
 			{"object-pool", 95_100, 410, 262_144, false},
 			{"context-manager", 56_400, 120, 65_536, true},
+			{"large-context", 55_000, 120, 65_536, true},
+			{VariantAuto, 80_000, 300, 200_000, true},
+			{VariantAA, 96_000, 410, 262_144, false},
 		}},
 	})
-	r.Config.Variants = []string{VariantBaseline, "object-pool", "context-manager"}
+	r.Config.Variants = []string{VariantBaseline, "object-pool", "context-manager", "large-context", VariantAuto, VariantAA}
 	return r
 }
 
@@ -351,8 +373,13 @@ func TestWriteMarkdownContents(t *testing.T) {
 			report: matrixFixture(),
 			want: []string{
 				"### Selective Optimization Strategy",
-				"Memory Efficiency: use object-pool for memory workloads: +34.1% on bytes per op.",
-				"Context Handling: use context-manager for context workloads: +41.4%",
+				"| Variant | Execution Performance (time) | Memory Efficiency (bytes/op) | Context Handling (time) |",
+				"| object-pool (component) | −1.2% [−9.2%, +6.8%] (n.s.) = same | +34.1% ✅ target met | +1.2% [−6.8%, +9.2%] (n.s.) = same |",
+				"| auto (preset: auto) | −0.5% [−8.5%, +7.5%] (n.s.) ❌ target missed | +30.1% ✅ target met | +16.9% [+15.4%, +18.4%] ❌ target missed |",
+				"| baseline-aa (A/A control) |",
+				"- Memory Efficiency: large-context, +34.3% on bytes per op (better).",
+				"- **object-pool**: turn it on for Memory Efficiency (+34.1%, target met).",
+				"- **context-manager**: wins nowhere in this run — leave it off; fails a gate on",
 				"| Execution Performance | 1.84 µs | 1.92 µs | −4.4% [−5.9%, −2.9%] | — | ❌ allocs/op regression, bytes/op regression |",
 				"| Execution Performance | 1.84 µs | 1.86 µs | −1.2% [−9.2%, +6.8%] (n.s.) | — | ✅ no regression |",
 			},
@@ -664,5 +691,35 @@ func TestFormatting(t *testing.T) {
 				t.Errorf("got %q, want %q", tt.got, tt.want)
 			}
 		})
+	}
+}
+
+func TestMarkdownListsReferences(t *testing.T) {
+	r := designedFixture()
+	r.Config.Requested = []string{VariantAuto}
+	r.Config.References = []string{"telemetry", "cache-optimization"}
+	var buf bytes.Buffer
+	if err := WriteMarkdown(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	if want := "- References (measured so that auto is judged against 80% of each component's change on its workload; judged as usual themselves): telemetry, cache-optimization"; !strings.Contains(buf.String(), want) {
+		t.Errorf("WriteMarkdown() lacks %q", want)
+	}
+}
+
+func TestWriteHTMLSelectiveTable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, matrixFixture()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"<h2>Selective Optimization</h2>",
+		"<th>Variant</th><th>Execution Performance (time)</th><th>Memory Efficiency (bytes/op)</th><th>Context Handling (time)</th>",
+		"<td>object-pool (component)</td>",
+		"<td>auto (preset: auto)</td>",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("WriteHTML(matrix) lacks %q", want)
+		}
 	}
 }

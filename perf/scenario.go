@@ -76,7 +76,7 @@ var scenarioInfos = []ScenarioInfo{
 	},
 	{
 		ID: ScenarioError, Name: "Error Handling", TargetPct: 50, TargetMetric: MetricMeanNS, Component: "error-handling",
-		Workload: "a permanent error (HTTP 400) on a step with 3 retries and a 1 ms backoff: time to the same final failure",
+		Workload: "a permanent error (HTTP 400, an SDK-style error exposing StatusCode) on a step with 3 retries and a 1 ms backoff: time to the same final failure (checked with errors.Is) and the same usage (none: the agent reports none on any attempt, so usage is equal by construction)",
 	},
 	{
 		ID: ScenarioOutage, Name: "Outage Handling", TargetPct: 90, TargetMetric: MetricMeanNS, Component: "circuit-breaker",

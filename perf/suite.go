@@ -18,8 +18,10 @@ type Options struct {
 	// Suite is seed, designed or matrix.
 	Suite string
 	// Variants are compared with the baseline, which is always measured.
-	// Empty means "optimized". On the matrix suite every known variant is
-	// measured whatever this says.
+	// Empty means "optimized". On the matrix suite the variants of
+	// [MatrixVariants] are measured whatever this says. With auto asked
+	// for on a suite other than seed, every targeted workload's component
+	// is measured too, as auto's reference ([RunConfig.References]).
 	Variants []string
 	// Quick shortens sampling so the whole seed suite runs in well under a
 	// minute (for CI); figures are noisier.
@@ -41,50 +43,19 @@ var negativeControlHistories = []int{0, 100, 1000}
 // measured; asking for the baseline itself measures it a second time as
 // [VariantAA], the A/A control. Requested variants that do not exist yet
 // are listed in NotBuilt and Config.Requested, never measured ([Check]
-// fails on them). Errors: an unknown suite or variant, a workload that
-// fails, ctx cancelled.
+// fails on them). Auto on the designed suite brings the components it is
+// judged against (see [Options].Variants). Errors: an unknown suite or
+// variant, a workload that fails, ctx cancelled.
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	scenarios, err := Suites(opts.Suite)
 	if err != nil {
 		return nil, err
 	}
-	names := opts.Variants
-	if opts.Suite == SuiteMatrix {
-		names = KnownVariants()
-	} else if len(names) == 0 {
-		names = []string{"optimized"}
+	lineup, err := planVariants(opts, scenarios)
+	if err != nil {
+		return nil, err
 	}
-	variants := []Variant{Baseline()}
-	var notBuilt, requested []string
-	for _, name := range names {
-		if name == VariantBaseline {
-			name = VariantAA
-		}
-		if !slices.Contains(requested, name) {
-			requested = append(requested, name)
-		}
-		v, built, err := LookupVariant(name)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case !built:
-			if !slices.Contains(notBuilt, name) {
-				notBuilt = append(notBuilt, name)
-			}
-		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
-			variants = append(variants, v)
-		}
-	}
-	// Every component that does not exist yet is listed too.
-	for _, c := range componentNames {
-		if _, built, _ := LookupVariant(c); !built && !slices.Contains(notBuilt, c) {
-			notBuilt = append(notBuilt, c)
-		}
-	}
-	if opts.Suite == SuiteMatrix {
-		requested = nil // the matrix measures what exists: nothing was asked for by name
-	}
+	variants, notBuilt, requested, references := lineup.variants, lineup.notBuilt, lineup.requested, lineup.references
 
 	cfg := sampleConfig(opts)
 	rep := &Report{
@@ -98,7 +69,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			Quick: opts.Quick, TimePerScenario: cfg.Duration, MinBatchNS: int64(cfg.MinBatch), Requested: requested,
 			WarmupNS: int64(cfg.Warmup), MinRounds: cfg.MinRounds, MinSamples: cfg.MinSamples,
 			CalibrationRuns: cfg.CalibrationRuns, MemPasses: cfg.MemPasses, MemMinIters: cfg.MemMinIterations,
-			TailBudgetNS: int64(cfg.TailBudget), Groups: cfg.Groups,
+			TailBudgetNS: int64(cfg.TailBudget), Groups: cfg.Groups, References: references,
 		},
 	}
 	rep.Machine.Load.Load1Start, rep.Machine.Load.CPUPressureStart = loadNow()
@@ -127,6 +98,79 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Machine.Load.Load1End, rep.Machine.Load.CPUPressureEnd = loadNow()
 	rep.Machine.Load.Warning = loadWarning(rep.Machine.Load, rep.Machine.CPUs)
 	return rep, nil
+}
+
+// lineup is what a run measures: the variants, the baseline first, and
+// the names a report lists.
+type lineup struct {
+	variants                        []Variant
+	notBuilt, requested, references []string
+}
+
+// planVariants decides what a run of opts over scenarios measures: the
+// matrix's variants or the requested ones (default optimized), the
+// baseline asked for as the A/A control, and — when auto is asked for on
+// a suite other than seed — every targeted workload's component as its
+// reference. Errors: an unknown variant.
+func planVariants(opts Options, scenarios []Scenario) (lineup, error) {
+	names := opts.Variants
+	if opts.Suite == SuiteMatrix {
+		names = MatrixVariants()
+	} else if len(names) == 0 {
+		names = []string{"optimized"}
+	}
+	variants := []Variant{Baseline()}
+	var notBuilt, requested, references []string
+	add := func(name string) error {
+		v, built, err := LookupVariant(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !built:
+			if !slices.Contains(notBuilt, name) {
+				notBuilt = append(notBuilt, name)
+			}
+		case !slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == name }):
+			variants = append(variants, v)
+		}
+		return nil
+	}
+	for _, name := range names {
+		if name == VariantBaseline {
+			name = VariantAA
+		}
+		if !slices.Contains(requested, name) {
+			requested = append(requested, name)
+		}
+		if err := add(name); err != nil {
+			return lineup{}, err
+		}
+	}
+	// The automatic optimization is judged against the hand-picked
+	// component of every targeted workload, measured in the same run.
+	if opts.Suite != SuiteSeed && slices.ContainsFunc(names, isAuto) {
+		for _, c := range referenceComponents(scenarios) {
+			if slices.ContainsFunc(variants, func(x Variant) bool { return x.Name == c }) {
+				continue
+			}
+			if err := add(c); err != nil {
+				return lineup{}, err
+			}
+			references = append(references, c)
+		}
+	}
+	// Every component that does not exist yet is listed too.
+	for _, c := range componentNames {
+		if _, built, _ := LookupVariant(c); !built && !slices.Contains(notBuilt, c) {
+			notBuilt = append(notBuilt, c)
+		}
+	}
+	if opts.Suite == SuiteMatrix {
+		requested = nil // the matrix measures what exists: nothing was asked for by name
+	}
+
+	return lineup{variants, notBuilt, requested, references}, nil
 }
 
 func sampleConfig(opts Options) SampleConfig {
@@ -177,7 +221,8 @@ func measure(ctx context.Context, sc Scenario, variants []Variant, cfg SampleCon
 }
 
 // compare makes the comparisons of every variant with the baseline, each
-// with its verdict ([judge]).
+// with its verdict ([judge]): the automatic optimization's last, once the
+// component it is judged against has its figures.
 func compare(suite string, sc Scenario, results []Result) []Comparison {
 	base := results[0]
 	var out []Comparison
@@ -195,8 +240,43 @@ func compare(suite string, sc Scenario, results []Result) []Comparison {
 			case MetricBytesPerOp:
 				allocCompare(&c, base.Stats.BytesPerOp, r.Stats.BytesPerOp, base.BytesPasses, r.BytesPasses)
 			}
-			judge(suite, sc.ScenarioInfo, sc.Executes, median(sortedCopy(base.BatchMeans)), &c)
 			out = append(out, c)
+		}
+	}
+	baseNS := median(sortedCopy(base.BatchMeans))
+	for i := range out {
+		if !isAuto(out[i].Variant) {
+			judge(suite, sc.ScenarioInfo, sc.Executes, baseNS, &out[i], nil)
+		}
+	}
+	for i := range out {
+		if isAuto(out[i].Variant) {
+			judge(suite, sc.ScenarioInfo, sc.Executes, baseNS, &out[i], referenceOf(out, sc.Component, out[i].Metric))
+		}
+	}
+	return out
+}
+
+// isAuto reports whether variant name is the automatic optimization.
+func isAuto(name string) bool { return name == VariantAuto || name == "automatic-optimization" }
+
+// referenceOf returns the comparison of component on metric in cs, or nil.
+func referenceOf(cs []Comparison, component, metric string) *Comparison {
+	for i := range cs {
+		if cs[i].Variant == component && cs[i].Metric == metric {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+// referenceComponents returns the components of the scenarios that set one
+// a target, in scenario order, each once.
+func referenceComponents(scenarios []Scenario) []string {
+	var out []string
+	for _, sc := range scenarios {
+		if sc.HasTarget() && sc.Component != "" && !slices.Contains(out, sc.Component) {
+			out = append(out, sc.Component)
 		}
 	}
 	return out
@@ -231,6 +311,10 @@ func sortedCopy(v []float64) []float64 { return slices.Sorted(slices.Values(v)) 
 // absent, or on a metric its target is not on.
 const overheadBudgetPct = 3.0
 
+// autoShare is the share of the hand-picked component's improvement the
+// automatic optimization must reach on a workload whose target is one.
+const autoShare = 0.8
+
 // judge gives comparison c its verdict: Met, Status and Gate. It is the
 // one place the suite's gates are decided; reports print its Status and
 // [Check] collects its Gate.
@@ -239,35 +323,28 @@ const overheadBudgetPct = 3.0
 //     the metric of the workload's target, must meet the target: the
 //     whole interval clears it (improvement at least TargetPct, or cost
 //     per execute at most TargetMaxCostNS).
+//   - The automatic optimization ("auto", "automatic-optimization") on
+//     every such workload and metric of the designed or matrix suite:
+//     where the target is an improvement, its median change must reach
+//     80 % of the component's measured in the same run (ref, the
+//     reference), and it must be significantly better than the baseline;
+//     where the target is a bound (a most it may cost), it must meet the
+//     same bound. A missing reference fails.
 //   - Everywhere else — other workloads, other metrics, the seed suite's
-//     shapes, every variant that is not a component — the budget applies:
+//     shapes, every other variant — the budget applies:
 //     on time, a variant fails when its whole interval lies beyond 3 %
 //     slower; on allocations and bytes, when its median is over 3 % worse
 //     and the difference exceeds the baseline's own pass-to-pass range.
 //
 // baseNS is the baseline's median group mean, for the cost per execute.
-func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
-	targeted := suite != SuiteSeed && sc.Component == c.Variant && sc.HasTarget() && targetMetricOf(sc) == c.Metric
-	if targeted {
-		met := false
-		if sc.TargetMaxCostNS > 0 {
-			t := sc.TargetMaxCostNS
-			c.TargetMaxCostNS = &t
-			cost := baseNS * (-c.LowPct / 100) / float64(max(executes, 1))
-			c.CostNS = &cost
-			met = cost <= t
-		} else {
-			t := sc.TargetPct
-			c.TargetPct = &t
-			met = c.LowPct >= t && (c.Metric == MetricMeanNS || c.Significant || t <= 0)
-		}
-		c.Met = met
-		if met {
-			c.Status = StatusMet
-			return
-		}
-		c.Status = StatusMissed
-		c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Comparison, ref *Comparison) {
+	onTarget := suite != SuiteSeed && sc.HasTarget() && targetMetricOf(sc) == c.Metric
+	switch {
+	case onTarget && isAuto(c.Variant) && sc.TargetMaxCostNS <= 0 && sc.TargetPct > 0:
+		judgeAuto(sc, c, ref)
+		return
+	case onTarget && (sc.Component == c.Variant || isAuto(c.Variant)):
+		judgeTarget(sc, executes, baseNS, c)
 		return
 	}
 	worse := c.Significant && c.ImprovementPct < 0
@@ -296,6 +373,68 @@ func judge(suite string, sc ScenarioInfo, executes int, baseNS float64, c *Compa
 	}
 }
 
+// judgeTarget judges c against scenario sc's own target.
+func judgeTarget(sc ScenarioInfo, executes int, baseNS float64, c *Comparison) {
+	met := false
+	if sc.TargetMaxCostNS > 0 {
+		t := sc.TargetMaxCostNS
+		c.TargetMaxCostNS = &t
+		cost := baseNS * (-c.LowPct / 100) / float64(max(executes, 1))
+		c.CostNS = &cost
+		met = cost <= t
+	} else {
+		t := sc.TargetPct
+		c.TargetPct = &t
+		met = MeetsTarget(*c, t)
+	}
+	c.Met = met
+	if met {
+		c.Status = StatusMet
+		return
+	}
+	c.Status = StatusMissed
+	c.Gate = fmt.Sprintf("misses its target: %s %s, target %s", formatInterval(c), c.Metric, targetText(c))
+}
+
+// MeetsTarget reports whether comparison c clears an improvement target
+// of pct percent (a negative pct: the most it may cost) on its metric: the
+// whole interval at or above pct, and on allocations or bytes a
+// significant difference as well where pct is an improvement. It is the
+// rule [judge] applies to a component on its own workload; reports use it
+// to say whether another variant would have met the same target.
+func MeetsTarget(c Comparison, pct float64) bool {
+	return c.LowPct >= pct && (c.Metric == MetricMeanNS || c.Significant || pct <= 0)
+}
+
+// judgeAuto judges the automatic optimization's c on a workload whose
+// target is an improvement, against ref, the hand-picked component's
+// comparison on the same workload and metric.
+func judgeAuto(sc ScenarioInfo, c *Comparison, ref *Comparison) {
+	t := sc.TargetPct
+	c.TargetPct = &t
+	c.Reference = sc.Component
+	if ref == nil {
+		c.Status = StatusMissed
+		c.Gate = fmt.Sprintf("no reference: %s was not measured in this run, so %.0f%% of its improvement cannot be judged", sc.Component, autoShare*100)
+		return
+	}
+	r := ref.ImprovementPct
+	c.ReferencePct = &r
+	need := autoShare * r
+	better := c.Significant && c.ImprovementPct > 0
+	c.Met = better && c.ImprovementPct >= need
+	if c.Met {
+		c.Status = StatusMet
+		return
+	}
+	c.Status = StatusMissed
+	why := "not significantly better than the baseline"
+	if better {
+		why = fmt.Sprintf("below %.0f%% of the reference's", autoShare*100)
+	}
+	c.Gate = fmt.Sprintf("%s: %s %s, needs at least %+.1f%% (%.0f%% of %s's %+.1f%%) and significance", why, formatInterval(c), c.Metric, need, autoShare*100, sc.Component, r)
+}
+
 // targetMetricOf returns the metric scenario sc's target is on.
 func targetMetricOf(sc ScenarioInfo) string {
 	if sc.TargetMetric == "" {
@@ -317,6 +456,8 @@ func targetText(c *Comparison) string {
 	switch {
 	case c.TargetMaxCostNS != nil && c.CostNS != nil:
 		return fmt.Sprintf("at most %.0f ns per execute (cost %.1f ns)", *c.TargetMaxCostNS, *c.CostNS)
+	case c.ReferencePct != nil:
+		return fmt.Sprintf("%.0f%% of %s's %+.1f%% (%+.1f%%)", autoShare*100, c.Reference, *c.ReferencePct, autoShare**c.ReferencePct)
 	case c.TargetPct != nil && *c.TargetPct < 0:
 		return fmt.Sprintf("no worse than %.0f%%", *c.TargetPct)
 	case c.TargetPct != nil:

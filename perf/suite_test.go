@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -97,7 +98,7 @@ func TestJudgeCostTarget(t *testing.T) {
 		met    bool
 	}{{-1, true}, {-2, true}, {-2.5, false}} {
 		c := Comparison{Variant: "circuit-breaker", Metric: MetricMeanNS, ImprovementPct: tt.lowPct + 0.5, LowPct: tt.lowPct, HighPct: tt.lowPct + 1}
-		judge(SuiteDesigned, sc, 1, 1000, &c)
+		judge(SuiteDesigned, sc, 1, 1000, &c, nil)
 		if c.Met != tt.met || c.CostNS == nil || *c.CostNS != -tt.lowPct*10 {
 			t.Errorf("low %v%%: met %v, cost %v; want met %v, cost %v ns", tt.lowPct, c.Met, c.CostNS, tt.met, -tt.lowPct*10)
 		}
@@ -125,8 +126,11 @@ func TestLookupVariant(t *testing.T) {
 		{"context-manager", true, false},
 		{"high-allocation", true, false},
 		{"all", false, true}, // the preset's name in the suite is optimized
-		{"auto", false, false},
-		{"circuit-breaker", false, false},
+		{"auto", true, false},
+		{"automatic-optimization", true, false},
+		{"error-handling", true, false},
+		{"circuit-breaker", true, false},
+		{"real-time", true, false},
 		{"turbo", false, true},
 	}
 	for _, tt := range tests {
@@ -153,5 +157,123 @@ func TestNaiveStatsGrowWithHistory(t *testing.T) {
 	}
 	if s := n.stats["execute_ns"]; s.mean == 0 || s.p99 == 0 {
 		t.Errorf("stats = %+v; want them recomputed", s)
+	}
+}
+
+func TestJudgeAuto(t *testing.T) {
+	sc := ScenarioInfo{ID: "cache", TargetPct: 25, TargetMetric: MetricMeanNS, Component: "cache-optimization"}
+	ref := &Comparison{Variant: "cache-optimization", Metric: MetricMeanNS, ImprovementPct: 50, Significant: true}
+	tests := []struct {
+		name     string
+		suite    string
+		give     Comparison
+		ref      *Comparison
+		wantMet  bool
+		wantGate string
+	}{
+		{"80 % of the reference", SuiteDesigned, Comparison{ImprovementPct: 40, LowPct: 35, HighPct: 45, Significant: true}, ref, true, ""},
+		{"below 80 %", SuiteDesigned, Comparison{ImprovementPct: 39, LowPct: 35, HighPct: 45, Significant: true}, ref, false, "below 80% of the reference's"},
+		{"not significant", SuiteDesigned, Comparison{ImprovementPct: 45, LowPct: -1, HighPct: 60}, ref, false, "not significantly better"},
+		{"no reference", SuiteMatrix, Comparison{ImprovementPct: 45, LowPct: 40, HighPct: 50, Significant: true}, nil, false, "no reference"},
+		{"seed keeps the budget", SuiteSeed, Comparison{ImprovementPct: -2, LowPct: -4, HighPct: -1, Significant: true}, nil, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.give
+			c.Variant, c.Metric = VariantAuto, MetricMeanNS
+			judge(tt.suite, sc, 1, 1000, &c, tt.ref)
+			if c.Met != tt.wantMet || !strings.Contains(c.Gate, tt.wantGate) || (tt.wantGate == "") != (c.Gate == "") {
+				t.Errorf("judge = met %v, gate %q; want met %v, gate containing %q", c.Met, c.Gate, tt.wantMet, tt.wantGate)
+			}
+			if tt.suite != SuiteSeed && tt.ref != nil && (c.ReferencePct == nil || *c.ReferencePct != 50 || c.Reference != "cache-optimization") {
+				t.Errorf("reference = %q %v; want cache-optimization at +50%%", c.Reference, c.ReferencePct)
+			}
+		})
+	}
+}
+
+func TestJudgeAutoBound(t *testing.T) {
+	// Where the target is a bound, auto meets the same bound.
+	sc := ScenarioInfo{ID: "concurrent-cpu", TargetPct: -3, TargetMetric: MetricMeanNS, Component: "adaptive-resource-manager"}
+	for _, tt := range []struct {
+		low  float64
+		want bool
+	}{{-2, true}, {-5, false}} {
+		c := Comparison{Variant: "automatic-optimization", Metric: MetricMeanNS, ImprovementPct: tt.low + 1, LowPct: tt.low, HighPct: tt.low + 2}
+		judge(SuiteMatrix, sc, 1, 1000, &c, nil)
+		if c.Met != tt.want || c.Reference != "" {
+			t.Errorf("low %v%%: met %v, reference %q; want met %v, no reference", tt.low, c.Met, c.Reference, tt.want)
+		}
+	}
+}
+
+func TestMatrixVariants(t *testing.T) {
+	got := MatrixVariants()
+	for _, name := range got {
+		if _, built, err := LookupVariant(name); !built || err != nil {
+			t.Errorf("LookupVariant(%q) = built %v, err %v; want built", name, built, err)
+		}
+	}
+	for _, want := range []string{"object-pool", "circuit-breaker", "real-time", VariantOptimized, VariantAuto, VariantAA} {
+		if !slices.Contains(got, want) {
+			t.Errorf("MatrixVariants() = %v; want %q in it", got, want)
+		}
+	}
+	for _, not := range []string{VariantNaive, VariantBaseline, "automatic-optimization"} {
+		if slices.Contains(got, not) {
+			t.Errorf("MatrixVariants() = %v; want no %q", got, not)
+		}
+	}
+}
+
+func TestReferenceComponents(t *testing.T) {
+	scs := designedScenarios(SuiteDesigned)
+	got := referenceComponents(scs)
+	want := []string{"telemetry", "object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"}
+	if !slices.Equal(got, want) {
+		t.Errorf("referenceComponents = %v; want %v", got, want)
+	}
+}
+
+func TestPlanVariants(t *testing.T) {
+	names := func(vs []Variant) []string {
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.Name)
+		}
+		return out
+	}
+	designed := designedScenarios(SuiteDesigned)
+	tests := []struct {
+		name     string
+		opts     Options
+		wantVars []string
+		wantRefs []string
+	}{
+		{"default", Options{Suite: SuiteDesigned}, []string{VariantBaseline, VariantOptimized}, nil},
+		{"auto brings its references", Options{Suite: SuiteDesigned, Variants: []string{VariantAuto, "telemetry"}},
+			[]string{VariantBaseline, VariantAuto, "telemetry", "object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"},
+			[]string{"object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"}},
+		{"seed keeps auto alone", Options{Suite: SuiteSeed, Variants: []string{VariantAuto}}, []string{VariantBaseline, VariantAuto}, nil},
+		{"baseline is the A/A control", Options{Suite: SuiteSeed, Variants: []string{VariantBaseline}}, []string{VariantBaseline, VariantAA}, nil},
+		{"matrix", Options{Suite: SuiteMatrix, Variants: []string{VariantNaive}}, append([]string{VariantBaseline}, MatrixVariants()...), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scs := designed
+			if tt.opts.Suite == SuiteSeed {
+				scs = seedScenarios()
+			}
+			l, err := planVariants(tt.opts, scs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(l.variants); !slices.Equal(got, tt.wantVars) || !slices.Equal(l.references, tt.wantRefs) {
+				t.Errorf("planVariants = %v, references %v; want %v, references %v", got, l.references, tt.wantVars, tt.wantRefs)
+			}
+		})
+	}
+	if _, err := planVariants(Options{Suite: SuiteSeed, Variants: []string{"turbo"}}, nil); err == nil {
+		t.Error("planVariants(turbo) = nil error; want unknown variant")
 	}
 }

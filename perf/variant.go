@@ -217,18 +217,48 @@ var (
 // the A/A control, the negative control, optimized (the All preset), auto, the presets and
 // the components.
 func KnownVariants() []string {
-	names := []string{VariantBaseline, VariantAA, VariantNaive, VariantOptimized, "auto"}
+	names := []string{VariantBaseline, VariantAA, VariantNaive, VariantOptimized, VariantAuto}
 	names = append(names, presetNames...)
 	return append(names, componentNames...)
 }
 
-// VariantOptimized is every component on: the [optimize.All] preset.
-const VariantOptimized = "optimized"
+// MatrixVariants returns the variants the matrix suite measures besides
+// the baseline, in the selective-optimization table's row order: the
+// components, the presets, optimized and auto, then the A/A control. The
+// negative control is not among them (it exists to lose; the seed suite
+// measures it), nor is "automatic-optimization", the same Config as auto
+// measured twice.
+func MatrixVariants() []string {
+	var names []string
+	for _, c := range componentNames {
+		if !isAuto(c) {
+			names = append(names, c)
+		}
+	}
+	names = append(names, presetNames...)
+	return append(names, VariantOptimized, VariantAuto, VariantAA)
+}
+
+// Components returns the optimization components' variant names, in
+// DESIGN.md's order; Presets the presets' (besides optimized and auto).
+func Components() []string { return slices.Clone(componentNames) }
+
+// Presets returns the presets' variant names, besides optimized and auto.
+func Presets() []string { return slices.Clone(presetNames) }
+
+// The variant names of the presets that are not in [Presets].
+const (
+	// VariantOptimized is every component on: the [optimize.All] preset.
+	VariantOptimized = "optimized"
+	// VariantAuto is the [optimize.Auto] preset: the automatic
+	// optimization ("automatic-optimization" is the same Config).
+	VariantAuto = "auto"
+)
 
 // LookupVariant returns the variant called name. It reports built false
-// for a known variant that does not exist yet (the optimization layer's
-// components of its second part, and auto), and an error for an unknown
-// name.
+// for a known variant the optimization layer has no Config for (none at
+// present: every component and preset is built), and an error for an
+// unknown name.
 func LookupVariant(name string) (v Variant, built bool, err error) {
 	switch name {
 	case VariantBaseline:

@@ -242,10 +242,25 @@ func fanOut(n int, fn func() error) error {
 }
 
 var (
-	errPermanent = errors.New("400 invalid request: the prompt exceeds the model's context window")
-	errPrimary   = errors.New("primary model unavailable")
-	errTransient = errors.New("503 service unavailable: try again")
+	// errPermanent is the error workload's error: an HTTP 400 as an SDK
+	// returns it, exposing its status code, so that a classifier reading
+	// StatusCode can tell it will never succeed.
+	errPermanent error = &httpError{code: 400, text: "400 invalid request: the prompt exceeds the model's context window"}
+	errPrimary         = errors.New("primary model unavailable")
+	errTransient       = errors.New("503 service unavailable: try again")
 )
+
+// httpError is an HTTP error as an API client's SDK returns it: its text,
+// and the response's status code through StatusCode.
+type httpError struct {
+	code int
+	text string
+}
+
+func (e *httpError) Error() string { return e.text }
+
+// StatusCode returns the HTTP status code of the response.
+func (e *httpError) StatusCode() int { return e.code }
 
 // sleepCtx blocks for d or until ctx is done.
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -723,8 +738,12 @@ func errorScenario(suite string) Scenario {
 			bad := caudal.AgentFunc(func(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errPermanent })
 			step, err := build(caudal.AgentStep("permanent", bad, caudal.WithRetries(3), caudal.WithBackoff(time.Millisecond, time.Millisecond)))
 			return &Workload{Run: func(ctx context.Context, _ int) error {
-				if err := once(ctx, ex, step, "q"); !errors.Is(err, errPermanent) {
+				res, err := ex.Execute(ctx, step, "q")
+				if !errors.Is(err, errPermanent) {
 					return fmt.Errorf("want the permanent error, got %v", err)
+				}
+				if res.Usage != (caudal.Usage{}) {
+					return fmt.Errorf("usage %+v; want none: the agent reports none", res.Usage)
 				}
 				return nil
 			}}, err

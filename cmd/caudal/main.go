@@ -1,11 +1,13 @@
 // Command caudal is Caudal's command line. Today it runs the performance
-// validation suite; running, resuming and validating pipelines come with the
-// runner and the blueprints.
+// validation suite and recommends an optimization config from a recorded
+// run; running, resuming and validating pipelines come with the runner and
+// the blueprints.
 //
 // Usage:
 //
 //	caudal bench [flags]           measure the suite and print its report
 //	caudal bench history [flags]   print the historical comparison of stored runs
+//	caudal advise [flags] FILE...  recommend an optimize.Config from a recorded run
 //	caudal help                    print the usage (so do -h and --help)
 //
 // Flags of bench:
@@ -20,6 +22,16 @@
 //	--check                            exit 1 when a gate fails
 //	--against FILE                     exit 1 on a regression against an earlier run's
 //	                                   --json report of the same suite (no --check needed)
+//
+// Flags of advise:
+//
+//	--format text|go|json              text (default): each recommended component with the
+//	                                   pattern behind it, then the Config as Go and JSON;
+//	                                   go: the Config as a Go file; json: findings and Config
+//
+// advise reads JSON event logs (caudal.SlogSink through slog.NewJSONHandler
+// at slog.LevelDebug) and bench JSON reports; with no pattern it says to
+// keep the baseline, and why. See package perf/advise for the patterns.
 //
 // The output paths and the --against file are checked before anything runs.
 // The Markdown report is printed on standard output; progress goes to
@@ -50,6 +62,11 @@
 // Compare stored runs:
 //
 //	caudal bench history
+//
+// Recommend a config from the quickstart's recorded run, or from a report:
+//
+//	go run ./examples/quickstart && caudal advise caudal-events.jsonl
+//	caudal advise --format go report.json
 package main
 
 import (

@@ -4,11 +4,14 @@
 // findings merge into the run's state; a cached summarizer; and a human
 // approval that pauses the run, kept in the file, which is then resumed
 // with an answer — all under a token budget, with every event logged
-// through log/slog.
+// through log/slog: finished steps and failures as text on standard output,
+// and every event, debug ones included, as JSON lines to an event log that
+// `caudal advise` reads to recommend an optimization config.
 //
 // Usage:
 //
-//	go run ./examples/quickstart [-db caudal.db]
+//	go run ./examples/quickstart [-db caudal.db] [-events caudal-events.jsonl]
+//	go run ./cmd/caudal advise caudal-events.jsonl
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -82,13 +86,30 @@ func research(source string) caudal.Agent {
 	})
 }
 
-// dbPath is the SQLite file runs are kept in.
-var dbPath = flag.String("db", "caudal.db", "the SQLite file the runs are kept in")
+// dbPath is the SQLite file runs are kept in; eventsPath the JSON event
+// log, next to it unless given.
+var (
+	dbPath     = flag.String("db", "caudal.db", "the SQLite file the runs are kept in")
+	eventsPath = flag.String("events", "", "the JSON event log `file` (default caudal-events.jsonl next to -db); each run is appended")
+)
 
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	events := *eventsPath
+	if events == "" {
+		events = filepath.Join(filepath.Dir(*dbPath), "caudal-events.jsonl")
+	}
+	logFile, err := os.OpenFile(events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logFile.Close() }()
+	// Every event, debug ones included, as one JSON object a line: the
+	// recorded run `caudal advise` reads.
+	eventLog := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ex, err := caudal.New(
 		caudal.WithSink(caudal.SlogSink(logger)),
+		caudal.WithSink(caudal.SlogSink(eventLog)),
 		caudal.WithLimits(caudal.Limits{MaxTokens: 2_000, MaxCostUSD: 0.05}),
 	)
 	if err != nil {
@@ -165,5 +186,6 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("%s keeps %d run(s) of this pipeline: go run ./examples/quickstart again adds one\n", *dbPath, len(all))
+	fmt.Printf("events:  logged to %s; go run ./cmd/caudal advise %s recommends an optimization config\n", events, events)
 	return nil
 }

@@ -1,21 +1,31 @@
-// Command optimizetable writes the README's table of the optimization
-// layer from reports of `caudal bench`, so that no figure of it is ever
+// Command optimizetable writes the README's tables of the optimization
+// layer from reports of `caudal bench`, so that no figure of them is ever
 // typed by hand.
 //
-// For each component measured in the designed report it writes the
-// comparison row of the workload the component is for — baseline and
-// component figures, the change with its 95 % interval, the p-value, the
-// target and the verdict `--check` gives — and, for the other workloads,
-// the worst change with its verdict (the 3 % budget). From a seed report it
-// writes the optimized variant's rows.
+// The lead table answers the study: for each of its five scenarios, the
+// study's target, the study's own result (its optimized executor against
+// its baseline, cited from seed-study.md §3), and what the matching
+// component, the smallest preset that turns it on, optimized (every
+// component) and auto achieved on the designed workload — change, 95 %
+// interval, p, and whether the study's target is met.
+//
+// The optimization table gives, for each component (and auto) measured in
+// the designed or matrix report, the comparison row of every workload it is
+// judged on — baseline and variant figures, the change with its 95 %
+// interval, the p-value, the target and the verdict `--check` gives — and,
+// for the other workloads, the worst change with its verdict (the 3 %
+// budget). From a seed report it writes the rows of optimized and auto.
 //
 // Usage:
 //
-//	optimizetable -designed designed.json [-seed seed.json] -cmd 'make bench-optimize' [-readme README.md]
+//	optimizetable -designed matrix.json [-seed seed.json] -cmd 'make bench-optimize' [-readme README.md]
 //
-// With -readme it replaces the text between the lines
-// <!-- optimize-table:start --> and <!-- optimize-table:end --> of the file
-// (keeping the markers); without it the block goes to standard output.
+// -designed takes a report of the designed or the matrix suite. With
+// -readme it replaces the text between the lines <!-- study-table:start -->
+// and <!-- study-table:end --> (the lead table) and between
+// <!-- optimize-table:start --> and <!-- optimize-table:end --> (the
+// optimization table) of the file, keeping the markers; without it both
+// blocks go to standard output.
 //
 // Exit status: 2 on bad flags, 1 on any other error.
 package main
@@ -28,14 +38,18 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/caudal-go/caudal/perf"
 )
 
+// The markers of the blocks in the README.
 const (
-	startMarker = "<!-- optimize-table:start -->"
-	endMarker   = "<!-- optimize-table:end -->"
+	startMarker     = "<!-- optimize-table:start -->"
+	endMarker       = "<!-- optimize-table:end -->"
+	leadStartMarker = "<!-- study-table:start -->"
+	leadEndMarker   = "<!-- study-table:end -->"
 )
 
 func main() {
@@ -58,8 +72,8 @@ type usageError struct{ error }
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("optimizetable", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	designed := fs.String("designed", "", "a designed-suite report written by caudal bench --json (required)")
-	seed := fs.String("seed", "", "a seed-suite report with the optimized variant")
+	designed := fs.String("designed", "", "a designed- or matrix-suite report written by caudal bench --json (required)")
+	seed := fs.String("seed", "", "a seed-suite report with the optimized and auto variants")
 	cmd := fs.String("cmd", "", "the command that produced the reports, named in the note (required)")
 	readme := fs.String("readme", "", "the file whose marked block to replace")
 	if err := fs.Parse(args); err != nil {
@@ -85,28 +99,54 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *readme == "" {
-		_, err := io.WriteString(stdout, block)
+	leadBlock, err := lead(d, *cmd)
+	if err != nil {
 		return err
 	}
-	return replaceBlock(*readme, block)
+	if *readme == "" {
+		_, err := io.WriteString(stdout, leadBlock+"\n"+block)
+		return err
+	}
+	if err := replaceBlock(*readme, leadStartMarker, leadEndMarker, leadBlock); err != nil {
+		return err
+	}
+	return replaceBlock(*readme, startMarker, endMarker, block)
+}
+
+// isAuto reports whether variant is the automatic optimization.
+func isAuto(variant string) bool {
+	return variant == perf.VariantAuto || variant == "automatic-optimization"
+}
+
+// judgedOwn reports whether c is a comparison of a variant on a workload
+// it is judged on by its target: a component on its own workload, or auto
+// on any component's (where [perf] set it a target).
+func judgedOwn(c *perf.Comparison) bool {
+	info, _ := perf.Info(c.Scenario)
+	if isAuto(c.Variant) {
+		return c.TargetPct != nil || c.TargetMaxCostNS != nil
+	}
+	return info.Component == c.Variant && (c.TargetPct != nil || c.TargetMaxCostNS != nil || ownMetric(c))
 }
 
 // table renders the block.
 func table(d, s *perf.Report, cmd string) (string, error) {
-	if d.Suite != perf.SuiteDesigned {
-		return "", fmt.Errorf("-designed: a report of the %s suite", d.Suite)
+	if d.Suite != perf.SuiteDesigned && d.Suite != perf.SuiteMatrix {
+		return "", fmt.Errorf("-designed: a report of the %s suite; want designed or matrix", d.Suite)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Generated by `%s` on %s (%d CPUs, GOMAXPROCS %d), %s, commit %s.\n\n",
-		cmd, d.Machine.CPUModel, d.Machine.CPUs, d.Machine.GOMAXPROCS, d.StartedAt.Format("2006-01-02"), short(d.GitCommit))
-	b.WriteString("Each component on the workload it is for (change: the component's improvement over the baseline, median of paired ratios with its 95 % interval; p: Wilcoxon signed-rank):\n\n")
+	fmt.Fprintf(&b, "Generated by `%s` from the %s suite on %s (%d CPUs, GOMAXPROCS %d), %s, commit %s.\n\n",
+		cmd, d.Suite, d.Machine.CPUModel, d.Machine.CPUs, d.Machine.GOMAXPROCS, d.StartedAt.Format("2006-01-02"), short(d.GitCommit))
+	b.WriteString("Each component on the workload it is for, and auto (the automatic optimization) on every component's workload, judged against 80 % of that component's change in the same run or the same bound (change: the improvement over the baseline, median of paired ratios with its 95 % interval; p: Wilcoxon signed-rank):\n\n")
 	b.WriteString("| Component | Workload | Baseline | Component | Change [95 % interval] | p | Target | Verdict |\n|---|---|--:|--:|---|--:|---|---|\n")
 	var budget strings.Builder
 	budget.WriteString("\nThe same components on every other designed workload (the budget: at most 3 % worse), worst change first:\n\n")
 	budget.WriteString("| Component | Worst workload | Change [95 % interval] | Verdict | Comparisons within budget |\n|---|---|---|---|--:|\n")
 	rows := 0
 	for _, v := range variants(d) {
+		if !slices.Contains(perf.Components(), v) && !isAuto(v) {
+			continue // presets, optimized and the controls: see the matrix report
+		}
 		var worst *perf.Comparison
 		within, others := 0, 0
 		for i := range d.Comparisons {
@@ -115,7 +155,7 @@ func table(d, s *perf.Report, cmd string) (string, error) {
 				continue
 			}
 			info, _ := perf.Info(c.Scenario)
-			if info.Component == v && (c.TargetPct != nil || c.TargetMaxCostNS != nil || ownMetric(c)) {
+			if judgedOwn(c) {
 				base, comp := figure(d, c.Scenario, perf.VariantBaseline, c.Metric), figure(d, c.Scenario, v, c.Metric)
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", v, info.Name, base, comp, change(c), pValue(c), target(c), verdict(c))
 				rows++
@@ -142,15 +182,15 @@ func table(d, s *perf.Report, cmd string) (string, error) {
 		if s.Suite != perf.SuiteSeed {
 			return "", fmt.Errorf("-seed: a report of the %s suite", s.Suite)
 		}
-		b.WriteString("\nEvery component on (`optimized`, the `All` preset) on the study's light seed shapes, where the gate is no regression:\n\n")
-		b.WriteString("| Scenario | Baseline | optimized | Change [95 % interval] | p | Verdict |\n|---|--:|--:|---|--:|---|\n")
+		b.WriteString("\nEvery component on (`optimized`, the `All` preset) and `auto` on the study's light seed shapes, where the gate is no regression (at most 3 % worse):\n\n")
+		b.WriteString("| Scenario | Variant | Baseline | Variant's | Change [95 % interval] | p | Verdict |\n|---|---|--:|--:|---|--:|---|\n")
 		for i := range s.Comparisons {
 			c := &s.Comparisons[i]
-			if c.Variant != perf.VariantOptimized {
+			if c.Variant != perf.VariantOptimized && !isAuto(c.Variant) {
 				continue
 			}
 			info, _ := perf.Info(c.Scenario)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", info.Name, figure(s, c.Scenario, perf.VariantBaseline, c.Metric),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", info.Name, c.Variant, figure(s, c.Scenario, perf.VariantBaseline, c.Metric),
 				figure(s, c.Scenario, c.Variant, c.Metric), change(c), pValue(c), verdict(c))
 		}
 	}
@@ -242,6 +282,8 @@ func pValue(c *perf.Comparison) string {
 
 func target(c *perf.Comparison) string {
 	switch {
+	case c.ReferencePct != nil:
+		return fmt.Sprintf("≥ 80 %% of %s's %s (%s)", c.Reference, pct(*c.ReferencePct), pct(0.8**c.ReferencePct))
 	case c.TargetMaxCostNS != nil:
 		return fmt.Sprintf("≤ %.0f ns added", *c.TargetMaxCostNS)
 	case c.TargetPct != nil && *c.TargetPct < 0:
@@ -269,19 +311,20 @@ func short(commit string) string {
 	return commit
 }
 
-// replaceBlock replaces the marked block of path with block.
-func replaceBlock(path, block string) error {
+// replaceBlock replaces the block of path between the lines startMark and
+// endMark with block.
+func replaceBlock(path, startMark, endMark, block string) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	start := bytes.Index(src, []byte(startMarker))
-	end := bytes.Index(src, []byte(endMarker))
+	start := bytes.Index(src, []byte(startMark))
+	end := bytes.Index(src, []byte(endMark))
 	if start < 0 || end < start {
-		return fmt.Errorf("%s: no %s … %s block", path, startMarker, endMarker)
+		return fmt.Errorf("%s: no %s … %s block", path, startMark, endMark)
 	}
 	var out bytes.Buffer
-	out.Write(src[:start+len(startMarker)])
+	out.Write(src[:start+len(startMark)])
 	out.WriteString("\n")
 	out.WriteString(block)
 	out.Write(src[end:])

@@ -11,17 +11,31 @@ import (
 	"github.com/caudal-go/caudal/perf"
 )
 
-// fixture writes a report of suite with one component measured on its own
-// workload and on another, and returns its path.
+// comp is a comparison of the fixture: variant on scenario, time.
+type comp struct {
+	scenario, variant string
+	imp, low, high    float64
+	sig               bool
+	target            *float64
+	status            perf.Status
+	gate              string
+	ref               *float64 // auto's reference change
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// fixture writes a report of suite — components on their own workloads and
+// on another, a preset, optimized and auto — and returns its path.
 func fixture(t *testing.T, suite string) string {
 	t.Helper()
-	target := 40.0
 	r := &perf.Report{
 		SchemaVersion: perf.SchemaVersion, Suite: suite, StartedAt: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC),
 		GitCommit: "0123456789abcdef", Machine: perf.Machine{CPUModel: "Test CPU", CPUs: 2, GOMAXPROCS: 2},
 	}
-	for _, v := range []string{perf.VariantBaseline, "context-manager", perf.VariantOptimized} {
-		for _, sc := range []string{perf.ScenarioContext, perf.ScenarioExecution} {
+	variants := []string{perf.VariantBaseline, "context-manager", "error-handling", "circuit-breaker", "large-context", perf.VariantOptimized, perf.VariantAuto, perf.VariantAA}
+	scenarios := []string{perf.ScenarioContext, perf.ScenarioExecution, perf.ScenarioError, perf.ScenarioOutage}
+	for _, v := range variants {
+		for _, sc := range scenarios {
 			mean := 1e6
 			if v != perf.VariantBaseline && sc == perf.ScenarioContext {
 				mean = 1e4
@@ -32,19 +46,31 @@ func fixture(t *testing.T, suite string) string {
 			})
 		}
 	}
-	r.Comparisons = []perf.Comparison{
-		{
-			Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
-			ImprovementPct: 99, LowPct: 98.5, HighPct: 99.2, P: 0.0001, TargetPct: &target, Significant: true, Met: true, Status: perf.StatusMet,
-		},
-		{
-			Scenario: perf.ScenarioExecution, Baseline: perf.VariantBaseline, Variant: "context-manager", Metric: perf.MetricMeanNS,
-			ImprovementPct: -1.2, LowPct: -2.5, HighPct: 0.4, P: 0.3, Status: perf.StatusSame,
-		},
-		{
-			Scenario: perf.ScenarioContext, Baseline: perf.VariantBaseline, Variant: perf.VariantOptimized, Metric: perf.MetricMeanNS,
-			ImprovementPct: 98, LowPct: 97, HighPct: 99, P: 0.0001, Significant: true, Status: perf.StatusBetter,
-		},
+	comps := []comp{
+		{perf.ScenarioContext, "context-manager", 99, 98.5, 99.2, true, ptr(40), perf.StatusMet, "", nil},
+		{perf.ScenarioExecution, "context-manager", -1.2, -2.5, 0.4, false, nil, perf.StatusSame, "", nil},
+		{perf.ScenarioError, "error-handling", 74.9, 74.1, 75.3, true, ptr(50), perf.StatusMet, "", nil},
+		{perf.ScenarioOutage, "circuit-breaker", 91.2, 90.4, 92, true, ptr(90), perf.StatusMet, "", nil},
+		{perf.ScenarioContext, "large-context", 98.8, 98.1, 99.1, true, nil, perf.StatusBetter, "", nil},
+		{perf.ScenarioContext, perf.VariantOptimized, 98, 97, 99, true, nil, perf.StatusBetter, "", nil},
+		{perf.ScenarioContext, perf.VariantAuto, 60, 55, 64, true, ptr(40), perf.StatusMissed, "below 80% of the reference's", ptr(99)},
+		{perf.ScenarioError, perf.VariantAuto, 70, 69, 71, true, ptr(50), perf.StatusMet, "", ptr(74.9)},
+		{perf.ScenarioContext, perf.VariantAA, 0.1, -1, 1.2, false, nil, perf.StatusSame, "", nil},
+	}
+	for _, c := range comps {
+		pc := perf.Comparison{
+			Scenario: c.scenario, Baseline: perf.VariantBaseline, Variant: c.variant, Metric: perf.MetricMeanNS,
+			ImprovementPct: c.imp, LowPct: c.low, HighPct: c.high, P: 0.3, TargetPct: c.target, Significant: c.sig,
+			Met: c.status == perf.StatusMet, Status: c.status, Gate: c.gate, ReferencePct: c.ref,
+		}
+		if c.sig {
+			pc.P = 0.0001
+		}
+		if c.ref != nil {
+			info, _ := perf.Info(c.scenario)
+			pc.Reference = info.Component
+		}
+		r.Comparisons = append(r.Comparisons, pc)
 	}
 	var b bytes.Buffer
 	if err := perf.WriteJSON(&b, r); err != nil {
@@ -58,21 +84,36 @@ func fixture(t *testing.T, suite string) string {
 }
 
 func TestTable(t *testing.T) {
-	designed, seed := fixture(t, perf.SuiteDesigned), fixture(t, perf.SuiteSeed)
+	matrix, seed := fixture(t, perf.SuiteMatrix), fixture(t, perf.SuiteSeed)
 	readme := filepath.Join(t.TempDir(), "README.md")
-	if err := os.WriteFile(readme, []byte("intro\n"+startMarker+"\nold\n"+endMarker+"\nrest\n"), 0o644); err != nil {
+	src := "# Title\n\nintro\n\n" + leadStartMarker + "\nold lead\n" + leadEndMarker + "\n\n## Quick start\n" + startMarker + "\nold\n" + endMarker + "\nrest\n"
+	if err := os.WriteFile(readme, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out, errs bytes.Buffer
-	if err := run([]string{"-designed", designed, "-seed", seed, "-cmd", "make bench-optimize", "-readme", readme}, &out, &errs); err != nil {
+	if err := run([]string{"-designed", matrix, "-seed", seed, "-cmd", "make bench-optimize", "-readme", readme}, &out, &errs); err != nil {
 		t.Fatalf("run = %v (%s)", err, errs.String())
 	}
 	got, _ := os.ReadFile(readme)
 	for _, want := range []string{
-		"intro\n" + startMarker + "\nGenerated by `make bench-optimize` on Test CPU",
+		"intro\n\n" + leadStartMarker + "\nGenerated by `make bench-optimize` from the matrix suite on Test CPU",
+		"The study's figures are cited from seed-study.md §3.1–3.5",
+		// The lead table: the study's five scenarios, its target, its own result, and ours.
+		"| Context Handling (time) | +40 % | -4199% (52.1 → 2240 µs, §3.5) | context-manager: +99.0% [+98.5%, +99.2%], p <0.001 ✅ met | large-context: +98.8% [+98.1%, +99.1%], p <0.001 ✅ met | optimized: +98.0% [+97.0%, +99.0%], p <0.001 ✅ met | auto: +60.0% [+55.0%, +64.0%], p <0.001 ✅ met |",
+		"| Execution Performance (time) | +20 % | -453% (60 → 331.9 µs, §3.1) | telemetry: not measured in this report | real-time: not measured in this report |",
+		"| Memory Efficiency (bytes/op) | +30 % | -4104% (1.275 → 53.6 ms, §3.2); the study reported −433.3 %, its RSS ratio (0.14 → 0.75 MB) | object-pool: not measured in this report | high-allocation: not measured",
+		"| Concurrent Performance (time) | +50 % | -5108% (754.6 → 39300 µs, §3.3) | adaptive-resource-manager: not measured in this report | batch: not measured",
+		"| Cache Performance (time) | +25 % | -3752% (116.3 → 4480 µs, §3.4) | cache-optimization: not measured in this report | real-time: not measured",
+		leadEndMarker + "\n\n## Quick start\n" + startMarker + "\nGenerated by `make bench-optimize` from the matrix suite on Test CPU",
+		// The optimization table: the new components' rows and auto's.
 		"| context-manager | Context Handling | 1 ms | 10 µs | +99.0% [+98.5%, +99.2%] | <0.001 | ≥ +40% | ✅ target met |",
+		"| error-handling | Error Handling | 1 ms | 1 ms | +74.9% [+74.1%, +75.3%] | <0.001 | ≥ +50% | ✅ target met |",
+		"| circuit-breaker | Outage Handling | 1 ms | 1 ms | +91.2% [+90.4%, +92.0%] | <0.001 | ≥ +90% | ✅ target met |",
+		"| auto | Context Handling | 1 ms | 10 µs | +60.0% [+55.0%, +64.0%] | <0.001 | ≥ 80 % of context-manager's +99.0% (+79.2%) | ❌ target missed |",
+		"| auto | Error Handling | 1 ms | 1 ms | +70.0% [+69.0%, +71.0%] | <0.001 | ≥ 80 % of error-handling's +74.9% (+59.9%) | ✅ target met |",
 		"| context-manager | Execution Performance (time) | -1.2% [-2.5%, +0.4%] (n.s.) | ✅ no difference | 1 of 1 |",
-		"| Context Handling | 1 ms | 10 µs | +98.0% [+97.0%, +99.0%] | <0.001 | ✅ better |",
+		"| Context Handling | optimized | 1 ms | 10 µs | +98.0% [+97.0%, +99.0%] | <0.001 | ✅ better |",
+		"| Context Handling | auto | 1 ms | 10 µs | +60.0% [+55.0%, +64.0%] | <0.001 | ❌ target missed |",
 		endMarker + "\nrest\n",
 	} {
 		if !strings.Contains(string(got), want) {
@@ -80,7 +121,41 @@ func TestTable(t *testing.T) {
 		}
 	}
 	if strings.Contains(string(got), "old") {
-		t.Error("the old block was kept")
+		t.Error("an old block was kept")
+	}
+	// Presets, optimized and the A/A control get no row of the component tables.
+	for _, not := range []string{"| large-context | Context", "| baseline-aa |", "| optimized | Context"} {
+		if strings.Contains(string(got), not) {
+			t.Errorf("README has %q; want rows of components and auto only", not)
+		}
+	}
+}
+
+func TestPresetFor(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"telemetry", "real-time"},
+		{"object-pool", "high-allocation"},
+		{"adaptive-resource-manager", "batch"},
+		{"cache-optimization", "real-time"},
+		{"context-manager", "large-context"},
+		{"error-handling", ""},
+	}
+	for _, tt := range tests {
+		if got := presetFor(tt.give); got != tt.want {
+			t.Errorf("presetFor(%q) = %q; want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestLeadMissingBlock(t *testing.T) {
+	matrix := fixture(t, perf.SuiteMatrix)
+	readme := filepath.Join(t.TempDir(), "README.md")
+	if err := os.WriteFile(readme, []byte(startMarker+"\n"+endMarker+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-designed", matrix, "-cmd", "x", "-readme", readme}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "no "+leadStartMarker) {
+		t.Errorf("run = %v; want the missing lead block named", err)
 	}
 }
 
@@ -92,7 +167,7 @@ func TestTableRefusals(t *testing.T) {
 		want string
 	}{
 		{"no cmd", []string{"-designed", seed}, "required"},
-		{"a seed report as designed", []string{"-designed", seed, "-cmd", "x"}, "a report of the seed suite"},
+		{"a seed report as designed", []string{"-designed", seed, "-cmd", "x"}, "a report of the seed suite; want designed or matrix"},
 		{"missing file", []string{"-designed", filepath.Join(t.TempDir(), "none.json"), "-cmd", "x"}, "none.json"},
 	}
 	for _, tt := range tests {

@@ -49,12 +49,14 @@ const synopsis = `usage:
   caudal bench [--suite seed|designed|matrix|all] [--variant NAME]... [--quick] [--time D]
                [--json FILE] [--md FILE] [--html FILE] [--history DIR] [--check] [--against FILE]
   caudal bench history [--history DIR]
+  caudal advise [--format text|go|json] FILE...
 run 'caudal help' for details`
 
 // help is printed on standard output by caudal help, -h and --help.
 const help = `usage:
   caudal bench [flags]           measure a suite, print its report and store the run
   caudal bench history [flags]   print the historical comparison of stored runs
+  caudal advise [flags] FILE...  recommend an optimization config from a recorded run
   caudal help                    print this text
 
 Flags of bench:
@@ -74,6 +76,18 @@ Flags of bench:
 
 Flags of bench history:
   --history DIR     where runs are stored (default .caudal/bench)
+
+Flags of advise:
+  --format text|go|json
+                    text (default): each recommended component with the
+                    pattern that triggered it (counts, paths, examples), then
+                    the optimize.Config as Go and as JSON; go: the Config as
+                    a Go file only; json: the findings and the Config
+advise reads each FILE — a JSON event log written by caudal.SlogSink through
+slog.NewJSONHandler at slog.LevelDebug (examples/quickstart writes one:
+caudal-events.jsonl), or a report written by caudal bench --json — and
+recommends the components its data calls for; with no pattern, it says to
+keep the baseline and why. A malformed line is an error naming FILE:LINE.
 
 The output paths and the --against file are checked before anything runs.
 The Markdown report is printed on standard output; progress goes to standard
@@ -99,6 +113,8 @@ func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 			return benchHistory(args[2:], stdout)
 		}
 		return bench(ctx, args[1:], stdout, stderr)
+	case "advise":
+		return adviseCmd(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		return printHelp(stdout)
 	}
