@@ -31,7 +31,9 @@ const (
 	// permanentFailures is the failures error handling's rules class as
 	// permanent (which the baseline retries) that switch error handling on.
 	permanentFailures = 2
-	// timeoutFailures is the timed-out attempts that switch the breaker on.
+	// timeoutFailures is the timed-out attempts in a row (no success nor
+	// other failure between them, however long they took) that switch the
+	// breaker on.
 	timeoutFailures = 3
 	// heldBackFanouts is the fan-outs whose cap held items back (more items
 	// than the cap) that switch the adaptive limit on.
@@ -97,6 +99,7 @@ type tunedStep struct {
 	lastKey    atomic.Uint64
 	permanent  atomic.Int64 // failures error handling classes permanent
 	timeouts   atomic.Int64 // failures classed timeout, and refusals of an open breaker
+	streak     atomic.Int64 // timed-out calls in a row, while the breaker is off (the watch guards the calls)
 	heldBack   atomic.Int64 // fan-outs with more items than their cap (any fan-out while the limit adapts)
 
 	// Read and written by the tuner's goroutine only (and Attach, under mu).
@@ -189,6 +192,11 @@ func (s *tunedStep) tune() {
 	counts := [tuneCount]int64{
 		s.largeForks.Swap(0), s.repeats.Swap(0), s.permanent.Swap(0), s.timeouts.Swap(0), s.heldBack.Swap(0),
 	}
+	if s.on&tuneBreaker == 0 {
+		// Off, the breaker's pattern is a row of timeouts, however slow:
+		// an outage of 30 s timeouts shows three in no period.
+		counts[3] = s.streak.Load()
+	}
 	thresholds := [tuneCount]int64{largeForks, cacheRepeats, permanentFailures, timeoutFailures, heldBackFanouts}
 	next := s.on
 	var changed [tuneCount]bool
@@ -214,6 +222,9 @@ func (s *tunedStep) tune() {
 	}
 	if next == s.on {
 		return
+	}
+	if next&tuneBreaker == 0 && s.on&tuneBreaker != 0 {
+		s.streak.Store(0) // the watch guards the calls again: a new row
 	}
 	s.on = next
 	s.slot.Strategy.Store(s.view(next).strategy())
@@ -270,7 +281,7 @@ func pattern(bit uint8, n int64, period time.Duration) string {
 	case tuneErrors:
 		return fmt.Sprintf("%d failures classed permanent, which the baseline retries, in %v", n, period)
 	case tuneBreaker:
-		return fmt.Sprintf("%d timed-out attempts in %v", n, period)
+		return fmt.Sprintf("%d timed-out calls in a row", n)
 	default:
 		return fmt.Sprintf("%d fan-outs with more items than their cap in %v", n, period)
 	}
@@ -305,8 +316,11 @@ func (s *tunedStep) view(set uint8) *watch {
 		w.cl = t.classifier
 		st.Classifier = (*reportingWatch)(w)
 	}
-	if set&tuneBreaker != 0 {
+	switch {
+	case set&tuneBreaker != 0:
 		st.Guard = t.guard
+	case t.guard != nil && s.site.Traits&engine.Timeout != 0:
+		st.Guard = w // counts the timeouts in a row
 	}
 	w.strat = st
 	s.views[set] = w
@@ -385,6 +399,19 @@ func (w *watch) Load(r caudal.StepResult) caudal.StepResult {
 func (w *watch) Classify(site engine.Site, err error) engine.Verdict {
 	w.count(site, err)
 	return w.cl.Classify(site, err)
+}
+
+// Allow lets every call through: the watch only counts.
+func (w *watch) Allow(context.Context, engine.Site) error { return nil }
+
+// Done counts a timed-out call into the step's row of timeouts; any other
+// outcome ends the row.
+func (w *watch) Done(site engine.Site, err error) {
+	if err != nil && w.s.t.classifier.Classify(site, err).Class == ClassTimeout {
+		w.s.streak.Add(1)
+	} else if w.s.streak.Load() != 0 {
+		w.s.streak.Store(0)
+	}
 }
 
 // Watching marks the watch as a classifier that only watches.

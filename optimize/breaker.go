@@ -42,7 +42,7 @@ type breakers struct {
 	rateNeed      uint64        // failures in a window that open; 0: no rate
 	window        uint64        // calls per window
 	probeInterval time.Duration // open → half-open after that
-	probeEvery    int64         // open → half-open after that many refusals; 0: never
+	probeEvery    int64         // open → half-open at the call after probeEvery-1 refusals; 0: never
 	probes        uint64        // successful probes that close
 
 	tab atomic.Pointer[siteTable]
@@ -141,7 +141,7 @@ func (bs *breakers) allowSlow(b *breaker, site engine.Site) error {
 			}
 		default: // open
 			n := b.refused.Add(1)
-			due := bs.probeEvery > 0 && n > bs.probeEvery
+			due := bs.probeEvery > 0 && n >= bs.probeEvery // one call in probeEvery
 			if !due {
 				due = time.Since(bs.epoch)-time.Duration(b.openedAt.Load()) >= bs.probeInterval
 			}

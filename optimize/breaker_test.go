@@ -254,8 +254,8 @@ func TestBreakerDefaultProbeInterval(t *testing.T) {
 func TestBreakerProbesByCount(t *testing.T) {
 	for _, tt := range []struct {
 		every int
-		want  int // refusals before the probe
-	}{{4, 4}, {8, 8}, {0, 20}} {
+		want  int // refusals before the probe: one call in every is a probe
+	}{{4, 3}, {8, 7}, {0, 19}, {1, 0}} {
 		t.Run(fmt.Sprint(tt.every), func(t *testing.T) {
 			ex, sink := breakerExec(t, optimize.CircuitBreakerConfig{ConsecutiveFailures: 1, ProbeEvery: tt.every, ProbeInterval: time.Hour})
 			var be backend
@@ -286,7 +286,7 @@ func TestBreakerProbesByCount(t *testing.T) {
 func TestBreakerHalfOpenProbes(t *testing.T) {
 	for _, probes := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint(probes), func(t *testing.T) {
-			ex, sink := breakerExec(t, optimize.CircuitBreakerConfig{ConsecutiveFailures: 1, ProbeEvery: 1, ProbeInterval: time.Hour, HalfOpenProbes: probes})
+			ex, sink := breakerExec(t, optimize.CircuitBreakerConfig{ConsecutiveFailures: 1, ProbeEvery: 2, ProbeInterval: time.Hour, HalfOpenProbes: probes})
 			var be backend
 			be.down.Store(true)
 			step := build(t, caudal.AgentStep("s", be.agent()))
@@ -315,7 +315,7 @@ func TestBreakerHalfOpenProbes(t *testing.T) {
 func TestBreakerHalfOpenRefusesBeyondProbes(t *testing.T) {
 	for _, probes := range []int{1, 2} {
 		t.Run(fmt.Sprint(probes), func(t *testing.T) {
-			ex, _ := breakerExec(t, optimize.CircuitBreakerConfig{ConsecutiveFailures: 1, ProbeEvery: 1, ProbeInterval: time.Hour, HalfOpenProbes: probes})
+			ex, _ := breakerExec(t, optimize.CircuitBreakerConfig{ConsecutiveFailures: 1, ProbeEvery: 2, ProbeInterval: time.Hour, HalfOpenProbes: probes})
 			var be backend
 			be.down.Store(true)
 			release := make(chan struct{})

@@ -223,8 +223,8 @@ type ErrorHandlingConfig struct {
 // rate-limited (a permanent error says the agent is up; a cancelled
 // caller's context says nothing). While open, a call fails at once with an
 // error matching [caudal.ErrCircuitOpen], which the step never retries: it
-// fails fast, or goes straight to its fallback. After ProbeInterval, or
-// every ProbeEvery-th call refused, whichever comes first, the breaker is
+// fails fast, or goes straight to its fallback. After ProbeInterval, or at
+// every ProbeEvery-th call while open, whichever comes first, the breaker is
 // half-open and lets probe calls through: HalfOpenProbes successes close
 // it, a failure opens it again. Every change of state is a
 // [caudal.EventCircuit] event. It is for agents that go down: an outage
@@ -249,10 +249,11 @@ type CircuitBreakerConfig struct {
 	// ProbeInterval is how long the breaker stays open before it lets a
 	// probe through; default 1 s.
 	ProbeInterval time.Duration `json:"probe_interval,omitempty"`
-	// ProbeEvery, when > 0, lets a probe through once that many calls
-	// were refused since the breaker opened, even before ProbeInterval:
-	// under steady traffic the end of an outage is noticed within that many
-	// calls. Default 20; -1 turns it off (time alone).
+	// ProbeEvery, when > 0, makes one call in that many a probe while the
+	// breaker is open, even before ProbeInterval: the call after
+	// ProbeEvery-1 refusals goes through, so that under steady traffic the
+	// end of an outage is noticed within ProbeEvery calls. Default 20; -1
+	// turns it off (time alone).
 	ProbeEvery int `json:"probe_every,omitempty"`
 	// HalfOpenProbes is the number of successful probes that close the
 	// breaker; default 1. Calls beyond the probes in flight are refused

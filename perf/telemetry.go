@@ -25,9 +25,18 @@ type fanoutSink struct {
 	sinks  []caudal.Sink
 	total  atomic.Int64
 	byKind [16]atomic.Int64 // indexed by EventKind; kinds past 15 count in total only
+	// own counts the events components record of themselves — a breaker's
+	// change of state, the tuner's decisions — which no execute makes and
+	// the baseline never has: they are kept out of the per-execute counts
+	// and the sinks.
+	own atomic.Int64
 }
 
 func (f *fanoutSink) Record(ctx context.Context, e *caudal.Event) {
+	if e.Kind == caudal.EventCircuit || e.Kind == caudal.EventTuned {
+		f.own.Add(1)
+		return
+	}
 	for _, s := range f.sinks {
 		s.Record(ctx, e)
 	}
