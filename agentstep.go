@@ -334,8 +334,8 @@ func (a *agentNode) retry(ctx context.Context, r *run, p string, in any, res *St
 		}
 		var class string
 		reason, delay, class = a.judge(ctx, r, strat, p, err, attempt, deadline)
-		if class != "" {
-			res.setMeta(MetaErrorClass, class)
+		if class != "" && reason != "" {
+			res.setMeta(MetaErrorClass, boxedClass(class)) // the class of the attempt the step fails with
 		}
 		if r.rec != nil {
 			r.emit(ctx, Event{Kind: EventAttemptFailed, Path: p, Attempt: attempt, Err: err, Reason: reason, Class: class})
@@ -541,7 +541,7 @@ func failedAttempt(ctx context.Context, strat *engine.Strategy[StepResult], a *a
 	}
 	if _, rules := strat.Classifier.(engine.Rules); !rules {
 		if v := strat.Classifier.Classify(a.site, err); v.Class != "" && classifies(strat) {
-			res.setMeta(MetaErrorClass, v.Class)
+			res.setMeta(MetaErrorClass, boxedClass(v.Class))
 		}
 	}
 	res.setMeta(MetaRetryStopped, stopExhausted)

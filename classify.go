@@ -73,6 +73,24 @@ func boxedReason(reason string) any {
 	return reason
 }
 
+// boxedClass returns an error class as an interface value, without
+// allocating for the classes the optimization layer's rules give.
+func boxedClass(class string) any {
+	switch class {
+	case "transient":
+		return "transient"
+	case "permanent":
+		return "permanent"
+	case "rate_limited":
+		return "rate_limited"
+	case "timeout":
+		return "timeout"
+	case "circuit_open":
+		return "circuit_open"
+	}
+	return class
+}
+
 // Permanent marks err as one another attempt cannot mend: the step makes
 // no further attempt and goes straight to its fallback. The result
 // matches err with [errors.Is] and [errors.As]. Permanent(nil) is nil.

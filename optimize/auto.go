@@ -77,8 +77,9 @@ type tuner struct {
 
 	stop      chan struct{}
 	done      chan struct{}
-	decisions atomic.Int64 // switches made, for Stats
-	panics    atomic.Int64 // ticks that panicked, contained
+	wake      chan struct{} // a step's pattern just reached its threshold: tune now
+	decisions atomic.Int64  // switches made, for Stats
+	panics    atomic.Int64  // ticks that panicked, contained
 }
 
 var (
@@ -113,7 +114,25 @@ type tunedStep struct {
 var keySeed = maphash.MakeSeed()
 
 func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
-	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec}
+	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1)}
+}
+
+// nudge asks the tuner for a period now: a pattern just reached its
+// threshold, and a fresh executor should not run a whole period without
+// the component it calls for. It never blocks.
+func (t *tuner) nudge() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// counted adds one to a step's counter of the pattern of component bit,
+// nudging the tuner when it reaches threshold while the component is off.
+func (w *watch) counted(c *atomic.Int64, bit uint8, threshold int64) {
+	if c.Add(1) == threshold && w.on&bit == 0 {
+		w.s.t.nudge()
+	}
 }
 
 // Attach puts a watching strategy in the switch of every step of g that
@@ -160,6 +179,8 @@ func (t *tuner) loop() {
 		case <-t.stop:
 			return
 		case <-tick.C:
+			t.safeTick()
+		case <-t.wake:
 			t.safeTick()
 		}
 	}
@@ -346,7 +367,7 @@ func (w *watch) strategy() *engine.Strategy[caudal.StepResult] { return &w.strat
 // Fork counts a fork of a large state, then forks.
 func (w *watch) Fork(parent *state.Store) *state.Store {
 	if w.on&tuneCOW != 0 || stateSize(parent) >= largeState {
-		w.s.largeForks.Add(1)
+		w.counted(&w.s.largeForks, tuneCOW, largeForks)
 	}
 	return w.iso.Fork(parent)
 }
@@ -356,21 +377,36 @@ func (w *watch) Writes(parent, child *state.Store) []statemerge.Write {
 	return w.iso.Writes(parent, child)
 }
 
-// Workers counts a fan-out its cap holds back, then asks the limiter.
+// Workers counts a fan-out its cap holds back, and asks the limiter. A
+// fan-out its cap holds back goes to the adaptive limit at once, before the
+// tuner has switched it on: the pattern shows in the fan-out itself, and a
+// fan-out learns only while it runs (a fresh executor's first map of
+// 256 items would otherwise run whole at the fixed cap).
 func (w *watch) Workers(site engine.Site, cap, n int) (int, bool) {
 	if w.on&tuneAdaptive != 0 || n > cap {
-		w.s.heldBack.Add(1)
+		w.counted(&w.s.heldBack, tuneAdaptive, heldBackFanouts)
+		if l := w.s.t.limiter; l != nil {
+			return l.Workers(site, cap, n)
+		}
 	}
 	return w.lim.Workers(site, cap, n)
 }
 
-// Acquire asks the limiter.
+// Acquire asks the limiter that metered the fan-out: only the adaptive one
+// meters.
 func (w *watch) Acquire(ctx context.Context, site engine.Site, cap int) error {
+	if l := w.s.t.limiter; l != nil {
+		return l.Acquire(ctx, site, cap)
+	}
 	return w.lim.Acquire(ctx, site, cap)
 }
 
-// Release tells the limiter.
+// Release tells the limiter that metered the fan-out.
 func (w *watch) Release(site engine.Site, latency time.Duration, err error) {
+	if l := w.s.t.limiter; l != nil {
+		l.Release(site, latency, err)
+		return
+	}
 	w.lim.Release(site, latency, err)
 }
 
@@ -379,7 +415,7 @@ func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, e
 	key, err := w.keyer.Key(fingerprint, input, st)
 	if err == nil {
 		if h := maphash.String(keySeed, key); w.s.lastKey.Swap(h) == h || w.on&tuneCache != 0 {
-			w.s.repeats.Add(1)
+			w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 		}
 	}
 	return key, err
@@ -390,7 +426,7 @@ func (w *watch) Store(r caudal.StepResult) caudal.StepResult { return w.sharer.S
 
 // Load counts a hit, then prepares the result for its caller.
 func (w *watch) Load(r caudal.StepResult) caudal.StepResult {
-	w.s.repeats.Add(1)
+	w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 	return w.sharer.Load(r)
 }
 
@@ -408,7 +444,7 @@ func (w *watch) Allow(context.Context, engine.Site) error { return nil }
 // outcome ends the row.
 func (w *watch) Done(site engine.Site, err error) {
 	if err != nil && w.s.t.classifier.Classify(site, err).Class == ClassTimeout {
-		w.s.streak.Add(1)
+		w.counted(&w.s.streak, tuneBreaker, timeoutFailures)
 	} else if w.s.streak.Load() != 0 {
 		w.s.streak.Store(0)
 	}
@@ -426,7 +462,7 @@ func (w *watch) count(site engine.Site, err error) {
 	switch judge.Classify(site, err).Class {
 	case ClassPermanent:
 		if (engine.Rules{}).Classify(site, err).Retry { // the baseline would retry it
-			w.s.permanent.Add(1)
+			w.counted(&w.s.permanent, tuneErrors, permanentFailures)
 		}
 	case ClassTimeout, ClassCircuitOpen:
 		w.s.timeouts.Add(1)

@@ -404,7 +404,8 @@ func (bs *breakers) agentBreaker(site engine.Site) *breaker {
 			return b
 		}
 	}
-	b := &breaker{refusal: fmt.Errorf("circuit of step %q's agent (%T): %w", site.Path, site.Agent, caudal.ErrCircuitOpen)}
+	// Short, and free of quotes: a refusal is logged on every refused call.
+	b := &breaker{refusal: fmt.Errorf("%w: the agent of step %s is failing", caudal.ErrCircuitOpen, site.Path)}
 	if ok {
 		bs.storeAgent(key, b)
 	}

@@ -263,9 +263,11 @@ type CircuitBreakerConfig struct {
 
 // AutoConfig configures the automatic optimization: counters per step —
 // atomic adds on paths that already do the work they count, no locks, no
-// clock reads — feed a tuner on a ticker the executor owns, which switches
-// components on for a step only when that step shows their pattern, and
-// off again when it has not for a while:
+// clock reads — feed a tuner on a ticker the executor owns (woken early when
+// a step's pattern reaches its threshold, so that a fresh executor does not
+// run a whole period without what it calls for), which switches components
+// on for a step only when that step shows their pattern, and off again
+// when it has not for a while:
 //
 //   - copy-on-write state (the context manager) for a step that forks a
 //     large state (parallel branches, loop iterations, map items);
@@ -276,8 +278,11 @@ type CircuitBreakerConfig struct {
 //   - error handling for a step whose failures its rules class as
 //     permanent;
 //   - the circuit breaker for a step whose agent times out repeatedly;
-//   - the adaptive limit for a fan-out whose branches or items wait (an
-//     I/O-bound map or capped parallel step).
+//   - the adaptive limit for a fan-out its cap holds back (more branches or
+//     items than its concurrency). A fan-out shows this pattern itself, and
+//     learns only while it runs, so such a fan-out takes the adaptive limit
+//     from the first; the limit itself tells waiting items from CPU-bound
+//     ones (it grows only while the work waits).
 //
 // Each switch is a [caudal.EventTuned] event naming the step, the
 // component and the counts that decided it. The executor-wide components —

@@ -2,7 +2,6 @@ package optimize
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net/http"
 	"slices"
@@ -83,19 +82,22 @@ type (
 )
 
 // builtinVerdict is the verdict of the built-in rules (see
-// [ErrorHandlingConfig]) on err.
+// [ErrorHandlingConfig]) on err. It walks err's chain once: a failure of
+// an error-heavy workload pays one walk, not one per rule.
 func builtinVerdict(err error) engine.Verdict {
-	if errors.Is(err, caudal.ErrCircuitOpen) {
+	var f facts
+	f.walk(err)
+	if f.circuit {
 		return engine.Verdict{Class: ClassCircuitOpen}
 	}
-	if p, ok := errors.AsType[permanentErr](err); ok && p.Permanent() {
+	if f.permanent != nil && f.permanent.Permanent() {
 		return engine.Verdict{Class: ClassPermanent}
 	}
-	if d, ok := retryHint(err); ok {
+	if d, ok := f.retryHint(); ok {
 		return engine.Verdict{Retry: true, Delay: d, Class: ClassRateLimited}
 	}
-	if code, ok := statusCode(err); ok {
-		switch {
+	if f.hasCode {
+		switch code := f.code; {
 		case code == http.StatusTooManyRequests:
 			return engine.Verdict{Retry: true, Class: ClassRateLimited}
 		case code == http.StatusRequestTimeout || code == http.StatusGatewayTimeout:
@@ -106,38 +108,116 @@ func builtinVerdict(err error) engine.Verdict {
 			return engine.Verdict{Class: ClassPermanent}
 		}
 	}
-	if isTimeout(err) {
+	if f.deadline || (f.timeout != nil && f.timeout.Timeout()) {
 		return engine.Verdict{Retry: true, Class: ClassTimeout}
 	}
 	return engine.Verdict{Retry: true, Class: ClassTransient}
 }
 
-// isTimeout reports a deadline: [context.DeadlineExceeded],
-// [caudal.ErrTimeout], or an error whose Timeout() reports true.
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, caudal.ErrTimeout) {
+// facts is what the built-in rules look for in an error's chain: of each
+// interface, the first error in the chain that has it, as errors.As finds
+// it; of each sentinel, whether errors.Is would match it.
+type facts struct {
+	circuit, deadline bool
+	permanent         permanentErr
+	retryAfter        retryAfterErr
+	header            headerErr
+	timeout           timeoutErr
+	code              int
+	hasCode           bool
+}
+
+// walk gathers the facts of err's chain, in the order errors.Is and
+// errors.As visit it (depth first through a join).
+func (f *facts) walk(err error) {
+	for err != nil {
+		f.see(err)
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				f.walk(e)
+			}
+			return
+		default:
+			return
+		}
+	}
+}
+
+// see gathers the facts of one error of a chain.
+func (f *facts) see(e error) {
+	if !f.circuit && matches(e, caudal.ErrCircuitOpen) {
+		f.circuit = true
+	}
+	if !f.deadline && (matches(e, context.DeadlineExceeded) || matches(e, caudal.ErrTimeout)) {
+		f.deadline = true
+	}
+	if f.permanent == nil {
+		f.permanent, _ = e.(permanentErr)
+	}
+	if f.retryAfter == nil {
+		f.retryAfter, _ = e.(retryAfterErr)
+	}
+	if f.header == nil {
+		f.header, _ = e.(headerErr)
+	}
+	if f.timeout == nil {
+		f.timeout, _ = e.(timeoutErr)
+	}
+	if !f.hasCode {
+		f.code, f.hasCode = ownStatus(e)
+	}
+}
+
+// matches is errors.Is's test of one error of a chain against target (a
+// comparable sentinel).
+func matches(e, target error) bool {
+	if e == target {
 		return true
 	}
-	t, ok := errors.AsType[timeoutErr](err)
-	return ok && t.Timeout()
+	if x, ok := e.(interface{ Is(error) bool }); ok {
+		return x.Is(target)
+	}
+	return false
+}
+
+// ownStatus returns the HTTP status e itself exposes, not its chain's.
+func ownStatus(e error) (int, bool) {
+	switch s := e.(type) {
+	case interface{ StatusCode() int }:
+		return s.StatusCode(), true
+	case interface{ HTTPStatusCode() int }:
+		return s.HTTPStatusCode(), true
+	}
+	return 0, false
 }
 
 // retryHint returns the retry-after hint err carries, and whether it
+// carries one (see facts.retryHint).
+func retryHint(err error) (time.Duration, bool) {
+	var f facts
+	f.walk(err)
+	return f.retryHint()
+}
+
+// retryHint returns the retry-after hint of the chain, and whether it
 // carries one: a RetryAfter() time.Duration method's (a negative one counts
 // as 0: no delay of its own), or a Retry-After header's on an HTTP 429 or
 // 503 (through a Header() http.Header method). A header that parses as
 // neither delta-seconds nor an HTTP-date, or names a time past, is no hint.
-func retryHint(err error) (time.Duration, bool) {
-	if ra, ok := errors.AsType[retryAfterErr](err); ok {
-		return max(ra.RetryAfter(), 0), true
+func (f *facts) retryHint() (time.Duration, bool) {
+	if f.retryAfter != nil {
+		return max(f.retryAfter.RetryAfter(), 0), true
 	}
-	h, ok := errors.AsType[headerErr](err)
-	if !ok {
+	h := f.header
+	if h == nil {
 		return 0, false
 	}
 	code, ok := statusCode(h) // the header's own error first
 	if !ok {
-		code, ok = statusCode(err)
+		code, ok = f.code, f.hasCode
 	}
 	if !ok || (code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable) {
 		return 0, false
