@@ -205,6 +205,7 @@ func (b *builder) finish(n node, d *stepDef) {
 		h.Write(kd[:])
 	}
 	h.Sum(nb.digest[:0])
+	nb.site.Shape = binary.LittleEndian.Uint64(nb.digest[:8])
 }
 
 // traitsOf returns what compiled step n, of definition d, does, for a

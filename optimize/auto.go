@@ -72,8 +72,9 @@ type tuner struct {
 	classifier engine.Classifier // error handling's: judges as error handling would, for the counters too
 	guard      engine.Guard      // the breakers
 
-	mu    sync.Mutex
-	steps []*tunedStep // every step of every graph attached
+	mu      sync.Mutex
+	steps   []*tunedStep     // every step of every graph attached
+	learned map[uint64]uint8 // by step shape: the components on when its last build was tuned
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -114,7 +115,7 @@ type tunedStep struct {
 var keySeed = maphash.MakeSeed()
 
 func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
-	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1)}
+	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1), learned: make(map[uint64]uint8)}
 }
 
 // nudge asks the tuner for a period now: a pattern just reached its
@@ -149,8 +150,16 @@ func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 		}
 		site.Node = nil
 		s := &tunedStep{site: site, slot: &g.Slots[i], base: g.Base, t: t}
-		s.slot.Strategy.Store(s.view(0).strategy())
+		// A rebuilt step starts where the last build of its definition
+		// was: a pipeline built per request keeps what was learned.
+		s.on = t.learned[site.Shape]
+		s.slot.Strategy.Store(s.view(s.on).strategy())
 		t.steps = append(t.steps, s)
+		for i := range tuneCount {
+			if bit := uint8(1) << i; s.on&bit != 0 {
+				t.emitLearned(s, bit)
+			}
+		}
 	}
 }
 
@@ -249,6 +258,9 @@ func (s *tunedStep) tune() {
 	}
 	s.on = next
 	s.slot.Strategy.Store(s.view(next).strategy())
+	t.mu.Lock()
+	t.learned[s.site.Shape] = next
+	t.mu.Unlock()
 	for i, c := range changed {
 		if c {
 			t.decisions.Add(1)
@@ -290,6 +302,21 @@ func (t *tuner) emit(s *tunedStep, bit uint8, on bool, count int64) {
 		reason = fmt.Sprintf("%s off: its pattern was not seen for %v", tuneNames[i], time.Duration(t.hold)*t.interval)
 	}
 	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path, Reason: reason})
+}
+
+// emitLearned records that component bit starts on for s, as it was for
+// an earlier build of its definition.
+func (t *tuner) emitLearned(s *tunedStep, bit uint8) {
+	if t.rec == nil {
+		return
+	}
+	i := 0
+	for bit>>uint(i) != 1 {
+		i++
+	}
+	t.decisions.Add(1)
+	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path,
+		Reason: tuneNames[i] + " on: an earlier build of this step showed its pattern"})
 }
 
 // pattern describes the pattern that switched component bit on.

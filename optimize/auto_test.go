@@ -209,3 +209,30 @@ func TestAutoLeavesEnabledComponents(t *testing.T) {
 		t.Errorf("decisions = %q; want none (the context manager is on for every step)", got)
 	}
 }
+
+// TestAutoRemembersRebuiltSteps: a step built again from the same
+// definition starts with the components its earlier build was switched to.
+func TestAutoRemembersRebuiltSteps(t *testing.T) {
+	cache, err := caudal.NewMemoryCache(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) { return caudal.Reply{Output: in}, nil })
+	def := caudal.Cached(caudal.AgentStep("c", echo), cache)
+	d := &decisions{}
+	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
+	first := build(t, def)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := d.find("c: cache-optimization on: "); ok {
+			break
+		}
+		_, _ = ex.Execute(t.Context(), first, "q")
+	}
+	if _, err := ex.Execute(t.Context(), build(t, def), "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.find("c: cache-optimization on: an earlier build"); !ok {
+		t.Errorf("decisions = %q; want the rebuilt step to start with the cache optimization on", d.all())
+	}
+}

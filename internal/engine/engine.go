@@ -29,6 +29,10 @@ type Site struct {
 	// Traits say which seams the step may consult, for a tuner that
 	// watches only the steps where a switch can change something.
 	Traits Traits
+	// Shape is a hash of the step's definition (its fingerprint's first
+	// 8 bytes): the same for every build of the same definition, so that
+	// a tuner may carry what it learned of a step to a rebuilt one.
+	Shape uint64
 }
 
 // Traits is a set of things a step does.
