@@ -142,7 +142,7 @@ func (l *processLayer) call(ctx context.Context, e env, p string, in any, feedba
 			reply.Usage, err = Usage{}, uerr
 		}
 	} else {
-		reply, err = guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
+		reply, err = guarded(ctx, e, g, &l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
 	if err != nil {
 		return reply, err
@@ -165,13 +165,13 @@ type agentLayer struct{ a *agentNode }
 
 func (l agentLayer) call(ctx context.Context, e env, p string, in any, _ string) (Reply, error) {
 	if g := e.strat.Guard; g != nil {
-		return guarded(ctx, e, g, l.a.site, l.a.agent, l.a.streamer, p, in)
+		return guarded(ctx, e, g, &l.a.site, l.a.agent, l.a.streamer, p, in)
 	}
 	return invoke(ctx, e.stream, l.a.agent, l.a.streamer, p, in)
 }
 
 // guarded calls agent under guard g, which knows the step as site.
-func guarded(ctx context.Context, e env, g engine.Guard, site engine.Site, agent Agent, streamer StreamAgent, p string, in any) (Reply, error) {
+func guarded(ctx context.Context, e env, g engine.Guard, site *engine.Site, agent Agent, streamer StreamAgent, p string, in any) (Reply, error) {
 	if err := g.Allow(ctx, site); err != nil {
 		return Reply{}, err
 	}
@@ -481,7 +481,7 @@ func execBareFrom(ctx context.Context, c *rtime, strat *engine.Strategy[StepResu
 	res.Attempts = 1
 	guard := strat.Guard
 	if guard != nil {
-		if err := guard.Allow(ctx, a.site); err != nil {
+		if err := guard.Allow(ctx, &a.site); err != nil {
 			end = c.mono()
 			res.Latency = end - start
 			return end, failedAttempt(ctx, strat, a, p, res, err)
@@ -499,7 +499,7 @@ func execBareFrom(ctx context.Context, c *rtime, strat *engine.Strategy[StepResu
 			}
 		}
 		if guard != nil {
-			guard.Done(a.site, err)
+			guard.Done(&a.site, err)
 		}
 		if err != nil {
 			res.Success = false

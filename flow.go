@@ -343,7 +343,7 @@ func (n *routerNode) choose(ctx context.Context, r *run, p string, in any, res *
 	var reply Reply
 	var err error
 	if strat := r.strategy(&n.nodeBase); strat.Guard != nil {
-		reply, err = guarded(ctx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, strat.Guard, n.site, n.agent, nil, p, in)
+		reply, err = guarded(ctx, env{quota: r.quota, rt: r.rt, strat: strat, stream: r.stream}, strat.Guard, &n.site, n.agent, nil, p, in)
 	} else {
 		reply, err = invoke(ctx, r.stream, n.agent, nil, p, in)
 	}

@@ -672,7 +672,7 @@ type guardSpy struct {
 	refuse map[string]bool // by static path
 }
 
-func (g *guardSpy) Allow(_ context.Context, site engine.Site) error {
+func (g *guardSpy) Allow(_ context.Context, site *engine.Site) error {
 	g.log.add("allow %s", site.Path)
 	if g.refuse[site.Path] {
 		return fmt.Errorf("breaker of %s: %w", site.Path, caudal.ErrCircuitOpen)
@@ -680,7 +680,7 @@ func (g *guardSpy) Allow(_ context.Context, site engine.Site) error {
 	return nil
 }
 
-func (g *guardSpy) Done(site engine.Site, err error) {
+func (g *guardSpy) Done(site *engine.Site, err error) {
 	g.log.add("done %s: %v", site.Path, err)
 }
 

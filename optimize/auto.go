@@ -69,7 +69,7 @@ type tuner struct {
 	sharer     engine.Sharer[caudal.StepResult]
 	near       engine.Near[caudal.StepResult]
 	flight     engine.Flight
-	classifier engine.Classifier // error handling's: judges as error handling would, for the counters too
+	classifier *classifier       // error handling's: judges as error handling would, for the counters too
 	guard      engine.Guard      // the breakers
 
 	mu      sync.Mutex
@@ -465,12 +465,12 @@ func (w *watch) Classify(site engine.Site, err error) engine.Verdict {
 }
 
 // Allow lets every call through: the watch only counts.
-func (w *watch) Allow(context.Context, engine.Site) error { return nil }
+func (w *watch) Allow(context.Context, *engine.Site) error { return nil }
 
 // Done counts a timed-out call into the step's row of timeouts; any other
 // outcome ends the row.
-func (w *watch) Done(site engine.Site, err error) {
-	if err != nil && w.s.t.classifier.Classify(site, err).Class == ClassTimeout {
+func (w *watch) Done(site *engine.Site, err error) {
+	if err != nil && w.s.t.classifier.classify(err).Class == ClassTimeout {
 		w.counted(&w.s.streak, tuneBreaker, timeoutFailures)
 	} else if w.s.streak.Load() != 0 {
 		w.s.streak.Store(0)
@@ -486,7 +486,7 @@ func (w *watch) count(site engine.Site, err error) {
 	if judge == nil {
 		return
 	}
-	switch judge.Classify(site, err).Class {
+	switch judge.classify(err).Class {
 	case ClassPermanent:
 		if (engine.Rules{}).Classify(site, err).Retry { // the baseline would retry it
 			w.counted(&w.s.permanent, tuneErrors, permanentFailures)

@@ -117,7 +117,7 @@ func stateName(word uint64) string {
 // Allow implements [engine.Guard]: nil while site's breaker is closed, or
 // when it lets a probe through; else its refusal, which matches
 // [caudal.ErrCircuitOpen].
-func (bs *breakers) Allow(_ context.Context, site engine.Site) error {
+func (bs *breakers) Allow(_ context.Context, site *engine.Site) error {
 	b := bs.forSite(site)
 	if b.word.Load()&stateMask == stClosed {
 		return nil
@@ -126,7 +126,7 @@ func (bs *breakers) Allow(_ context.Context, site engine.Site) error {
 }
 
 // allowSlow is Allow for a breaker that was not closed.
-func (bs *breakers) allowSlow(b *breaker, site engine.Site) error {
+func (bs *breakers) allowSlow(b *breaker, site *engine.Site) error {
 	for {
 		w := b.word.Load()
 		switch w & stateMask {
@@ -158,7 +158,7 @@ func (bs *breakers) allowSlow(b *breaker, site engine.Site) error {
 
 // Done implements [engine.Guard]: it counts the call's outcome against
 // site's breaker.
-func (bs *breakers) Done(site engine.Site, err error) {
+func (bs *breakers) Done(site *engine.Site, err error) {
 	b := bs.forSite(site)
 	if err != nil {
 		bs.failed(b, site, err)
@@ -174,7 +174,7 @@ func (bs *breakers) Done(site engine.Site, err error) {
 }
 
 // failed counts a call that ended in err.
-func (bs *breakers) failed(b *breaker, site engine.Site, err error) {
+func (bs *breakers) failed(b *breaker, site *engine.Site, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, caudal.ErrCircuitOpen):
 		bs.neutral(b) // says nothing of the agent
@@ -223,7 +223,7 @@ func (bs *breakers) isFailure(err error) bool {
 }
 
 // succeeded counts a call the agent answered.
-func (bs *breakers) succeeded(b *breaker, site engine.Site) {
+func (bs *breakers) succeeded(b *breaker, site *engine.Site) {
 	for {
 		w := b.word.Load()
 		var next uint64
@@ -267,7 +267,7 @@ func (bs *breakers) neutral(b *breaker) {
 // FailureRate × Window opens the breaker, whatever the rest of the window
 // brings: that share of Window calls has failed. It reports whether it
 // opened the breaker.
-func (bs *breakers) tally(b *breaker, site engine.Site, delta uint64, err error) bool {
+func (bs *breakers) tally(b *breaker, site *engine.Site, delta uint64, err error) bool {
 	v := b.calls.Add(delta)
 	if v&(1<<32-1) == bs.window {
 		b.calls.Add(^(v - 1)) // minus v: the next window keeps the calls past this one
@@ -289,7 +289,7 @@ func (bs *breakers) tally(b *breaker, site engine.Site, delta uint64, err error)
 // transition moves b's word from w to next, recording the change of state
 // if there is one; it reports false when another caller changed the word
 // first.
-func (bs *breakers) transition(b *breaker, site engine.Site, w, next uint64, err error) bool {
+func (bs *breakers) transition(b *breaker, site *engine.Site, w, next uint64, err error) bool {
 	if next == stOpen {
 		// Before the swap: a caller that sees it open must see when.
 		b.openedAt.Store(int64(time.Since(bs.epoch)))
@@ -308,7 +308,7 @@ func (bs *breakers) transition(b *breaker, site engine.Site, w, next uint64, err
 }
 
 // emit records that site's breaker went to state, opened by err.
-func (bs *breakers) emit(site engine.Site, state string, err error) {
+func (bs *breakers) emit(site *engine.Site, state string, err error) {
 	if bs.rec == nil {
 		return
 	}
@@ -362,7 +362,7 @@ func (t *siteTable) put(e *siteEntry) {
 }
 
 // forSite returns the breaker of site's agent.
-func (bs *breakers) forSite(site engine.Site) *breaker {
+func (bs *breakers) forSite(site *engine.Site) *breaker {
 	if b := bs.tab.Load().get(site.ID); b != nil {
 		return b
 	}
@@ -371,7 +371,7 @@ func (bs *breakers) forSite(site engine.Site) *breaker {
 
 // add finds or makes the breaker of a site met for the first time, and
 // enters it in the table.
-func (bs *breakers) add(site engine.Site) *breaker {
+func (bs *breakers) add(site *engine.Site) *breaker {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	t := bs.tab.Load()
@@ -397,7 +397,7 @@ func (bs *breakers) add(site engine.Site) *breaker {
 
 // agentBreaker returns the breaker of site's agent, made on first use; a
 // new one for site alone when the agent has no identity.
-func (bs *breakers) agentBreaker(site engine.Site) *breaker {
+func (bs *breakers) agentBreaker(site *engine.Site) *breaker {
 	key, ok := agentKey(site.Agent)
 	if ok {
 		if b, ok := bs.lookupAgent(key); ok {

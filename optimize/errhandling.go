@@ -5,7 +5,9 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -131,12 +133,15 @@ type facts struct {
 // errors.As visit it (depth first through a join).
 func (f *facts) walk(err error) {
 	for err != nil {
-		f.see(err)
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
+		m := methodsOf(err)
+		if m&^(hasUnwrap|hasUnwrapJoin) != 0 || err == caudal.ErrCircuitOpen || err == context.DeadlineExceeded || err == caudal.ErrTimeout {
+			f.see(err, m)
+		}
+		switch {
+		case m&hasUnwrap != 0:
+			err = err.(interface{ Unwrap() error }).Unwrap()
+		case m&hasUnwrapJoin != 0:
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 				f.walk(e)
 			}
 			return
@@ -146,41 +151,102 @@ func (f *facts) walk(err error) {
 	}
 }
 
-// see gathers the facts of one error of a chain.
-func (f *facts) see(e error) {
-	if !f.circuit && matches(e, caudal.ErrCircuitOpen) {
+// see gathers the facts of one error of a chain, whose methods are m.
+func (f *facts) see(e error, m methods) {
+	if !f.circuit && matches(e, m, caudal.ErrCircuitOpen) {
 		f.circuit = true
 	}
-	if !f.deadline && (matches(e, context.DeadlineExceeded) || matches(e, caudal.ErrTimeout)) {
+	if !f.deadline && (matches(e, m, context.DeadlineExceeded) || matches(e, m, caudal.ErrTimeout)) {
 		f.deadline = true
 	}
-	if f.permanent == nil {
-		f.permanent, _ = e.(permanentErr)
+	if f.permanent == nil && m&hasPermanent != 0 {
+		f.permanent = e.(permanentErr)
 	}
-	if f.retryAfter == nil {
-		f.retryAfter, _ = e.(retryAfterErr)
+	if f.retryAfter == nil && m&hasRetryAfter != 0 {
+		f.retryAfter = e.(retryAfterErr)
 	}
-	if f.header == nil {
-		f.header, _ = e.(headerErr)
+	if f.header == nil && m&hasHeader != 0 {
+		f.header = e.(headerErr)
 	}
-	if f.timeout == nil {
-		f.timeout, _ = e.(timeoutErr)
+	if f.timeout == nil && m&hasTimeout != 0 {
+		f.timeout = e.(timeoutErr)
 	}
-	if !f.hasCode {
+	if !f.hasCode && m&hasStatus != 0 {
 		f.code, f.hasCode = ownStatus(e)
 	}
 }
 
-// matches is errors.Is's test of one error of a chain against target (a
-// comparable sentinel).
-func matches(e, target error) bool {
+// methods is the set of methods the built-in rules look for that an
+// error's dynamic type has.
+type methods uint16
+
+const (
+	hasIs methods = 1 << iota
+	hasPermanent
+	hasRetryAfter
+	hasHeader
+	hasTimeout
+	hasStatus
+	hasUnwrap
+	hasUnwrapJoin
+)
+
+// methodSets caches the methods of the error types seen, direct-mapped
+// by the interface's type word: most failures carry a plain error
+// (errors.New, fmt.Errorf), whose chain then costs a load and a compare
+// per link instead of a type assertion per rule. A collision only costs
+// a recomputation.
+var methodSets [256]atomic.Pointer[methodSet]
+
+type methodSet struct {
+	typ uintptr
+	m   methods
+}
+
+// methodsOf returns the methods of e's dynamic type.
+func methodsOf(e error) methods {
+	// The first word of a non-empty interface points to its itab, one
+	// per dynamic type: a key for the type that costs no call.
+	typ := (*[2]uintptr)(unsafe.Pointer(&e))[0]
+	slot := &methodSets[(typ>>5^typ>>13)&255]
+	if ms := slot.Load(); ms != nil && ms.typ == typ {
+		return ms.m
+	}
+	var m methods
+	if _, ok := e.(interface{ Is(error) bool }); ok {
+		m |= hasIs
+	}
+	if _, ok := e.(permanentErr); ok {
+		m |= hasPermanent
+	}
+	if _, ok := e.(retryAfterErr); ok {
+		m |= hasRetryAfter
+	}
+	if _, ok := e.(headerErr); ok {
+		m |= hasHeader
+	}
+	if _, ok := e.(timeoutErr); ok {
+		m |= hasTimeout
+	}
+	if _, ok := ownStatus(e); ok {
+		m |= hasStatus
+	}
+	if _, ok := e.(interface{ Unwrap() error }); ok {
+		m |= hasUnwrap
+	} else if _, ok := e.(interface{ Unwrap() []error }); ok {
+		m |= hasUnwrapJoin
+	}
+	slot.Store(&methodSet{typ: typ, m: m})
+	return m
+}
+
+// matches is errors.Is's test of one error of a chain, whose methods are
+// m, against target (a comparable sentinel).
+func matches(e error, m methods, target error) bool {
 	if e == target {
 		return true
 	}
-	if x, ok := e.(interface{ Is(error) bool }); ok {
-		return x.Is(target)
-	}
-	return false
+	return m&hasIs != 0 && e.(interface{ Is(error) bool }).Is(target)
 }
 
 // ownStatus returns the HTTP status e itself exposes, not its chain's.

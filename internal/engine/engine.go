@@ -199,11 +199,12 @@ func (Fixed) Release(Site, time.Duration, error) {}
 // its fallback. After a call Allow let through, Done reports its error
 // (nil on success; a panic's *PanicError, an invalid usage report's
 // error). The core reads no clock for a guard: one that needs the time
-// reads it, on the paths where it needs it. The baseline is no guard: the
-// agent is called directly.
+// reads it, on the paths where it needs it. site points into the compiled
+// step (no copy per call): read it, never change it. The baseline is no
+// guard: the agent is called directly.
 type Guard interface {
-	Allow(ctx context.Context, site Site) error
-	Done(site Site, err error)
+	Allow(ctx context.Context, site *Site) error
+	Done(site *Site, err error)
 }
 
 // Verdict is a [Classifier]'s judgement of a failed attempt.
