@@ -69,8 +69,8 @@ type tuner struct {
 	sharer     engine.Sharer[caudal.StepResult]
 	near       engine.Near[caudal.StepResult]
 	flight     engine.Flight
-	classifier *classifier       // error handling's: judges as error handling would, for the counters too
-	guard      engine.Guard      // the breakers
+	classifier *classifier  // error handling's: judges as error handling would, for the counters too
+	guard      engine.Guard // the breakers
 
 	mu      sync.Mutex
 	steps   []*tunedStep     // every step of every graph attached
