@@ -142,6 +142,20 @@ func (w *watch) counted(c *atomic.Int64, bit uint8, threshold int64) {
 // plain agent step, a sequence — keep the executor's strategy, and a graph
 // of nothing else costs its executions nothing.
 func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
+	type start struct {
+		s  *tunedStep
+		on uint8
+	}
+	var learned []start
+	defer func() { // outside the lock: a sink may do anything, execute too
+		for _, l := range learned {
+			for i := range tuneCount {
+				if bit := uint8(1) << i; l.on&bit != 0 {
+					t.emitLearned(l.s, bit)
+				}
+			}
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, site := range g.Steps {
@@ -155,10 +169,8 @@ func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 		s.on = t.learned[site.Shape]
 		s.slot.Strategy.Store(s.view(s.on).strategy())
 		t.steps = append(t.steps, s)
-		for i := range tuneCount {
-			if bit := uint8(1) << i; s.on&bit != 0 {
-				t.emitLearned(s, bit)
-			}
+		if s.on != 0 {
+			learned = append(learned, start{s, s.on})
 		}
 	}
 }

@@ -48,8 +48,9 @@ type SampleConfig struct {
 	// (default Duration/4).
 	TailBudget time.Duration
 	// LongRound is the round length from which the collector runs between
-	// rounds, so that one subject's garbage is not collected in another's
-	// batch (default 20ms).
+	// rounds, and then between the subjects' batches of the next round, so
+	// that one subject's garbage is not collected in another's batch
+	// (default 20ms).
 	LongRound time.Duration
 	// Groups is the number of groups of rounds the comparison pairs, and of
 	// instances of every workload with a Rebuild: one per group (default
@@ -161,7 +162,8 @@ type Progress func(done float64, phase string)
 //     rounds ran and every subject has cfg.MinSamples samples, or until
 //     3×cfg.Duration has passed, never with fewer than MinRounds rounds.
 //     After a round longer than cfg.LongRound the collector runs, untimed,
-//     so that no subject pays for another's garbage; the GC CPU time read
+//     and in the rounds that follow it runs before every batch too, so
+//     that no subject pays for another's garbage; the GC CPU time read
 //     around each batch (runtime/metrics) gives GCCPUFraction. Every
 //     cfg.RebuildRounds rounds, each subject with a Rebuild gets a fresh
 //     instance of its workload, warmed by two untimed rounds (one in each
@@ -254,6 +256,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	flip := 0 // 1: the rounds' order is shifted by one (see rebuild)
 	start := time.Now()
 	lastReport := start
+	long := false // the last round was long: collect between its subjects' batches too
 	for rounds := 0; ; rounds++ {
 		elapsed := time.Since(start)
 		if rounds >= cfg.MinRounds {
@@ -275,6 +278,9 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			if j > 0 && long {
+				runtime.GC() // the subject before left its garbage: not this one's to collect
+			}
 			g0 := gc.read()
 			d, err := timeBatch(ctx, subjects[i], batch[i], "sampling")
 			if err != nil {
@@ -285,7 +291,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			round += d
 			perIter[i] = append(perIter[i], float64(d)/float64(batch[i]))
 		}
-		if round >= cfg.LongRound {
+		long = round >= cfg.LongRound
+		if long {
 			runtime.GC()
 		}
 		if (rounds+1)%perGroup == 0 {
