@@ -48,9 +48,9 @@ type SampleConfig struct {
 	// (default Duration/4).
 	TailBudget time.Duration
 	// LongRound is the round length from which the collector runs between
-	// rounds, and then between the subjects' batches of the next round, so
-	// that one subject's garbage is not collected in another's batch
-	// (default 20ms).
+	// rounds, and between the subjects' batches of the next round when the
+	// heap nears the collector's goal, so that one subject's garbage is
+	// not collected in another's batch (default 20ms).
 	LongRound time.Duration
 	// Groups is the number of groups of rounds the comparison pairs, and of
 	// instances of every workload with a Rebuild: one per group (default
@@ -162,8 +162,9 @@ type Progress func(done float64, phase string)
 //     rounds ran and every subject has cfg.MinSamples samples, or until
 //     3×cfg.Duration has passed, never with fewer than MinRounds rounds.
 //     After a round longer than cfg.LongRound the collector runs, untimed,
-//     and in the rounds that follow it runs before every batch too, so
-//     that no subject pays for another's garbage; the GC CPU time read
+//     and in the rounds that follow it also runs before a batch when the
+//     live heap has passed half of the collector's goal, so that no subject
+//     pays for another's garbage; the GC CPU time read
 //     around each batch (runtime/metrics) gives GCCPUFraction. Every
 //     cfg.RebuildRounds rounds, each subject with a Rebuild gets a fresh
 //     instance of its workload, warmed by two untimed rounds (one in each
@@ -256,7 +257,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	flip := 0 // 1: the rounds' order is shifted by one (see rebuild)
 	start := time.Now()
 	lastReport := start
-	long := false // the last round was long: collect between its subjects' batches too
+	long := false // the last round was long: collect between its subjects' batches too, when due
+	heap := newHeapGauge()
 	for rounds := 0; ; rounds++ {
 		elapsed := time.Since(start)
 		if rounds >= cfg.MinRounds {
@@ -278,8 +280,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			if j > 0 && long {
-				runtime.GC() // the subject before left its garbage: not this one's to collect
+			if j > 0 && long && heap.nearGoal() {
+				runtime.GC() // the subjects before left garbage enough to trigger a collection in this one's batch
 			}
 			g0 := gc.read()
 			d, err := timeBatch(ctx, subjects[i], batch[i], "sampling")
@@ -452,6 +454,23 @@ func roundsPerGroup(cfg SampleConfig, batch []int, cost []time.Duration) int {
 }
 
 // gcClock reads the collector's CPU time (runtime/metrics).
+// heapGauge tells, from runtime/metrics (no stop of the world), whether
+// the live heap has grown past half of the collector's goal: a batch that
+// starts there may well pay for a collection of garbage it did not make.
+type heapGauge struct{ sample []metrics.Sample }
+
+func newHeapGauge() *heapGauge {
+	return &heapGauge{sample: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/goal:bytes"}}}
+}
+
+func (h *heapGauge) nearGoal() bool {
+	metrics.Read(h.sample)
+	if h.sample[0].Value.Kind() != metrics.KindUint64 || h.sample[1].Value.Kind() != metrics.KindUint64 {
+		return false
+	}
+	return h.sample[0].Value.Uint64() > h.sample[1].Value.Uint64()/2
+}
+
 type gcClock struct{ sample []metrics.Sample }
 
 func newGCClock() *gcClock {

@@ -173,7 +173,9 @@ func TestJudgeAuto(t *testing.T) {
 	}{
 		{"80 % of the reference", SuiteDesigned, Comparison{ImprovementPct: 40, LowPct: 35, HighPct: 45, Significant: true}, ref, true, ""},
 		{"below 80 %", SuiteDesigned, Comparison{ImprovementPct: 39, LowPct: 35, HighPct: 45, Significant: true}, ref, false, "below 80% of the reference's"},
-		{"not significant", SuiteDesigned, Comparison{ImprovementPct: 45, LowPct: -1, HighPct: 60}, ref, false, "not significantly better"},
+		{"interval not clear of 0", SuiteDesigned, Comparison{ImprovementPct: 45, LowPct: -1, HighPct: 60, Significant: true}, ref, false, "not clearly better"},
+		// Five groups: Wilcoxon cannot reach p < 0.05, the interval can.
+		{"interval clear, few groups", SuiteDesigned, Comparison{ImprovementPct: 100, LowPct: 99.9, HighPct: 100}, ref, true, ""},
 		{"no reference", SuiteMatrix, Comparison{ImprovementPct: 45, LowPct: 40, HighPct: 50, Significant: true}, nil, false, "no reference"},
 		{"seed keeps the budget", SuiteSeed, Comparison{ImprovementPct: -2, LowPct: -4, HighPct: -1, Significant: true}, nil, false, ""},
 	}

@@ -208,8 +208,13 @@ func logFindings(l *Log) []Finding {
 		out = append(out, Finding{Component: component, Pattern: pattern, Evidence: evidence, File: l.File})
 	}
 	runs := countRuns(l.Events)
-	if f := repeatedErrors(l.Events); f != "" {
-		add("error-handling", "failed attempts repeat the same error until the retries are exhausted", f)
+	if same, down := repeatedErrors(l.Events); same != "" || down != "" {
+		if same != "" {
+			add("error-handling", "failed attempts repeat the same error until the retries are exhausted", same)
+		}
+		if down != "" {
+			add("circuit-breaker", "failed attempts repeat a server error or a timeout until the retries are exhausted: the agent is down", down)
+		}
 	}
 	if f := clientErrors(l.Events); f != "" {
 		add("error-handling", "errors whose text shows an HTTP 4xx status: another attempt cannot mend them", f)
@@ -269,8 +274,12 @@ func count(events []Event, kind string) int {
 type stepKey struct{ run, path string }
 
 // repeatedErrors describes the steps whose every failed attempt had one
-// error until the retries ran out, or returns "".
-func repeatedErrors(events []Event) string {
+// error until the retries ran out: in same those whose error another
+// attempt will not mend (error handling stops retrying it), in down those
+// whose error says the agent is down — a 5xx, 408 or 429 status, a timeout,
+// "unavailable", "overloaded" (a breaker stops calling it). Each is "" when
+// there is none.
+func repeatedErrors(events []Event) (same, down string) {
 	type seen struct {
 		errs []string
 	}
@@ -307,15 +316,33 @@ func repeatedErrors(events []Event) string {
 			h.attempts += len(s.errs)
 		}
 	}
-	if len(hits) == 0 {
-		return ""
-	}
-	var parts []string
+	var sameParts, downParts []string
 	for _, p := range sortedKeys(hits) {
 		h := hits[p]
-		parts = append(parts, fmt.Sprintf("%s: %d time(s), %d attempts in all, each failing with %q until retries were exhausted", p, h.times, h.attempts, h.example))
+		part := fmt.Sprintf("%s: %d time(s), %d attempts in all, each failing with %q until retries were exhausted", p, h.times, h.attempts, h.example)
+		if agentDown(h.example) {
+			downParts = append(downParts, part)
+		} else {
+			sameParts = append(sameParts, part)
+		}
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(sameParts, "; "), strings.Join(downParts, "; ")
+}
+
+// agentDown reports whether an error's text says its agent is down rather
+// than that the request is wrong: a 5xx, 408 or 429 status, or words of a
+// timeout or an outage.
+func agentDown(text string) bool {
+	if m := statusRE.FindStringSubmatch(text); m != nil && (m[1][0] == '5' || m[1] == "408" || m[1] == "429") {
+		return true
+	}
+	lower := strings.ToLower(text)
+	for _, w := range []string{"timed out", "timeout", "deadline exceeded", "unavailable", "overloaded", "connection refused"} {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // statusRE finds an HTTP status code in an error's text.

@@ -88,12 +88,13 @@ func TestAnalyzePatterns(t *testing.T) {
 
 func TestAnalyzeQuickstart(t *testing.T) {
 	// A log examples/quickstart recorded: a retried planner failing with
-	// a 503 until its retries run out, then its fallback.
+	// a 503 until its retries run out, then its fallback — an agent down,
+	// which a breaker stops calling (error handling would retry a 503).
 	a := analyzeFiles(t, "testdata/quickstart.jsonl")
-	if a.Keep != "" || len(findings(a, "error-handling")) == 0 {
-		t.Fatalf("Analyze(quickstart) = %+v; want error handling recommended", a)
+	if a.Keep != "" || len(findings(a, "circuit-breaker")) == 0 || len(findings(a, "error-handling")) != 0 {
+		t.Fatalf("Analyze(quickstart) = %+v; want the circuit breaker recommended, not error handling", a)
 	}
-	if f := findings(a, "error-handling")[0]; !strings.Contains(f.Evidence, `report/plan: 1 time(s), 2 attempts in all, each failing with "503 model overloaded"`) {
+	if f := findings(a, "circuit-breaker")[0]; !strings.Contains(f.Evidence, `report/plan: 1 time(s), 2 attempts in all, each failing with "503 model overloaded"`) {
 		t.Errorf("evidence = %q; want the planner's repeated 503", f.Evidence)
 	}
 }
@@ -273,13 +274,13 @@ func TestWriteFormats(t *testing.T) {
 			t.Fatalf("Write(%s) = %v", tt.format, err)
 		}
 	}
-	if !strings.Contains(text.String(), "error-handling\n  - failed attempts repeat the same error") || !strings.Contains(text.String(), "ErrorHandling: optimize.ErrorHandlingConfig{Enabled: true}") || !strings.Contains(text.String(), `"error_handling": {`) {
+	if !strings.Contains(text.String(), "circuit-breaker\n  - failed attempts repeat a server error") || !strings.Contains(text.String(), "CircuitBreaker: optimize.CircuitBreakerConfig{Enabled: true}") || !strings.Contains(text.String(), `"circuit_breaker": {`) {
 		t.Errorf("text output:\n%s\nwant the finding, the Go and the JSON", text.String())
 	}
 	if !strings.HasPrefix(gosrc.String(), "package advised") {
 		t.Errorf("go output:\n%s\nwant a Go file", gosrc.String())
 	}
-	if !strings.Contains(js.String(), `"component": "error-handling"`) {
+	if !strings.Contains(js.String(), `"component": "circuit-breaker"`) {
 		t.Errorf("json output:\n%s\nwant the findings", js.String())
 	}
 	if err := advise.Write(&text, a, "yaml"); err == nil {

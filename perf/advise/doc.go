@@ -22,7 +22,9 @@
 //
 //   - failed attempts repeating one error until retries are exhausted, or
 //     errors whose text shows a 4xx status other than 408 and 429: error
-//     handling (retry only what can succeed);
+//     handling (retry only what can succeed) — unless the repeated error
+//     says the agent is down (a 5xx, 408 or 429 status, a timeout, an
+//     outage): then the circuit breaker, which stops calling it;
 //   - timeouts in a row on one step path: the circuit breaker;
 //   - cache hits: the cache optimization;
 //   - many events per run: the object pool (each event and attempt is an

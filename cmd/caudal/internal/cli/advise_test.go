@@ -23,9 +23,9 @@ func TestAdvise(t *testing.T) {
 		wantErr  string
 		wantExit int
 	}{
-		{"text", []string{"advise", log}, "error-handling\n  - failed attempts repeat the same error until the retries are exhausted", "", 0},
+		{"text", []string{"advise", log}, "circuit-breaker\n  - failed attempts repeat a server error or a timeout until the retries are exhausted", "", 0},
 		{"go", []string{"advise", "--format", "go", log}, "var Config = optimize.Config{", "", 0},
-		{"json", []string{"advise", "--format=json", log}, `"component": "error-handling"`, "", 0},
+		{"json", []string{"advise", "--format=json", log}, `"component": "circuit-breaker"`, "", 0},
 		{"no file", []string{"advise"}, "", "advise: no file", exitUsage},
 		{"bad format", []string{"advise", "--format", "yaml", log}, "", `--format "yaml"`, exitUsage},
 		{"malformed line", []string{"advise", bad}, "", "bad.jsonl:2: not a JSON log record", exitFailure},
