@@ -61,7 +61,7 @@ type RunConfig struct {
 	Requested       []string      `json:"requested,omitempty"` // asked for on the command line
 	// References are the components measured only as the automatic
 	// optimization's references (see [Comparison.Reference]): not asked
-	// for, judged as usual.
+	// for, judged as usual and reported, but not gated by [Check].
 	References      []string `json:"references,omitempty"`
 	WarmupNS        int64    `json:"warmup_ns"`
 	MinRounds       int      `json:"min_rounds"`

@@ -279,3 +279,26 @@ func TestPlanVariants(t *testing.T) {
 		t.Error("planVariants(turbo) = nil error; want unknown variant")
 	}
 }
+
+// TestCheckSkipsReferences: a component measured only as auto's reference
+// is reported with its verdicts, but its gates are not this run's.
+func TestCheckSkipsReferences(t *testing.T) {
+	r := &Report{Suite: SuiteDesigned, Config: RunConfig{Requested: []string{"auto"}, References: []string{"cache-optimization"}},
+		Comparisons: []Comparison{
+			{Scenario: ScenarioCache, Variant: "cache-optimization", Gate: "misses its target"},
+			{Scenario: ScenarioCache, Variant: "auto", Gate: "below 80%"},
+		}}
+	fails := Check(r)
+	if len(fails) != 1 || fails[0].Variant != "auto" {
+		t.Errorf("Check = %v; want auto's gate only", fails)
+	}
+	r.Config.Requested = append(r.Config.Requested, "cache-optimization")
+	if fails := Check(r); len(fails) != 2 {
+		t.Errorf("Check with the reference requested too = %v; want both gates", fails)
+	}
+	r.Suite = SuiteMatrix
+	r.Config.Requested = nil
+	if fails := Check(r); len(fails) != 2 {
+		t.Errorf("Check of a matrix = %v; want every gate", fails)
+	}
+}
