@@ -38,6 +38,9 @@ type graph struct {
 	// that ran this graph, so that its executions find them with an atomic
 	// load instead of a map lookup (other executors look them up).
 	tuned atomic.Pointer[tunedGraph]
+	// firstExec is the id of the first executor with a tuner that ran
+	// this graph (0: none yet), whose first execution attaches nothing.
+	firstExec atomic.Uint64
 }
 
 // tunedGraph is a graph's per-step switches in one executor, known by its

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"github.com/caudal-go/caudal/internal/deepcopy"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -31,7 +33,7 @@ type Executor struct {
 	// closeOnce runs Close's work once; closeErr is its outcome.
 	closeOnce sync.Once
 	closeErr  error
-	graphs    sync.Map   // *graph → *tunedGraph: the per-step switches, with a tuner only
+	graphs    sync.Map   // weak.Pointer[graph] → *tunedGraph: the per-step switches, with a tuner only
 	attachMu  sync.Mutex // serializes attaching a graph to the tuner
 	id        uint64     // unique in the process, for graph.tuned
 }
@@ -408,14 +410,28 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 
 // attach finds, or makes and attaches, the per-step switches of g in this
 // executor, and remembers them in g when it is the graph's first executor
-// with a tuner. Switches the tuner left unset are not consulted at all.
+// with a tuner. Switches the tuner left unset are not consulted at all. A
+// graph's first execution in an executor runs on the executor's strategy
+// and attaches nothing: a pipeline built per request and run once costs
+// the tuner nothing; from the second, the graph is attached. The
+// executor's record of a graph goes when the graph is collected.
 func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
-	if v, ok := ex.graphs.Load(g); ok {
-		return v.(*tunedGraph).slots
+	key := weak.Make(g)
+	if v, ok := ex.graphs.Load(key); ok {
+		if tg := v.(*tunedGraph); tg != &pendingGraph {
+			return tg.slots
+		}
+	} else if g.firstExec.CompareAndSwap(0, ex.id) {
+		return nil // the graph's first execution anywhere: no record at all
+	} else if g.firstExec.Load() != ex.id {
+		if _, loaded := ex.graphs.LoadOrStore(key, &pendingGraph); !loaded {
+			runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
+			return nil // its first execution in this executor
+		}
 	}
 	ex.attachMu.Lock()
 	defer ex.attachMu.Unlock()
-	if v, ok := ex.graphs.Load(g); ok {
+	if v, ok := ex.graphs.Load(key); ok && v.(*tunedGraph) != &pendingGraph {
 		return v.(*tunedGraph).slots
 	}
 	eg := &engine.Graph[StepResult]{
@@ -430,10 +446,18 @@ func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
 	if eg.Untuned() {
 		tg.slots = nil // the tuner set no switch, and never will
 	}
-	ex.graphs.Store(g, tg)
-	g.tuned.CompareAndSwap(nil, tg)
+	if g.firstExec.Load() == ex.id && g.tuned.CompareAndSwap(nil, tg) {
+		return tg.slots // the graph's first executor: the graph holds them, no record needed
+	}
+	if _, loaded := ex.graphs.Swap(key, tg); !loaded {
+		runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
+	}
 	return tg.slots
 }
+
+// pendingGraph marks, in Executor.graphs, a graph run once in that
+// executor and not attached yet.
+var pendingGraph tunedGraph
 
 // strategy returns the seams of step b of g in this executor.
 func (ex *Executor) strategy(g *graph, b *nodeBase) *engine.Strategy[StepResult] {

@@ -2,11 +2,12 @@ package optimize
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -73,8 +74,8 @@ type tuner struct {
 	guard      engine.Guard // the breakers
 
 	mu      sync.Mutex
-	steps   []*tunedStep     // every step of every graph attached
-	learned map[uint64]uint8 // by step shape: the components on when its last build was tuned
+	groups  []weak.Pointer[stepGroup] // the watched steps of each graph attached, while the graph lives
+	learned map[uint64]uint8          // by step shape: the components on when its last build was tuned
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -88,13 +89,20 @@ var (
 	_ engine.Service                  = (*tuner)(nil)
 )
 
+// stepGroup is the watched steps of one attached graph. Its steps' switches
+// keep it alive (a switch's watch points to its step, a step to its group)
+// as long as the graph is, and no longer: the tuner holds it weakly, so a
+// pipeline built per request does not grow the tuner.
+type stepGroup struct{ steps []*tunedStep }
+
 // tunedStep is one step's counters and switch. The counters are the
 // pattern's occurrences since the last tick; the tuner swaps them to zero.
 type tunedStep struct {
-	site engine.Site // Node cleared: the tuner does not keep a dropped step alive
-	slot *engine.Slot[caudal.StepResult]
-	base *engine.Strategy[caudal.StepResult]
-	t    *tuner
+	site  engine.Site // Node cleared: the tuner does not keep a dropped step alive
+	group *stepGroup  // kept alive by the step's switch, for the tuner's weak hold
+	slot  *engine.Slot[caudal.StepResult]
+	base  *engine.Strategy[caudal.StepResult]
+	t     *tuner
 
 	largeForks atomic.Int64 // forks of a large state (any fork while copy-on-write is on)
 	repeats    atomic.Int64 // cache hits and lookups of the key looked up last
@@ -111,8 +119,17 @@ type tunedStep struct {
 	views [1 << tuneCount]*watch // the strategies made so far, by set of components
 }
 
-// keySeed hashes the keys a cache step looks up, to notice a repeat.
-var keySeed = maphash.MakeSeed()
+// keyPrint is a cheap print of a cache key, to notice a repeat: its length
+// and last 8 bytes (a key ends with the input's encoding). Two keys that
+// print alike but differ only count as a repeat: the cache optimization
+// switched on for nothing costs little; hashing every key cost more.
+func keyPrint(key string) uint64 {
+	h := uint64(len(key))
+	if len(key) >= 8 {
+		h ^= binary.LittleEndian.Uint64([]byte(key[len(key)-8:])) * 0x9E3779B97F4A7C15
+	}
+	return h
+}
 
 func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
 	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1), learned: make(map[uint64]uint8)}
@@ -158,17 +175,23 @@ func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	grp := &stepGroup{}
+	defer func() {
+		if len(grp.steps) > 0 {
+			t.groups = append(t.groups, weak.Make(grp))
+		}
+	}()
 	for i, site := range g.Steps {
 		if site.Traits&(engine.Forks|engine.Capped|engine.Cached|engine.Retries|engine.Timeout) == 0 {
 			continue
 		}
 		site.Node = nil
-		s := &tunedStep{site: site, slot: &g.Slots[i], base: g.Base, t: t}
+		s := &tunedStep{site: site, group: grp, slot: &g.Slots[i], base: g.Base, t: t}
 		// A rebuilt step starts where the last build of its definition
 		// was: a pipeline built per request keeps what was learned.
 		s.on = t.learned[site.Shape]
 		s.slot.Strategy.Store(s.view(s.on).strategy())
-		t.steps = append(t.steps, s)
+		grp.steps = append(grp.steps, s)
 		if s.on != 0 {
 			learned = append(learned, start{s, s.on})
 		}
@@ -218,13 +241,25 @@ func (t *tuner) safeTick() {
 	t.tick()
 }
 
-// tick reads every step's counters and switches what they call for.
+// tick reads every live step's counters and switches what they call for;
+// it forgets the groups of graphs collected since.
 func (t *tuner) tick() {
 	t.mu.Lock()
-	steps := t.steps
+	live := make([]*stepGroup, 0, len(t.groups))
+	kept := t.groups[:0]
+	for _, wp := range t.groups {
+		if g := wp.Value(); g != nil {
+			live = append(live, g)
+			kept = append(kept, wp)
+		}
+	}
+	clear(t.groups[len(kept):])
+	t.groups = kept
 	t.mu.Unlock()
-	for _, s := range steps {
-		s.tune()
+	for _, g := range live {
+		for _, s := range g.steps {
+			s.tune()
+		}
 	}
 }
 
@@ -362,11 +397,6 @@ func (s *tunedStep) view(set uint8) *watch {
 	if set&tuneAdaptive != 0 {
 		w.lim = t.limiter
 	}
-	if t.keyer != nil && s.site.Traits&engine.Cached != 0 {
-		// A cache step's keys are the cache optimization's from its first
-		// execution: switching keys later would lose what the backend holds.
-		w.keyer, w.sharer = t.keyer, t.sharer
-	}
 	if set&tuneCache != 0 {
 		st.Near, st.Flight = t.near, t.flight
 	}
@@ -453,7 +483,7 @@ func (w *watch) Release(site engine.Site, latency time.Duration, err error) {
 func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, error) {
 	key, err := w.keyer.Key(fingerprint, input, st)
 	if err == nil {
-		if h := maphash.String(keySeed, key); w.s.lastKey.Swap(h) == h || w.on&tuneCache != 0 {
+		if h := keyPrint(key); w.s.lastKey.Swap(h) == h || w.on&tuneCache != 0 {
 			w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 		}
 	}

@@ -113,8 +113,13 @@ func (l *layer) newTuner(s *seams) *tuner {
 	if c.CacheOptimization.Enabled {
 		t.fixed |= tuneCache
 	} else {
+		// Every cache step's keys and shared results are the cache
+		// optimization's from its first execution, for the whole executor:
+		// keys that changed when the tuner switched would lose what the
+		// step's backend holds, and only cache steps consult them.
+		s.Strategy.Keyer, s.Strategy.Sharer = newFastKeyer(), immutableSharer{}
 		l.near = newNear(c.CacheOptimization)
-		t.keyer, t.sharer, t.near = newFastKeyer(), immutableSharer{}, l.near
+		t.keyer, t.sharer, t.near = s.Strategy.Keyer, s.Strategy.Sharer, l.near
 		if !c.CacheOptimization.WithoutFlight {
 			t.flight = newFlight()
 		}
