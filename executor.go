@@ -416,22 +416,28 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 // the tuner nothing; from the second, the graph is attached. The
 // executor's record of a graph goes when the graph is collected.
 func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
-	key := weak.Make(g)
-	if v, ok := ex.graphs.Load(key); ok {
-		if tg := v.(*tunedGraph); tg != &pendingGraph {
-			return tg.slots
-		}
-	} else if g.firstExec.CompareAndSwap(0, ex.id) {
+	first := g.firstExec.Load() == ex.id
+	if !first && g.firstExec.CompareAndSwap(0, ex.id) {
 		return nil // the graph's first execution anywhere: no record at all
-	} else if g.firstExec.Load() != ex.id {
-		if _, loaded := ex.graphs.LoadOrStore(key, &pendingGraph); !loaded {
+	}
+	var key weak.Pointer[graph] // only other executors keep a record, by a weak key
+	if !first {
+		key = weak.Make(g)
+		if v, ok := ex.graphs.Load(key); ok {
+			if tg := v.(*tunedGraph); tg != &pendingGraph {
+				return tg.slots
+			}
+		} else if _, loaded := ex.graphs.LoadOrStore(key, &pendingGraph); !loaded {
 			runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
 			return nil // its first execution in this executor
 		}
 	}
 	ex.attachMu.Lock()
 	defer ex.attachMu.Unlock()
-	if v, ok := ex.graphs.Load(key); ok && v.(*tunedGraph) != &pendingGraph {
+	if t := g.tuned.Load(); first && t != nil {
+		return t.slots
+	}
+	if v, ok := ex.graphs.Load(key); !first && ok && v.(*tunedGraph) != &pendingGraph {
 		return v.(*tunedGraph).slots
 	}
 	eg := &engine.Graph[StepResult]{
@@ -446,12 +452,11 @@ func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
 	if eg.Untuned() {
 		tg.slots = nil // the tuner set no switch, and never will
 	}
-	if g.firstExec.Load() == ex.id && g.tuned.CompareAndSwap(nil, tg) {
-		return tg.slots // the graph's first executor: the graph holds them, no record needed
+	if first {
+		g.tuned.Store(tg) // the graph's first executor: the graph holds them, no record needed
+		return tg.slots
 	}
-	if _, loaded := ex.graphs.Swap(key, tg); !loaded {
-		runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
-	}
+	ex.graphs.Store(key, tg)
 	return tg.slots
 }
 

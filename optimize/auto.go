@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -74,8 +74,8 @@ type tuner struct {
 	guard      engine.Guard // the breakers
 
 	mu      sync.Mutex
-	groups  []weak.Pointer[stepGroup] // the watched steps of each graph attached, while the graph lives
-	learned map[uint64]uint8          // by step shape: the components on when its last build was tuned
+	groups  []*stepGroup     // the watched steps of each graph attached and not idle
+	learned map[uint64]uint8 // by step shape: the components on when its last build was tuned
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -89,11 +89,15 @@ var (
 	_ engine.Service                  = (*tuner)(nil)
 )
 
-// stepGroup is the watched steps of one attached graph. Its steps' switches
-// keep it alive (a switch's watch points to its step, a step to its group)
-// as long as the graph is, and no longer: the tuner holds it weakly, so a
-// pipeline built per request does not grow the tuner.
-type stepGroup struct{ steps []*tunedStep }
+// stepGroup is the watched steps of one attached graph. The tuner forgets a
+// group idle for Hold periods with nothing on (a pipeline built per request
+// must not grow the tuner, nor its every tick); its steps keep their
+// switches, and a step whose pattern shows again brings its group back.
+type stepGroup struct {
+	steps   []*tunedStep
+	tracked atomic.Bool // in tuner.groups
+	idle    int         // periods without a count nor a component on (tuner goroutine only)
+}
 
 // tunedStep is one step's counters and switch. The counters are the
 // pattern's occurrences since the last tick; the tuner swaps them to zero.
@@ -149,6 +153,9 @@ func (t *tuner) nudge() {
 // nudging the tuner when it reaches threshold while the component is off.
 func (w *watch) counted(c *atomic.Int64, bit uint8, threshold int64) {
 	if c.Add(1) == threshold && w.on&bit == 0 {
+		if !w.s.group.tracked.Load() {
+			w.s.t.track(w.s.group)
+		}
 		w.s.t.nudge()
 	}
 }
@@ -178,7 +185,8 @@ func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 	grp := &stepGroup{}
 	defer func() {
 		if len(grp.steps) > 0 {
-			t.groups = append(t.groups, weak.Make(grp))
+			grp.tracked.Store(true)
+			t.groups = append(t.groups, grp)
 		}
 	}()
 	for i, site := range g.Steps {
@@ -241,30 +249,54 @@ func (t *tuner) safeTick() {
 	t.tick()
 }
 
-// tick reads every live step's counters and switches what they call for;
-// it forgets the groups of graphs collected since.
+// tick reads every tracked step's counters and switches what they call
+// for; it forgets the groups idle for Hold periods with nothing on.
 func (t *tuner) tick() {
 	t.mu.Lock()
-	live := make([]*stepGroup, 0, len(t.groups))
-	kept := t.groups[:0]
-	for _, wp := range t.groups {
-		if g := wp.Value(); g != nil {
-			live = append(live, g)
-			kept = append(kept, wp)
+	groups := slices.Clone(t.groups)
+	t.mu.Unlock()
+	var forget []*stepGroup
+	for _, g := range groups {
+		busy := false
+		for _, s := range g.steps {
+			if s.tune() || s.on != 0 {
+				busy = true
+			}
+		}
+		if g.idle = g.idle + 1; busy {
+			g.idle = 0
+		} else if g.idle >= t.hold {
+			forget = append(forget, g)
 		}
 	}
-	clear(t.groups[len(kept):])
-	t.groups = kept
-	t.mu.Unlock()
-	for _, g := range live {
-		for _, s := range g.steps {
-			s.tune()
+	if len(forget) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.groups = slices.DeleteFunc(t.groups, func(g *stepGroup) bool {
+		if slices.Contains(forget, g) {
+			g.tracked.Store(false)
+			return true
 		}
+		return false
+	})
+}
+
+// track brings an idle group back under the tuner: one of its steps showed
+// a pattern again.
+func (t *tuner) track(g *stepGroup) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if g.tracked.CompareAndSwap(false, true) {
+		g.idle = 0
+		t.groups = append(t.groups, g)
 	}
 }
 
-// tune makes one period's decisions for s.
-func (s *tunedStep) tune() {
+// tune makes one period's decisions for s; it reports whether s counted
+// anything this period.
+func (s *tunedStep) tune() (counted bool) {
 	t := s.t
 	counts := [tuneCount]int64{
 		s.largeForks.Swap(0), s.repeats.Swap(0), s.permanent.Swap(0), s.timeouts.Swap(0), s.heldBack.Swap(0),
@@ -273,6 +305,9 @@ func (s *tunedStep) tune() {
 		// Off, the breaker's pattern is a row of timeouts, however slow:
 		// an outage of 30 s timeouts shows three in no period.
 		counts[3] = s.streak.Load()
+	}
+	for _, c := range counts {
+		counted = counted || c != 0
 	}
 	thresholds := [tuneCount]int64{largeForks, cacheRepeats, permanentFailures, timeoutFailures, heldBackFanouts}
 	next := s.on
@@ -298,7 +333,7 @@ func (s *tunedStep) tune() {
 		}
 	}
 	if next == s.on {
-		return
+		return counted
 	}
 	if next&tuneBreaker == 0 && s.on&tuneBreaker != 0 {
 		s.streak.Store(0) // the watch guards the calls again: a new row
@@ -314,6 +349,7 @@ func (s *tunedStep) tune() {
 			t.emit(s, uint8(1)<<i, next&(uint8(1)<<i) != 0, s.seen[i])
 		}
 	}
+	return counted
 }
 
 // can reports whether the tuner has the component bit to switch to.
