@@ -398,8 +398,10 @@ func (t *tuner) emitLearned(s *tunedStep, bit uint8) {
 		i++
 	}
 	t.decisions.Add(1)
-	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path,
-		Reason: tuneNames[i] + " on: an earlier build of this step showed its pattern"})
+	t.rec.Record(context.Background(), &caudal.Event{
+		Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path,
+		Reason: tuneNames[i] + " on: an earlier build of this step showed its pattern",
+	})
 }
 
 // pattern describes the pattern that switched component bit on.

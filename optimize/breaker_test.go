@@ -378,7 +378,7 @@ type agentKind struct{ name string }
 func (a agentKind) Run(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errBoom }
 
 // ptrAgent is an agent of a pointer type.
-type ptrAgent struct{ n int }
+type ptrAgent struct{ _ int } // sized: distinct agents must have distinct addresses
 
 func (*ptrAgent) Run(context.Context, any) (caudal.Reply, error) { return caudal.Reply{}, errBoom }
 

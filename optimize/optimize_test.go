@@ -90,8 +90,10 @@ func TestValidate(t *testing.T) {
 				optimize.StatusCodes(optimize.ClassRateLimited, 420),
 				optimize.MatchFunc("any", func(error) bool { return true }, optimize.ClassTimeout),
 			}}
-			c.CircuitBreaker = optimize.CircuitBreakerConfig{Enabled: true, ConsecutiveFailures: 5, FailureRate: 1, Window: 1 << 16,
-				ProbeInterval: time.Millisecond, ProbeEvery: -1, HalfOpenProbes: 3}
+			c.CircuitBreaker = optimize.CircuitBreakerConfig{
+				Enabled: true, ConsecutiveFailures: 5, FailureRate: 1, Window: 1 << 16,
+				ProbeInterval: time.Millisecond, ProbeEvery: -1, HalfOpenProbes: 3,
+			}
 		}, ""},
 		{"valid knobs", func(c *optimize.Config) {
 			*c = optimize.All()

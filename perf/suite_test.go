@@ -253,9 +253,12 @@ func TestPlanVariants(t *testing.T) {
 		wantRefs []string
 	}{
 		{"default", Options{Suite: SuiteDesigned}, []string{VariantBaseline, VariantOptimized}, nil},
-		{"auto brings its references", Options{Suite: SuiteDesigned, Variants: []string{VariantAuto, "telemetry"}},
+		{
+			"auto brings its references",
+			Options{Suite: SuiteDesigned, Variants: []string{VariantAuto, "telemetry"}},
 			[]string{VariantBaseline, VariantAuto, "telemetry", "object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"},
-			[]string{"object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"}},
+			[]string{"object-pool", "adaptive-resource-manager", "cache-optimization", "context-manager", "error-handling", "circuit-breaker"},
+		},
 		{"seed keeps auto alone", Options{Suite: SuiteSeed, Variants: []string{VariantAuto}}, []string{VariantBaseline, VariantAuto}, nil},
 		{"baseline is the A/A control", Options{Suite: SuiteSeed, Variants: []string{VariantBaseline}}, []string{VariantBaseline, VariantAA}, nil},
 		{"matrix", Options{Suite: SuiteMatrix, Variants: []string{VariantNaive}}, append([]string{VariantBaseline}, MatrixVariants()...), nil},
@@ -283,11 +286,13 @@ func TestPlanVariants(t *testing.T) {
 // TestCheckSkipsReferences: a component measured only as auto's reference
 // is reported with its verdicts, but its gates are not this run's.
 func TestCheckSkipsReferences(t *testing.T) {
-	r := &Report{Suite: SuiteDesigned, Config: RunConfig{Requested: []string{"auto"}, References: []string{"cache-optimization"}},
+	r := &Report{
+		Suite: SuiteDesigned, Config: RunConfig{Requested: []string{"auto"}, References: []string{"cache-optimization"}},
 		Comparisons: []Comparison{
 			{Scenario: ScenarioCache, Variant: "cache-optimization", Gate: "misses its target"},
 			{Scenario: ScenarioCache, Variant: "auto", Gate: "below 80%"},
-		}}
+		},
+	}
 	fails := Check(r)
 	if len(fails) != 1 || fails[0].Variant != "auto" {
 		t.Errorf("Check = %v; want auto's gate only", fails)

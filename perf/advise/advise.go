@@ -198,9 +198,6 @@ func c2v(component string, r *perf.Report) string {
 	return component
 }
 
-// run identifies one execution of a pipeline in a log.
-type run struct{ file, id string }
-
 // logFindings finds the patterns of one event log.
 func logFindings(l *Log) []Finding {
 	var out []Finding
