@@ -307,3 +307,27 @@ func TestCheckSkipsReferences(t *testing.T) {
 		t.Errorf("Check of a matrix = %v; want every gate", fails)
 	}
 }
+
+// TestJudgePresetBound: a preset with a workload's component may cost there
+// what the component may, where that bound is wider than the budget; a
+// preset without it keeps the budget.
+func TestJudgePresetBound(t *testing.T) {
+	sc, _ := Info(ScenarioDownstream)
+	for _, tt := range []struct {
+		variant  string
+		low, med float64
+		wantGate bool
+	}{
+		{"batch", -14, -13, false},          // the adaptive limit's cost, within its −20 %
+		{"optimized", -14, -13, false},      // All has it too
+		{"batch", -26, -25, true},           // beyond the component's bound
+		{"real-time", -14, -13, true},       // no adaptive limit: the 3 % budget
+		{"context-manager", -14, -13, true}, // a component: the budget
+	} {
+		c := Comparison{Variant: tt.variant, Metric: MetricMeanNS, ImprovementPct: tt.med, LowPct: tt.low, HighPct: tt.med + 1, Significant: true}
+		judge(SuiteDesigned, sc, 1, 1e6, &c, nil)
+		if (c.Gate != "") != tt.wantGate {
+			t.Errorf("%s at %+.0f%% on downstream: gate %q; want a gate %v", tt.variant, tt.med, c.Gate, tt.wantGate)
+		}
+	}
+}
