@@ -39,7 +39,7 @@ type graph struct {
 	// load instead of a map lookup (other executors look them up).
 	tuned atomic.Pointer[tunedGraph]
 	// firstExec is the id of the first executor with a tuner that ran
-	// this graph (0: none yet), whose first execution attaches nothing.
+	// this graph (0: none yet), which keeps its switches in tuned.
 	firstExec atomic.Uint64
 }
 

@@ -410,26 +410,18 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 
 // attach finds, or makes and attaches, the per-step switches of g in this
 // executor, and remembers them in g when it is the graph's first executor
-// with a tuner. Switches the tuner left unset are not consulted at all. A
-// graph's first execution in an executor runs on the executor's strategy
-// and attaches nothing: a pipeline built per request and run once costs
-// the tuner nothing; from the second, the graph is attached. The
-// executor's record of a graph goes when the graph is collected.
+// with a tuner. Switches the tuner left unset are not consulted at all.
+// The graph's first executor keeps them in the graph alone; another keeps
+// a record by a weak key, which goes when the graph is collected. (A graph
+// attached only from its second execution cost auto its wins on a fresh
+// executor's first runs: the first 256-item map at the fixed cap.)
 func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
-	first := g.firstExec.Load() == ex.id
-	if !first && g.firstExec.CompareAndSwap(0, ex.id) {
-		return nil // the graph's first execution anywhere: no record at all
-	}
+	first := g.firstExec.Load() == ex.id || g.firstExec.CompareAndSwap(0, ex.id)
 	var key weak.Pointer[graph] // only other executors keep a record, by a weak key
 	if !first {
 		key = weak.Make(g)
 		if v, ok := ex.graphs.Load(key); ok {
-			if tg := v.(*tunedGraph); tg != &pendingGraph {
-				return tg.slots
-			}
-		} else if _, loaded := ex.graphs.LoadOrStore(key, &pendingGraph); !loaded {
-			runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
-			return nil // its first execution in this executor
+			return v.(*tunedGraph).slots
 		}
 	}
 	ex.attachMu.Lock()
@@ -437,7 +429,7 @@ func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
 	if t := g.tuned.Load(); first && t != nil {
 		return t.slots
 	}
-	if v, ok := ex.graphs.Load(key); !first && ok && v.(*tunedGraph) != &pendingGraph {
+	if v, ok := ex.graphs.Load(key); !first && ok {
 		return v.(*tunedGraph).slots
 	}
 	eg := &engine.Graph[StepResult]{
@@ -457,12 +449,9 @@ func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
 		return tg.slots
 	}
 	ex.graphs.Store(key, tg)
+	runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
 	return tg.slots
 }
-
-// pendingGraph marks, in Executor.graphs, a graph run once in that
-// executor and not attached yet.
-var pendingGraph tunedGraph
 
 // strategy returns the seams of step b of g in this executor.
 func (ex *Executor) strategy(g *graph, b *nodeBase) *engine.Strategy[StepResult] {

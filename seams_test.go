@@ -1139,11 +1139,9 @@ func TestSeamTuner(t *testing.T) {
 	ex := mustNew(t, caudal.InstallSeams(func(s *seamSet) { s.Tuner, base = tuner, s.Strategy }))
 	built := mustBuild(t, pipe)
 
-	// A graph's first execution attaches nothing (a pipeline built per
-	// request and run once costs the tuner nothing); its second attaches
-	// it; once per graph per executor.
-	if _, err := ex.Execute(t.Context(), built, "in"); err != nil || tuner.attached() != 0 {
-		t.Fatalf("first Execute(pipe) = %v, Attach calls %d; want success, 0", err, tuner.attached())
+	// A graph is attached at its first execution, once per executor.
+	if _, err := ex.Execute(t.Context(), built, "in"); err != nil || tuner.attached() != 1 {
+		t.Fatalf("first Execute(pipe) = %v, Attach calls %d; want success, 1", err, tuner.attached())
 	}
 	for range 2 {
 		if _, err := ex.Execute(t.Context(), built, "in"); err != nil {
@@ -1164,9 +1162,9 @@ func TestSeamTuner(t *testing.T) {
 	}
 	other := &tunerSpy{}
 	ex3 := mustNew(t, caudal.InstallSeams(func(s *seamSet) { s.Tuner = other }))
-	for i := range 2 { // built is not its first executor's: the pending mark is the executor's own
-		if _, err := ex3.Execute(t.Context(), built, "in"); err != nil || other.attached() != i {
-			t.Errorf("another executor, execution %d: Execute = %v, Attach calls = %d; want success, %d", i+1, err, other.attached(), i)
+	for i := range 2 { // built is not its first executor's: this one keeps its own record
+		if _, err := ex3.Execute(t.Context(), built, "in"); err != nil || other.attached() != 1 {
+			t.Errorf("another executor, execution %d: Execute = %v, Attach calls = %d; want success, 1", i+1, err, other.attached())
 		}
 	}
 
