@@ -90,8 +90,10 @@ var (
 )
 
 // stepGroup is the watched steps of one attached graph. The tuner forgets a
-// group idle for Hold periods with nothing on (a pipeline built per request
-// must not grow the tuner, nor its every tick); its steps keep their
+// group none of whose steps counted anything for Hold periods, whatever is
+// on (a pipeline built per request must not grow the tuner, nor its every
+// tick: a group kept while something was on grew without bound once the
+// learned components started every rebuilt step on); its steps keep their
 // switches, and a step whose pattern shows again brings its group back.
 type stepGroup struct {
 	steps   []*tunedStep
@@ -250,7 +252,7 @@ func (t *tuner) safeTick() {
 }
 
 // tick reads every tracked step's counters and switches what they call
-// for; it forgets the groups idle for Hold periods with nothing on.
+// for; it forgets the groups that counted nothing for Hold periods.
 func (t *tuner) tick() {
 	t.mu.Lock()
 	groups := slices.Clone(t.groups)
@@ -259,7 +261,7 @@ func (t *tuner) tick() {
 	for _, g := range groups {
 		busy := false
 		for _, s := range g.steps {
-			if s.tune() || s.on != 0 {
+			if s.tune() {
 				busy = true
 			}
 		}
