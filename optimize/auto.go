@@ -66,8 +66,6 @@ type tuner struct {
 	// The components a step may be switched to, shared by the steps.
 	cow        engine.Isolation
 	limiter    engine.Limiter
-	keyer      engine.Keyer
-	sharer     engine.Sharer[caudal.StepResult]
 	near       engine.Near[caudal.StepResult]
 	flight     engine.Flight
 	classifier *classifier  // error handling's: judges as error handling would, for the counters too
@@ -360,7 +358,7 @@ func (t *tuner) can(bit uint8) bool {
 	case tuneCOW:
 		return t.cow != nil
 	case tuneCache:
-		return t.keyer != nil
+		return t.near != nil
 	case tuneErrors:
 		return t.classifier != nil
 	case tuneBreaker:

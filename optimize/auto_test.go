@@ -45,6 +45,19 @@ func (d *decisions) find(prefix string) (string, bool) {
 	return "", false
 }
 
+// executeUntil executes step with in on ex until d holds a decision with
+// prefix, for at most 5 s (the caller checks that it came).
+func executeUntil(t *testing.T, ex *caudal.Executor, step caudal.Step, in any, d *decisions, prefix string, opts ...caudal.Option) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := d.find(prefix); ok {
+			return
+		}
+		_, _ = ex.Execute(t.Context(), step, in, opts...)
+	}
+}
+
 // fastAuto is the Auto preset with a 1 ms period.
 func fastAuto(hold int) optimize.Config {
 	cfg := optimize.Auto()
@@ -150,13 +163,7 @@ func TestAutoErrorHandlingTakesEffect(t *testing.T) {
 	d := &decisions{}
 	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
 	step := build(t, caudal.AgentStep("bad", bad, caudal.WithRetries(3), caudal.WithBackoff(0, 0)))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, ok := d.find("bad: error-handling on"); ok {
-			break
-		}
-		_, _ = ex.Execute(t.Context(), step, "q")
-	}
+	executeUntil(t, ex, step, "q", d, "bad: error-handling on")
 	before := calls.Load()
 	res, err := ex.Execute(t.Context(), step, "q")
 	var se *statusError
@@ -173,13 +180,8 @@ func TestAutoSwitchesOffAfterHold(t *testing.T) {
 	d := &decisions{}
 	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(3)))
 	step := build(t, caudal.AgentStep("bad", bad, caudal.WithRetries(2), caudal.WithBackoff(0, 0)))
+	executeUntil(t, ex, step, "q", d, "bad: error-handling on")
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, ok := d.find("bad: error-handling on"); ok {
-			break
-		}
-		_, _ = ex.Execute(t.Context(), step, "q")
-	}
 	for time.Now().Before(deadline) {
 		if _, ok := d.find("bad: error-handling off"); ok {
 			return
@@ -222,13 +224,7 @@ func TestAutoRemembersRebuiltSteps(t *testing.T) {
 	d := &decisions{}
 	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
 	first := build(t, def)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, ok := d.find("c: cache-optimization on: "); ok {
-			break
-		}
-		_, _ = ex.Execute(t.Context(), first, "q")
-	}
+	executeUntil(t, ex, first, "q", d, "c: cache-optimization on: ")
 	rebuilt := build(t, def)
 	for range 2 { // a graph is attached at its second execution
 		if _, err := ex.Execute(t.Context(), rebuilt, "q"); err != nil {

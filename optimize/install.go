@@ -119,7 +119,7 @@ func (l *layer) newTuner(s *seams) *tuner {
 		// step's backend holds, and only cache steps consult them.
 		s.Strategy.Keyer, s.Strategy.Sharer = newFastKeyer(), immutableSharer{}
 		l.near = newNear(c.CacheOptimization)
-		t.keyer, t.sharer, t.near = s.Strategy.Keyer, s.Strategy.Sharer, l.near
+		t.near = l.near
 		if !c.CacheOptimization.WithoutFlight {
 			t.flight = newFlight()
 		}
