@@ -47,7 +47,7 @@ type graph struct {
 // id (not a pointer: a graph outliving the executor must not keep it).
 type tunedGraph struct {
 	executor uint64
-	slots    []engine.Slot[StepResult]
+	slots    []*engine.Slot[StepResult]
 }
 
 // Build validates the whole graph under s once and compiles it for

@@ -398,7 +398,7 @@ func (ex *Executor) startJournal(g *graph, cp Checkpointer, snap *Snapshot, in a
 
 // slots returns the per-step switches of g in this executor, attaching g to
 // the tuner the first time; nil when the executor has no tuner.
-func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
+func (ex *Executor) slots(g *graph) []*engine.Slot[StepResult] {
 	if ex.seams.Tuner == nil {
 		return nil
 	}
@@ -415,7 +415,7 @@ func (ex *Executor) slots(g *graph) []engine.Slot[StepResult] {
 // a record by a weak key, which goes when the graph is collected. (A graph
 // attached only from its second execution cost auto its wins on a fresh
 // executor's first runs: the first 256-item map at the fixed cap.)
-func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
+func (ex *Executor) attach(g *graph) []*engine.Slot[StepResult] {
 	first := g.firstExec.Load() == ex.id || g.firstExec.CompareAndSwap(0, ex.id)
 	var key weak.Pointer[graph] // only other executors keep a record, by a weak key
 	if !first {
@@ -429,11 +429,13 @@ func (ex *Executor) attach(g *graph) []engine.Slot[StepResult] {
 	if t := g.tuned.Load(); first && t != nil {
 		return t.slots
 	}
-	if v, ok := ex.graphs.Load(key); !first && ok {
-		return v.(*tunedGraph).slots
+	if !first {
+		if v, ok := ex.graphs.Load(key); ok {
+			return v.(*tunedGraph).slots
+		}
 	}
 	eg := &engine.Graph[StepResult]{
-		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]engine.Slot[StepResult], len(g.nodes)),
+		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]*engine.Slot[StepResult], len(g.nodes)),
 		Base: &ex.seams.Strategy,
 	}
 	for i, n := range g.nodes {

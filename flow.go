@@ -154,7 +154,7 @@ func (s *seqNode) exec(ctx context.Context, r *run, p string, in any, res *StepR
 // execBareSeq runs a sequence of bare agent steps when nothing observes,
 // meters or journals the execution: the fast path of such a sequence, which
 // behaves exactly as exec does.
-func execBareSeq(ctx context.Context, c *rtime, base *engine.Strategy[StepResult], slots []engine.Slot[StepResult], s *seqNode, p string, in any, runID string, res *StepResult, st *State) error {
+func execBareSeq(ctx context.Context, c *rtime, base *engine.Strategy[StepResult], slots []*engine.Slot[StepResult], s *seqNode, p string, in any, runID string, res *StepResult, st *State) error {
 	start := c.mono()
 	res.Path, res.RunID, res.Attempts = p, runID, 1
 	res.Children = make([]StepResult, len(s.bare))

@@ -130,7 +130,7 @@ type run struct {
 	rec    engine.Recorder[Event] // nil: no sink
 	alloc  engine.Allocator
 	strat  *engine.Strategy[StepResult]
-	slots  []engine.Slot[StepResult] // nil: no tuner
+	slots  []*engine.Slot[StepResult] // nil: no tuner
 	runID  string
 	quota  *quota     // nil: no limits
 	stream streamFunc // nil: no streaming
@@ -170,10 +170,12 @@ func (r *run) strategy(b *nodeBase) *engine.Strategy[StepResult] {
 
 // strategyOf returns the seams of step b: its switch's in slots (nil: no
 // tuner), or base.
-func strategyOf(base *engine.Strategy[StepResult], slots []engine.Slot[StepResult], b *nodeBase) *engine.Strategy[StepResult] {
+func strategyOf(base *engine.Strategy[StepResult], slots []*engine.Slot[StepResult], b *nodeBase) *engine.Strategy[StepResult] {
 	if slots != nil {
-		if s := slots[b.id].Strategy.Load(); s != nil {
-			return s
+		if sl := slots[b.id]; sl != nil {
+			if s := sl.Strategy.Load(); s != nil {
+				return s
+			}
 		}
 	}
 	return base

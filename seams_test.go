@@ -1114,6 +1114,7 @@ func (tu *tunerSpy) Attach(g *engine.Graph[caudal.StepResult]) {
 	tu.graphs = append(tu.graphs, g)
 	if !tu.idle {
 		for i := range g.Slots {
+			g.Slots[i] = new(engine.Slot[caudal.StepResult])
 			g.Slots[i].Strategy.Store(g.Base)
 		}
 	}
@@ -1184,7 +1185,7 @@ func TestSeamTuner(t *testing.T) {
 	log := &callLog{}
 	refusing := base
 	refusing.Guard = &guardSpy{log: log, refuse: map[string]bool{"pipe/b": true}}
-	slot := &g.Slots[slices.Index(paths, "pipe/b")]
+	slot := g.Slots[slices.Index(paths, "pipe/b")]
 	slot.Strategy.Store(&refusing)
 	aCalls, bCalls := a.calls.Load(), b.calls.Load()
 	_, err := ex.Execute(t.Context(), built, "in")
@@ -1209,8 +1210,9 @@ func TestSeamTuner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	late := &idle.graphs[0].Slots[slices.Index(paths, "pipe/b")]
+	late := new(engine.Slot[caudal.StepResult])
 	late.Strategy.Store(&refusing)
+	idle.graphs[0].Slots[slices.Index(paths, "pipe/b")] = late
 	if _, err := ex2.Execute(t.Context(), built, "in"); err != nil || len(log.all()) != 1 {
 		t.Errorf("Execute(pipe) with a switch stored after Attach left every one unset = %v, guard calls %q; want success, unchanged", err, log.all())
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,9 +27,14 @@ const (
 	largeState = 256
 	// largeForks is the forks of a large state that switch copy-on-write on.
 	largeForks = 2
-	// cacheRepeats is the hits and repeated keys of a cache step that
-	// switch the cache optimization on.
+	// cacheRepeats is the hits of keys hit before, and lookups of a key
+	// already being looked up, of a cache step that switch the cache
+	// optimization on. A key looked up once and hit once — a miss, then a
+	// hit, the seed's shape — is neither: the in-process cache and the
+	// flight group would only cost it.
 	cacheRepeats = 4
+	// hitPrints is the size of a step's table of the keys it hit last.
+	hitPrints = 32
 	// permanentFailures is the failures error handling's rules class as
 	// permanent (which the baseline retries) that switch error handling on.
 	permanentFailures = 2
@@ -72,8 +78,8 @@ type tuner struct {
 	guard      engine.Guard // the breakers
 
 	mu      sync.Mutex
-	groups  []*stepGroup     // the watched steps of each graph attached and not idle
-	learned map[uint64]uint8 // by step shape: the components on when its last build was tuned
+	steps   map[stepKey]*tunedStep // by definition and path: the builds of a step share its tunedStep
+	tracked []*tunedStep           // the steps ticks read: those of steps, and older builds' whose pattern showed again
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -87,56 +93,65 @@ var (
 	_ engine.Service                  = (*tuner)(nil)
 )
 
-// stepGroup is the watched steps of one attached graph. The tuner forgets a
-// group none of whose steps counted anything for Hold periods, whatever is
-// on (a pipeline built per request must not grow the tuner, nor its every
-// tick: a group kept while something was on grew without bound once the
-// learned components started every rebuilt step on); its steps keep their
-// switches, and a step whose pattern shows again brings its group back.
-type stepGroup struct {
-	steps   []*tunedStep
-	tracked atomic.Bool // in tuner.groups
-	idle    int         // periods without a count nor a component on (tuner goroutine only)
+// stepKey is what makes steps one step to the tuner: the same definition
+// (engine.Site.Shape) at the same path. A pipeline built again, per
+// request say, is the same pipeline: its steps share the counters and the
+// switch of their earlier builds, and start with what those learned.
+type stepKey struct {
+	shape uint64
+	path  string
 }
 
-// tunedStep is one step's counters and switch. The counters are the
-// pattern's occurrences since the last tick; the tuner swaps them to zero.
+// tunedStep is one step's counters and switch, shared by every build of
+// the step attached while it is tracked. The counters are the pattern's
+// occurrences since the last tick; the tuner swaps them to zero. The
+// tuner forgets a step that counted nothing for Hold periods (by then
+// every component it switched is off again): a pipeline built per request
+// with a new definition each time must not grow the tuner. Its builds
+// keep their switch, and one whose pattern shows again brings it back.
 type tunedStep struct {
-	site  engine.Site // Node cleared: the tuner does not keep a dropped step alive
-	group *stepGroup  // kept alive by the step's switch, for the tuner's weak hold
-	slot  *engine.Slot[caudal.StepResult]
-	base  *engine.Strategy[caudal.StepResult]
-	t     *tuner
+	key    stepKey
+	traits engine.Traits
+	slot   engine.Slot[caudal.StepResult] // the switch of every build
+	base   *engine.Strategy[caudal.StepResult]
+	t      *tuner
 
-	largeForks atomic.Int64 // forks of a large state (any fork while copy-on-write is on)
-	repeats    atomic.Int64 // cache hits and lookups of the key looked up last
-	lastKey    atomic.Uint64
-	permanent  atomic.Int64 // failures error handling classes permanent
-	timeouts   atomic.Int64 // failures classed timeout, and refusals of an open breaker
-	streak     atomic.Int64 // timed-out calls in a row, while the breaker is off (the watch guards the calls)
-	heldBack   atomic.Int64 // fan-outs with more items than their cap (any fan-out while the limit adapts)
+	largeForks atomic.Int64             // forks of a large state (any fork while copy-on-write is on)
+	repeats    atomic.Int64             // hits of a key hit before, and lookups of a key being looked up (any lookup while the cache optimization is on)
+	pending    atomic.Uint64            // the print of the key being looked up, until its lookup is answered; 0: none
+	hits       [hitPrints]atomic.Uint64 // prints of the keys hit, by print
+	permanent  atomic.Int64             // failures error handling classes permanent
+	timeouts   atomic.Int64             // failures classed timeout, and refusals of an open breaker
+	streak     atomic.Int64             // timed-out calls in a row, while the breaker is off (the watch guards the calls)
+	heldBack   atomic.Int64             // fan-outs with more items than their cap (any fan-out while the limit adapts)
+	tracked    atomic.Bool              // in tuner.tracked
+	onBits     atomic.Uint32            // on, for Stats
 
-	// Read and written by the tuner's goroutine only (and Attach, under mu).
-	on    uint8                  // the components switched on
-	quiet [tuneCount]int         // periods since each component's pattern was last seen
-	seen  [tuneCount]int64       // this period's counts, for the decision's reason
-	views [1 << tuneCount]*watch // the strategies made so far, by set of components
+	// Read and written by the tuner's goroutine only (and Attach, under mu,
+	// before the tuner sees the step).
+	on    uint8            // the components switched on
+	idle  int              // periods without a count
+	quiet [tuneCount]int   // periods since each component's pattern was last seen
+	seen  [tuneCount]int64 // this period's counts, for the decision's reason
+	views []*watch         // the strategies made so far, one per set of components
 }
 
-// keyPrint is a cheap print of a cache key, to notice a repeat: its length
-// and last 8 bytes (a key ends with the input's encoding). Two keys that
-// print alike but differ only count as a repeat: the cache optimization
-// switched on for nothing costs little; hashing every key cost more.
+// keyPrint is a cheap print of a cache key, to notice a repeat, never 0:
+// its length, and 8 bytes from its middle and its end (a key ends with the
+// input's encoding). Two keys that print alike but differ count as a
+// repeat: the cache optimization may come on for nothing; hashing every
+// key would cost more.
 func keyPrint(key string) uint64 {
-	h := uint64(len(key))
-	if len(key) >= 8 {
-		h ^= binary.LittleEndian.Uint64([]byte(key[len(key)-8:])) * 0x9E3779B97F4A7C15
+	h := uint64(len(key)) | 1<<63
+	if n := len(key); n >= 16 {
+		h ^= binary.LittleEndian.Uint64([]byte(key[n-8:])) * 0x9E3779B97F4A7C15
+		h ^= bits.RotateLeft64(binary.LittleEndian.Uint64([]byte(key[n/2-4:n/2+4])), 31) * 0xC2B2AE3D27D4EB4F
 	}
-	return h
+	return h | 1
 }
 
 func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
-	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1), learned: make(map[uint64]uint8)}
+	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1), steps: make(map[stepKey]*tunedStep)}
 }
 
 // nudge asks the tuner for a period now: a pattern just reached its
@@ -153,56 +168,36 @@ func (t *tuner) nudge() {
 // nudging the tuner when it reaches threshold while the component is off.
 func (w *watch) counted(c *atomic.Int64, bit uint8, threshold int64) {
 	if c.Add(1) == threshold && w.on&bit == 0 {
-		if !w.s.group.tracked.Load() {
-			w.s.t.track(w.s.group)
+		if !w.s.tracked.Load() {
+			w.s.t.track(w.s)
 		}
 		w.s.t.nudge()
 	}
 }
 
-// Attach puts a watching strategy in the switch of every step of g that
-// may show a pattern: one that forks the state, fans out under a cap, is a
+// Attach puts a watching switch in the slot of every step of g that may
+// show a pattern: one that forks the state, fans out under a cap, is a
 // cache step, or calls an agent with retries or a timeout. The others — a
 // plain agent step, a sequence — keep the executor's strategy, and a graph
-// of nothing else costs its executions nothing.
+// of nothing else costs its executions nothing. A step built before (the
+// same definition at the same path) gets the switch of its earlier build.
 func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
-	type start struct {
-		s  *tunedStep
-		on uint8
-	}
-	var learned []start
-	defer func() { // outside the lock: a sink may do anything, execute too
-		for _, l := range learned {
-			for i := range tuneCount {
-				if bit := uint8(1) << i; l.on&bit != 0 {
-					t.emitLearned(l.s, bit)
-				}
-			}
-		}
-	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	grp := &stepGroup{}
-	defer func() {
-		if len(grp.steps) > 0 {
-			grp.tracked.Store(true)
-			t.groups = append(t.groups, grp)
-		}
-	}()
 	for i, site := range g.Steps {
 		if site.Traits&(engine.Forks|engine.Capped|engine.Cached|engine.Retries|engine.Timeout) == 0 {
 			continue
 		}
-		site.Node = nil
-		s := &tunedStep{site: site, group: grp, slot: &g.Slots[i], base: g.Base, t: t}
-		// A rebuilt step starts where the last build of its definition
-		// was: a pipeline built per request keeps what was learned.
-		s.on = t.learned[site.Shape]
-		s.slot.Strategy.Store(s.view(s.on).strategy())
-		grp.steps = append(grp.steps, s)
-		if s.on != 0 {
-			learned = append(learned, start{s, s.on})
+		k := stepKey{site.Shape, site.Path}
+		s := t.steps[k]
+		if s == nil {
+			s = &tunedStep{key: k, traits: site.Traits, base: g.Base, t: t}
+			s.slot.Strategy.Store(s.view(0).strategy())
+			s.tracked.Store(true)
+			t.steps[k] = s
+			t.tracked = append(t.tracked, s)
 		}
+		g.Slots[i] = &s.slot
 	}
 }
 
@@ -250,23 +245,17 @@ func (t *tuner) safeTick() {
 }
 
 // tick reads every tracked step's counters and switches what they call
-// for; it forgets the groups that counted nothing for Hold periods.
+// for; it forgets the steps that counted nothing for Hold periods.
 func (t *tuner) tick() {
 	t.mu.Lock()
-	groups := slices.Clone(t.groups)
+	steps := slices.Clone(t.tracked)
 	t.mu.Unlock()
-	var forget []*stepGroup
-	for _, g := range groups {
-		busy := false
-		for _, s := range g.steps {
-			if s.tune() {
-				busy = true
-			}
-		}
-		if g.idle = g.idle + 1; busy {
-			g.idle = 0
-		} else if g.idle >= t.hold {
-			forget = append(forget, g)
+	var forget []*tunedStep
+	for _, s := range steps {
+		if s.tune() {
+			s.idle = 0
+		} else if s.idle++; s.idle >= t.hold {
+			forget = append(forget, s) // and every component is off: quiet as long
 		}
 	}
 	if len(forget) == 0 {
@@ -274,23 +263,27 @@ func (t *tuner) tick() {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.groups = slices.DeleteFunc(t.groups, func(g *stepGroup) bool {
-		if slices.Contains(forget, g) {
-			g.tracked.Store(false)
-			return true
+	for _, s := range forget {
+		s.tracked.Store(false)
+		if t.steps[s.key] == s {
+			delete(t.steps, s.key)
 		}
-		return false
-	})
+	}
+	t.tracked = slices.DeleteFunc(t.tracked, func(s *tunedStep) bool { return !s.tracked.Load() })
 }
 
-// track brings an idle group back under the tuner: one of its steps showed
-// a pattern again.
-func (t *tuner) track(g *stepGroup) {
+// track brings a forgotten step back under the tuner: its pattern showed
+// again. Its later builds share it again, unless another build of its
+// definition took its place meanwhile.
+func (t *tuner) track(s *tunedStep) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if g.tracked.CompareAndSwap(false, true) {
-		g.idle = 0
-		t.groups = append(t.groups, g)
+	if s.tracked.CompareAndSwap(false, true) {
+		s.idle = 0
+		t.tracked = append(t.tracked, s)
+		if t.steps[s.key] == nil {
+			t.steps[s.key] = s
+		}
 	}
 }
 
@@ -339,10 +332,8 @@ func (s *tunedStep) tune() (counted bool) {
 		s.streak.Store(0) // the watch guards the calls again: a new row
 	}
 	s.on = next
+	s.onBits.Store(uint32(next))
 	s.slot.Strategy.Store(s.view(next).strategy())
-	t.mu.Lock()
-	t.learned[s.site.Shape] = next
-	t.mu.Unlock()
 	for i, c := range changed {
 		if c {
 			t.decisions.Add(1)
@@ -350,6 +341,22 @@ func (s *tunedStep) tune() (counted bool) {
 		}
 	}
 	return counted
+}
+
+// tuned returns the components switched on, by step path, for Stats.
+func (t *tuner) tuned() map[string][]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string][]string)
+	for _, s := range t.tracked {
+		on := uint8(s.onBits.Load())
+		for i := range tuneCount {
+			if on&(1<<i) != 0 && !slices.Contains(m[s.key.path], tuneNames[i]) {
+				m[s.key.path] = append(m[s.key.path], tuneNames[i])
+			}
+		}
+	}
+	return m
 }
 
 // can reports whether the tuner has the component bit to switch to.
@@ -384,24 +391,7 @@ func (t *tuner) emit(s *tunedStep, bit uint8, on bool, count int64) {
 	} else {
 		reason = fmt.Sprintf("%s off: its pattern was not seen for %v", tuneNames[i], time.Duration(t.hold)*t.interval)
 	}
-	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path, Reason: reason})
-}
-
-// emitLearned records that component bit starts on for s, as it was for
-// an earlier build of its definition.
-func (t *tuner) emitLearned(s *tunedStep, bit uint8) {
-	if t.rec == nil {
-		return
-	}
-	i := 0
-	for bit>>uint(i) != 1 {
-		i++
-	}
-	t.decisions.Add(1)
-	t.rec.Record(context.Background(), &caudal.Event{
-		Kind: caudal.EventTuned, Time: time.Now(), Path: s.site.Path,
-		Reason: tuneNames[i] + " on: an earlier build of this step showed its pattern",
-	})
+	t.rec.Record(context.Background(), &caudal.Event{Kind: caudal.EventTuned, Time: time.Now(), Path: s.key.path, Reason: reason})
 }
 
 // pattern describes the pattern that switched component bit on.
@@ -410,7 +400,7 @@ func pattern(bit uint8, n int64, period time.Duration) string {
 	case tuneCOW:
 		return fmt.Sprintf("%d forks of a state of %d or more values in %v", n, largeState, period)
 	case tuneCache:
-		return fmt.Sprintf("%d cache hits and repeated keys in %v", n, period)
+		return fmt.Sprintf("%d hits of keys hit before and lookups of a key already being looked up in %v", n, period)
 	case tuneErrors:
 		return fmt.Sprintf("%d failures classed permanent, which the baseline retries, in %v", n, period)
 	case tuneBreaker:
@@ -423,8 +413,10 @@ func pattern(bit uint8, n int64, period time.Duration) string {
 // view returns the watching strategy of s with the components of set on,
 // made once per set.
 func (s *tunedStep) view(set uint8) *watch {
-	if w := s.views[set]; w != nil {
-		return w
+	for _, w := range s.views {
+		if w.on == set|s.t.fixed {
+			return w
+		}
 	}
 	t, b := s.t, s.base
 	w := &watch{s: s, on: set | s.t.fixed, iso: b.Isolation, lim: b.Limiter, keyer: b.Keyer, sharer: b.Sharer, cl: b.Classifier}
@@ -447,11 +439,11 @@ func (s *tunedStep) view(set uint8) *watch {
 	switch {
 	case set&tuneBreaker != 0:
 		st.Guard = t.guard
-	case t.guard != nil && s.site.Traits&engine.Timeout != 0:
+	case t.guard != nil && s.traits&engine.Timeout != 0:
 		st.Guard = w // counts the timeouts in a row
 	}
 	w.strat = st
-	s.views[set] = w
+	s.views = append(s.views, w)
 	return w
 }
 
@@ -517,23 +509,49 @@ func (w *watch) Release(site engine.Site, latency time.Duration, err error) {
 	w.lim.Release(site, latency, err)
 }
 
-// Key computes the key and counts a repeat of the last one.
+// Key computes the key, and counts a lookup of a key already being
+// looked up: concurrent identical misses, the flight group's pattern.
+// While the cache optimization is on it counts every lookup: its
+// in-process cache answers the hits it would count, and it stays on while
+// the step is used.
 func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, error) {
 	key, err := w.keyer.Key(fingerprint, input, st)
-	if err == nil {
-		if h := keyPrint(key); w.s.lastKey.Swap(h) == h || w.on&tuneCache != 0 {
+	switch {
+	case err != nil:
+	case w.on&tuneCache != 0:
+		w.counted(&w.s.repeats, tuneCache, cacheRepeats)
+	default:
+		if p := keyPrint(key); w.s.pending.Load() == p {
 			w.counted(&w.s.repeats, tuneCache, cacheRepeats)
+		} else {
+			w.s.pending.Store(p)
 		}
 	}
 	return key, err
 }
 
-// Store prepares a result for the cache.
-func (w *watch) Store(r caudal.StepResult) caudal.StepResult { return w.sharer.Store(r) }
+// Store prepares a result for the cache: the lookup missed, and is
+// answered.
+func (w *watch) Store(r caudal.StepResult) caudal.StepResult {
+	if w.on&tuneCache == 0 && w.s.pending.Load() != 0 {
+		w.s.pending.Store(0)
+	}
+	return w.sharer.Store(r)
+}
 
-// Load counts a hit, then prepares the result for its caller.
+// Load counts a hit of a key hit before — the in-process cache's pattern
+// —, then prepares the result for its caller.
 func (w *watch) Load(r caudal.StepResult) caudal.StepResult {
-	w.counted(&w.s.repeats, tuneCache, cacheRepeats)
+	if w.on&tuneCache == 0 {
+		if p := w.s.pending.Load(); p != 0 {
+			w.s.pending.Store(0)
+			if seen := &w.s.hits[p%hitPrints]; seen.Load() == p {
+				w.counted(&w.s.repeats, tuneCache, cacheRepeats)
+			} else {
+				seen.Store(p)
+			}
+		}
+	}
 	return w.sharer.Load(r)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,7 +214,8 @@ func TestAutoLeavesEnabledComponents(t *testing.T) {
 }
 
 // TestAutoRemembersRebuiltSteps: a step built again from the same
-// definition starts with the components its earlier build was switched to.
+// definition is the same step to the tuner: it starts with the components
+// its earlier build was switched to, without another decision.
 func TestAutoRemembersRebuiltSteps(t *testing.T) {
 	cache, err := caudal.NewMemoryCache(16)
 	if err != nil {
@@ -225,13 +227,56 @@ func TestAutoRemembersRebuiltSteps(t *testing.T) {
 	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
 	first := build(t, def)
 	executeUntil(t, ex, first, "q", d, "c: cache-optimization on: ")
+	before, _ := optimize.StatsOf(ex)
+	if want := map[string][]string{"c": {"cache-optimization"}}; !reflect.DeepEqual(before.Tuned, want) {
+		t.Fatalf("Stats.Tuned = %v; want %v", before.Tuned, want)
+	}
 	rebuilt := build(t, def)
-	for range 2 { // a graph is attached at its second execution
+	for range 3 { // a hit offered twice to the near cache is taken, the third is served from it
 		if _, err := ex.Execute(t.Context(), rebuilt, "q"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := d.find("c: cache-optimization on: an earlier build"); !ok {
-		t.Errorf("decisions = %q; want the rebuilt step to start with the cache optimization on", d.all())
+	after, _ := optimize.StatsOf(ex)
+	if after.Decisions != before.Decisions || after.CacheEntries != before.CacheEntries+1 {
+		t.Errorf("after 3 executes of the rebuilt step: %d decisions, %d near cache entries; want %d (no new one), %d (the rebuilt step's result taken by the near cache)",
+			after.Decisions, after.CacheEntries, before.Decisions, before.CacheEntries+1)
+	}
+}
+
+// TestAutoForgetsIdleSteps: rebuilds of one definition are one tracked
+// step, and steps of definitions no longer executed are forgotten after
+// Hold periods: a pipeline built per request does not grow the tuner.
+func TestAutoForgetsIdleSteps(t *testing.T) {
+	cache, err := caudal.NewMemoryCache(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) { return caudal.Reply{Output: in}, nil })
+	ex := newExecutor(t, optimize.Use(fastAuto(50)))
+	def := caudal.Cached(caudal.AgentStep("same", echo), cache)
+	for range 50 {
+		if _, err := ex.Execute(t.Context(), build(t, def), "q"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := optimize.TrackedSteps(ex); n != 1 {
+		t.Errorf("tracked steps after 50 builds of one definition = %d; want 1", n)
+	}
+	for i := range 50 {
+		step := build(t, caudal.Cached(caudal.AgentStep(fmt.Sprint("request-", i), echo), cache))
+		if _, err := ex.Execute(t.Context(), step, "q"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := optimize.TrackedSteps(ex); n < 2 {
+		t.Fatalf("tracked steps after 50 new definitions = %d; want them tracked", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for optimize.TrackedSteps(ex) != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := optimize.TrackedSteps(ex); n != 0 {
+		t.Errorf("tracked steps 5 s after the last execute = %d; want 0 (each idle for 50 periods of 1 ms)", n)
 	}
 }

@@ -581,14 +581,26 @@ func (d *doorkeeper) init(capacity int) {
 	d.mask = uint64(n - 1)
 }
 
+// bitsOf returns the two bits of the key of hash h: words and masks.
+func (d *doorkeeper) bitsOf(h uint64) (wi *atomic.Uint64, bi uint64, wj *atomic.Uint64, bj uint64) {
+	i, j := (h>>17^h)&d.mask, (h>>41^h*0x9E3779B97F4A7C15)&d.mask // not the bits that pick the shard
+	return &d.bits[i/64], uint64(1) << (i % 64), &d.bits[j/64], uint64(1) << (j % 64)
+}
+
+// offered reports whether the key of hash h may have been offered since
+// the doorkeeper was last cleared: a key it answers false for is not in
+// the near cache unless it was taken before that clear.
+func (d *doorkeeper) offered(h uint64) bool {
+	wi, bi, wj, bj := d.bitsOf(h)
+	return wi.Load()&bi != 0 && wj.Load()&bj != 0
+}
+
 // admit reports whether the key of hash h was offered before, and marks
 // it when it was not. A key is two bits (a Bloom filter of two hashes),
 // and the filter is cleared once an eighth of its bits are set: a key
 // offered once passes for one offered twice about once in 300 times.
 func (d *doorkeeper) admit(h uint64) bool {
-	i, j := (h>>17^h)&d.mask, (h>>41^h*0x9E3779B97F4A7C15)&d.mask // not the bits that pick the shard
-	wi, bi := &d.bits[i/64], uint64(1)<<(i%64)
-	wj, bj := &d.bits[j/64], uint64(1)<<(j%64)
+	wi, bi, wj, bj := d.bitsOf(h)
 	if wi.Load()&bi != 0 && wj.Load()&bj != 0 {
 		return true
 	}
@@ -610,18 +622,35 @@ type nearShard struct {
 
 	mu         sync.Mutex // protects the writes to tab's slots, and live, dead, hand
 	capacity   int        // the most live entries
-	live, dead int        // entries, tombstones in tab
+	live, dead int        // entries in tab, and slots of entries gone
 	hand       int        // the CLOCK hand: a slot of tab
 
 	_ [64]byte // keeps shards apart in memory
 }
 
 // nearTable is a shard's table: a power of two of slots, at least a
-// quarter of them nil, so that a probe always ends.
+// quarter of them never used, so that a probe always ends.
 type nearTable struct {
-	slots []atomic.Pointer[nearEntry]
+	slots []nearSlot
 	mask  uint64
 }
+
+// nearSlot is a slot of a nearTable: its entry, and the entry's tag, so
+// that a probe passes the entries of other keys without reading them (a
+// lookup that misses in a full table reads a few adjacent slots, not a
+// few entries scattered over the heap). A writer stores the entry before
+// the tag; a reader that matches a tag checks the entry it then loads.
+type nearSlot struct {
+	tag atomic.Uint64 // 0: never used (a probe ends here); deadTag: its entry went; else tagOf the entry's hash
+	e   atomic.Pointer[nearEntry]
+}
+
+// deadTag is the tag of a slot whose entry went: a probe goes on past it.
+// It is even, and tagOf odd: no lookup matches it.
+const deadTag = 2
+
+// tagOf returns the tag of an entry of hash h: never 0 nor deadTag.
+func tagOf(h uint64) uint64 { return h | 1 }
 
 // nearEntry is a cached result; immutable once published, but for used.
 type nearEntry struct {
@@ -633,9 +662,6 @@ type nearEntry struct {
 	deadline int64 // on the executor's monotonic clock, in ns
 	used     atomic.Bool
 }
-
-// tombstone marks a slot whose entry went: a probe goes on past it.
-var tombstone = &nearEntry{}
 
 func newNear(cfg CacheConfig) *near {
 	n, capacity := cfg.shards(), cfg.capacity()
@@ -659,10 +685,18 @@ func newNear(cfg CacheConfig) *near {
 
 func newNearTable(capacity int) *nearTable {
 	size := max(8, ceilPow2(2*capacity))
-	return &nearTable{slots: make([]atomic.Pointer[nearEntry], size), mask: uint64(size - 1)}
+	return &nearTable{slots: make([]nearSlot, size), mask: uint64(size - 1)}
 }
 
 func (n *near) shard(h uint64) *nearShard { return &n.shards[h>>n.shift] }
+
+// nearHash places the entry of key for site: the key's hash mixed with the
+// step's ID, so that the entries of one key for many steps — the builds of
+// a pipeline rebuilt per request, most of them gone — spread over the
+// table instead of making one long run that every lookup of the key walks.
+func nearHash(site engine.Site, key string) uint64 {
+	return hashOfKey(key) ^ site.ID*0x9E3779B97F4A7C15
+}
 
 // Get implements [engine.Near]: the result is copied for the caller by
 // the plan made when the entry was set.
@@ -670,14 +704,26 @@ func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.Step
 	if n.entries.Load() == 0 {
 		return caudal.StepResult{}, false // nothing was admitted: inputs seen once, say
 	}
-	h := hashOfKey(key)
+	h := nearHash(site, key)
+	if !n.door.offered(h) {
+		// Never offered since the doorkeeper's last clear: a fresh key
+		// misses without a probe. (An entry taken before the clear is
+		// missed until its next offer: one more trip to the backend.)
+		return caudal.StepResult{}, false
+	}
+	tag := tagOf(h)
 	t := n.shard(h).tab.Load()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		e := t.slots[i].Load()
-		if e == nil {
+		sl := &t.slots[i]
+		switch sl.tag.Load() {
+		case 0:
 			return caudal.StepResult{}, false
+		case tag:
+		default:
+			continue
 		}
-		if e.hash != h || e == tombstone || e.key != key || e.step != site.ID {
+		e := sl.e.Load()
+		if e == nil || e.hash != h || e.key != key || e.step != site.ID {
 			continue
 		}
 		if int64(now) >= e.deadline {
@@ -695,8 +741,8 @@ func (n *near) Get(site engine.Site, key string, now time.Duration) (caudal.Step
 // inputs seen once or twice — the common case of fresh inputs — cost the
 // near cache nothing but a bit in its doorkeeper.
 func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl, now time.Duration) {
-	h := hashOfKey(key)
-	if !n.door.admit(h ^ site.ID*0x9E3779B97F4A7C15) { // a rebuilt step is another step: its entries start over
+	h := nearHash(site, key)
+	if !n.door.admit(h) { // a rebuilt step is another step: its entries start over
 		return
 	}
 	if ttl <= 0 || ttl > n.ttl {
@@ -712,33 +758,38 @@ func (n *near) Set(site engine.Site, key string, r caudal.StepResult, ttl, now t
 // put stores e in s, in place of an entry of the same site and key.
 func (s *nearShard) put(e *nearEntry, now int64) {
 	t := s.tab.Load()
-	free := -1 // the first tombstone on the probe
+	tag := tagOf(e.hash)
+	free := -1 // the first slot on the probe whose entry went
 	i := e.hash & t.mask
 	for ; ; i = (i + 1) & t.mask {
-		old := t.slots[i].Load()
-		if old == nil {
-			break
-		}
-		if old == tombstone {
+		sl := &t.slots[i]
+		switch sl.tag.Load() {
+		case 0:
+		case deadTag:
 			if free < 0 {
 				free = int(i)
 			}
 			continue
+		case tag:
+			if old := sl.e.Load(); old.hash == e.hash && old.key == e.key && old.step == e.step {
+				sl.e.Store(e)
+				return
+			}
+			continue
+		default:
+			continue
 		}
-		if old.hash == e.hash && old.key == e.key && old.step == e.step {
-			t.slots[i].Store(e)
-			return
-		}
+		break
 	}
 	if s.live >= s.capacity {
 		s.evict(t, now)
 	}
 	if free >= 0 {
-		t.slots[free].Store(e)
+		i = uint64(free)
 		s.dead--
-	} else {
-		t.slots[i].Store(e)
 	}
+	t.slots[i].e.Store(e)
+	t.slots[i].tag.Store(tag)
 	s.live++
 	s.near.entries.Add(1)
 	if 4*(s.live+s.dead) >= 3*len(t.slots) {
@@ -750,17 +801,18 @@ func (s *nearShard) put(e *nearEntry, now int64) {
 // unmarked entry it meets, unmarking the marked ones it passes.
 func (s *nearShard) evict(t *nearTable, now int64) {
 	for range 2*len(t.slots) + 1 {
-		i := s.hand
+		sl := &t.slots[s.hand]
 		s.hand = (s.hand + 1) & int(t.mask)
-		e := t.slots[i].Load()
-		if e == nil || e == tombstone {
+		if tag := sl.tag.Load(); tag == 0 || tag == deadTag {
 			continue
 		}
+		e := sl.e.Load()
 		if e.used.Load() && now < e.deadline {
 			e.used.Store(false)
 			continue
 		}
-		t.slots[i].Store(tombstone)
+		sl.tag.Store(deadTag)
+		sl.e.Store(nil)
 		s.live--
 		s.near.entries.Add(-1)
 		s.dead++
@@ -768,20 +820,22 @@ func (s *nearShard) evict(t *nearTable, now int64) {
 	}
 }
 
-// rebuild replaces t with a table of its live entries, without tombstones;
-// readers still probing t finish there.
+// rebuild replaces t with a table of its live entries, without the slots
+// of entries gone; readers still probing t finish there.
 func (s *nearShard) rebuild(t *nearTable) {
 	nt := newNearTable(s.capacity)
 	for i := range t.slots {
-		e := t.slots[i].Load()
-		if e == nil || e == tombstone {
+		sl := &t.slots[i]
+		if tag := sl.tag.Load(); tag == 0 || tag == deadTag {
 			continue
 		}
+		e := sl.e.Load()
 		j := e.hash & nt.mask
-		for nt.slots[j].Load() != nil {
+		for nt.slots[j].tag.Load() != 0 {
 			j = (j + 1) & nt.mask
 		}
-		nt.slots[j].Store(e)
+		nt.slots[j].e.Store(e)
+		nt.slots[j].tag.Store(tagOf(e.hash))
 	}
 	s.dead, s.hand = 0, 0
 	s.tab.Store(nt)

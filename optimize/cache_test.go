@@ -717,6 +717,24 @@ func BenchmarkNearGet(b *testing.B) {
 	})
 }
 
+// BenchmarkNearMissFull is a lookup that misses in a full near cache
+// whose entries are one key's, for many steps gone since (the builds of a
+// pipeline rebuilt per request): the common case of a fresh input.
+func BenchmarkNearMissFull(b *testing.B) {
+	n := optimize.NewNear(optimize.CacheConfig{})
+	key, _ := optimize.FastKeyer.Key("fp", map[string]any{"prompt": "q"}, nil)
+	for i := range 8192 {
+		n.Set(engine.Site{Path: "gone", ID: uint64(1e6 + i)}, key, caudal.StepResult{Output: "x"}, 0)
+	}
+	live := engine.Site{Path: "live", ID: 42}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := n.Get(live, key); ok {
+			b.Fatal("hit")
+		}
+	}
+}
+
 func BenchmarkCacheHit(b *testing.B) {
 	for _, exe := range executors {
 		b.Run("impl="+exe.name, func(b *testing.B) {

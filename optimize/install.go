@@ -166,6 +166,9 @@ type Stats struct {
 	// component on or off for a step; TunerPanics how many of its periods
 	// panicked (contained: the steps keep their strategies).
 	Decisions, TunerPanics int64
+	// Tuned is the components the automatic optimization has switched on,
+	// by step path, for the steps that have any on; nil when it is off.
+	Tuned map[string][]string
 	// Circuits is the state of the circuit breaker of each step that has
 	// called its agent, by step path: "closed", "open" or "half_open"
 	// (steps sharing an agent share a breaker); nil when the circuit
@@ -195,6 +198,7 @@ func StatsOf(ex *caudal.Executor) (st Stats, ok bool) {
 	}
 	if l.tuner != nil {
 		st.Decisions, st.TunerPanics = l.tuner.decisions.Load(), l.tuner.panics.Load()
+		st.Tuned = l.tuner.tuned()
 	}
 	if l.breakers != nil {
 		st.Circuits = l.breakers.circuits()

@@ -32,6 +32,11 @@ func benchExecute(b *testing.B, cfg *optimize.Config, step caudal.Step, opts []c
 	}
 }
 
+func autoConfig() *optimize.Config {
+	cfg := optimize.Auto()
+	return &cfg
+}
+
 func component(name string) *optimize.Config {
 	cfg, ok := optimize.Component(name)
 	if !ok {
@@ -103,42 +108,43 @@ func BenchmarkTelemetryCheapSink(b *testing.B) {
 // hit twice): what it must not do is cost.
 func BenchmarkCacheMissThenHit(b *testing.B) {
 	echo := caudal.AgentFunc(func(_ context.Context, _ any) (caudal.Reply, error) { return caudal.Reply{Output: "output"}, nil })
-	const batch = 256
-	inputs := make([]any, batch)
+	inputs := make([]any, 256)
 	for i := range inputs {
 		inputs[i] = map[string]any{"test": "cache", "value": i + 1}
 	}
-	for _, c := range []struct {
-		name string
-		cfg  *optimize.Config
-	}{{"baseline", nil}, {"cache-optimization", component("cache-optimization")}} {
-		b.Run("impl="+c.name, func(b *testing.B) {
-			var opts []caudal.Option
-			if c.cfg != nil {
-				opts = append(opts, optimize.Use(*c.cfg))
-			}
-			ex := newExecutor(b, opts...)
-			ctx := context.Background()
-			var step caudal.Step
-			i := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				if i%batch == 0 {
-					cache, err := caudal.NewMemoryCache(1 << 16)
-					if err != nil {
-						b.Fatal(err)
-					}
-					step = build(b, caudal.Cached(caudal.AgentStep("cached", echo), cache))
+	for _, batch := range []int{10, 256} {
+		for _, c := range []struct {
+			name string
+			cfg  *optimize.Config
+		}{{"baseline", nil}, {"cache-optimization", component("cache-optimization")}, {"auto", autoConfig()}} {
+			b.Run(fmt.Sprintf("batch=%d/impl=%s", batch, c.name), func(b *testing.B) {
+				var opts []caudal.Option
+				if c.cfg != nil {
+					opts = append(opts, optimize.Use(*c.cfg))
 				}
-				in := inputs[i%batch]
-				i++
-				for range 2 {
-					if _, err := ex.Execute(ctx, step, in); err != nil {
-						b.Fatal(err)
+				ex := newExecutor(b, opts...)
+				ctx := context.Background()
+				var step caudal.Step
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					if i%batch == 0 {
+						cache, err := caudal.NewMemoryCache(1 << 16)
+						if err != nil {
+							b.Fatal(err)
+						}
+						step = build(b, caudal.Cached(caudal.AgentStep("cached", echo), cache))
+					}
+					in := inputs[i%batch]
+					i++
+					for range 2 {
+						if _, err := ex.Execute(ctx, step, in); err != nil {
+							b.Fatal(err)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

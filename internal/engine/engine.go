@@ -302,40 +302,42 @@ type Strategy[R any] struct {
 	Near       Near[R] // nil: no near cache
 }
 
-// Slot is one step's switch in one executor: Strategy, when set, replaces
-// the executor's strategy for that step. A tuner flips it with Store at
-// any time; executions read it once per step.
+// Slot is a step's switch in one executor: Strategy, when set, replaces
+// the executor's strategy for the steps whose switch it is. A tuner owns
+// its slots and flips them with Store at any time; executions read one
+// once per step. A slot may be the switch of several steps: the builds of
+// one definition, say, tuned as one step.
 type Slot[R any] struct {
 	Strategy atomic.Pointer[Strategy[R]]
 }
 
 // Graph describes a built step graph to a [Tuner]: the step at index i of
-// Steps has its switch at Slots[i]. A Strategy stored in a slot must set
-// every seam a Strategy requires (all but Guard and Flight): start from a
-// copy of Base, the executor's own.
+// Steps has its switch at Slots[i], nil until the tuner puts one there. A
+// Strategy stored in a slot must set every seam a Strategy requires (all
+// but Guard and Flight): start from a copy of Base, the executor's own.
 type Graph[R any] struct {
 	Root  any    // the graph's identity: its root node
 	Steps []Site // every step of the graph, in build order
-	Slots []Slot[R]
+	Slots []*Slot[R]
 	Base  *Strategy[R]
 }
 
-// Untuned reports whether every slot of g is nil: once its tuner's Attach
-// has returned, none will be set.
+// Untuned reports whether the tuner put no switch in g: once its Attach
+// has returned, the executor reads none.
 func (g *Graph[R]) Untuned() bool {
-	for i := range g.Slots {
-		if g.Slots[i].Strategy.Load() != nil {
+	for _, s := range g.Slots {
+		if s != nil {
 			return false
 		}
 	}
 	return true
 }
 
-// Tuner receives, once per executor, each graph the executor runs, with
-// the switches of its steps. The slots a tuner leaves nil when Attach
-// returns stay nil: it never sets them later, so that when it leaves every
-// slot of a graph nil the executor stops consulting them (a graph of
-// plain steps costs it one atomic load per execution). An executor with a
+// Tuner receives, once per executor, each graph the executor runs, and
+// puts a switch in Slots for each step it may tune. What Slots holds when
+// Attach returns is what the executor reads: a slot set later is never
+// consulted, and a graph left without any costs the executor one atomic
+// load per execution (a graph of plain steps, say). An executor with a
 // tuner pays one atomic load per execution (a map lookup in an executor
 // that is not the graph's first) and one per step of a graph with slots
 // set; without one, nothing.
