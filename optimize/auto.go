@@ -2,13 +2,12 @@ package optimize
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -120,6 +119,7 @@ type tunedStep struct {
 	repeats    atomic.Int64             // hits of a key hit before, and lookups of a key being looked up (any lookup while the cache optimization is on)
 	pending    atomic.Uint64            // the print of the key being looked up, until its lookup is answered; 0: none
 	hits       [hitPrints]atomic.Uint64 // prints of the keys hit, by print
+	builds     atomic.Uint64             // the builds attached: a print is of a key of the latest
 	permanent  atomic.Int64             // failures error handling classes permanent
 	timeouts   atomic.Int64             // failures classed timeout, and refusals of an open breaker
 	streak     atomic.Int64             // timed-out calls in a row, while the breaker is off (the watch guards the calls)
@@ -136,19 +136,15 @@ type tunedStep struct {
 	views []*watch         // the strategies made so far, one per set of components
 }
 
-// keyPrint is a cheap print of a cache key, to notice a repeat, never 0:
-// its length, and 8 bytes from its middle and its end (a key ends with the
-// input's encoding). Two keys that print alike but differ count as a
-// repeat: the cache optimization may come on for nothing; hashing every
-// key would cost more.
+// keyPrint is a print of a cache key, to notice a repeat: the key's hash. (Sampling a few of its bytes, cheaper, took keys that differ
+// in a number inside for one.)
 func keyPrint(key string) uint64 {
-	h := uint64(len(key)) | 1<<63
-	if n := len(key); n >= 16 {
-		h ^= binary.LittleEndian.Uint64([]byte(key[n-8:])) * 0x9E3779B97F4A7C15
-		h ^= bits.RotateLeft64(binary.LittleEndian.Uint64([]byte(key[n/2-4:n/2+4])), 31) * 0xC2B2AE3D27D4EB4F
-	}
-	return h | 1
+	return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
 }
+
+// hitSlot returns the slot of a key of print p in a step's table of the
+// keys it hit (not by p's lowest bit, always set).
+func hitSlot(p uint64) uint64 { return (p >> 8) % hitPrints }
 
 func newTuner(cfg AutoConfig, rec engine.Recorder[caudal.Event]) *tuner {
 	return &tuner{interval: cfg.interval(), hold: cfg.hold(), rec: rec, wake: make(chan struct{}, 1), steps: make(map[stepKey]*tunedStep)}
@@ -197,6 +193,9 @@ func (t *tuner) Attach(g *engine.Graph[caudal.StepResult]) {
 			t.steps[k] = s
 			t.tracked = append(t.tracked, s)
 		}
+		// The in-process cache and the flight group are per build: a key
+		// an earlier build hit or was looking up is not this one's repeat.
+		s.builds.Add(1)
 		g.Slots[i] = &s.slot
 	}
 }
@@ -521,7 +520,7 @@ func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, e
 	case w.on&tuneCache != 0:
 		w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 	default:
-		if p := keyPrint(key); w.s.pending.Load() == p {
+		if p := (keyPrint(key) ^ w.s.builds.Load()*0x9E3779B97F4A7C15) | 1; w.s.pending.Load() == p {
 			w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 		} else {
 			w.s.pending.Store(p)
@@ -545,7 +544,7 @@ func (w *watch) Load(r caudal.StepResult) caudal.StepResult {
 	if w.on&tuneCache == 0 {
 		if p := w.s.pending.Load(); p != 0 {
 			w.s.pending.Store(0)
-			if seen := &w.s.hits[p%hitPrints]; seen.Load() == p {
+			if seen := &w.s.hits[hitSlot(p)]; seen.Load() == p {
 				w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 			} else {
 				seen.Store(p)

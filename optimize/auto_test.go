@@ -103,18 +103,26 @@ func TestAutoSwitchesOnThePattern(t *testing.T) {
 		return caudal.Parallel("fan", caudal.WithMerge(caudal.ContextUpdate),
 			caudal.Branch("x", caudal.AgentStep("x", echo)), caudal.Branch("y", caudal.AgentStep("y", echo)))
 	}
+	// hot cycles over 4 hot prompts.
+	hot := func(i int) any {
+		return map[string]any{"model": "bench-model", "prompt": fmt.Sprint("hot question ", i%4)}
+	}
 	tests := []struct {
 		name      string
 		step      caudal.Step
 		state     bool // run on a large state
+		input     func(i int) any
+		together  int // executes of each input at once
 		component string
 		wantPath  string
 	}{
-		{"large state fanned out", caudal.Seq("p", caudal.AgentStep("plain", echo), fanOut()), true, "context-manager", "p/fan"},
-		{"repeated inputs", caudal.Seq("p", caudal.AgentStep("plain", echo), caudal.Cached(caudal.AgentStep("c", echo), cache)), false, "cache-optimization", "p/c"},
-		{"permanent errors retried", caudal.AgentStep("bad", bad, caudal.WithRetries(2), caudal.WithBackoff(0, 0)), false, "error-handling", "bad"},
-		{"timeouts", caudal.AgentStep("slow", hang, caudal.WithTimeout(time.Millisecond), caudal.WithFallback(caudal.AgentStep("fb", echo))), false, "circuit-breaker", "slow"},
-		{"a capped fan-out", caudal.Map("m", caudal.AgentStep("item", wait), caudal.WithConcurrency(2)), false, "adaptive-resource-manager", "m"},
+		{"large state fanned out", caudal.Seq("p", caudal.AgentStep("plain", echo), fanOut()), true, nil, 1, "context-manager", "p/fan"},
+		{"repeated inputs", caudal.Seq("p", caudal.AgentStep("plain", echo), caudal.Cached(caudal.AgentStep("c", echo), cache)), false, nil, 1, "cache-optimization", "p/c"},
+		{"hot inputs", caudal.Cached(caudal.AgentStep("c", echo), cache), false, hot, 1, "cache-optimization", "c"},
+		{"concurrent identical misses", caudal.Cached(caudal.AgentStep("c", wait), cache), false, func(i int) any { return i }, 8, "cache-optimization", "c"},
+		{"permanent errors retried", caudal.AgentStep("bad", bad, caudal.WithRetries(2), caudal.WithBackoff(0, 0)), false, nil, 1, "error-handling", "bad"},
+		{"timeouts", caudal.AgentStep("slow", hang, caudal.WithTimeout(time.Millisecond), caudal.WithFallback(caudal.AgentStep("fb", echo))), false, nil, 1, "circuit-breaker", "slow"},
+		{"a capped fan-out", caudal.Map("m", caudal.AgentStep("item", wait), caudal.WithConcurrency(2)), false, nil, 1, "adaptive-resource-manager", "m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,12 +134,19 @@ func TestAutoSwitchesOnThePattern(t *testing.T) {
 				in = []any{1, 2, 3, 4, 5, 6, 7, 8}
 			}
 			deadline := time.Now().Add(5 * time.Second)
-			for {
+			for i := 0; ; i++ {
 				var opts []caudal.Option
 				if tt.state {
 					opts = append(opts, caudal.WithState(caudal.NewState(largeState())))
 				}
-				_, _ = ex.Execute(t.Context(), step, in, opts...)
+				if tt.input != nil {
+					in = tt.input(i)
+				}
+				var wg sync.WaitGroup
+				for range tt.together {
+					wg.Go(func() { _, _ = ex.Execute(t.Context(), step, in, opts...) })
+				}
+				wg.Wait()
 				if _, ok := d.find(tt.wantPath + ": " + tt.component + " on: "); ok || time.Now().After(deadline) {
 					break
 				}
@@ -149,6 +164,36 @@ func TestAutoSwitchesOnThePattern(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAutoLeavesMissThenHit: a cache step whose every input misses, then
+// hits once — the seed's cache shape — shows neither pattern of the cache
+// optimization, whose in-process cache and flight group would only cost
+// it: the tuner leaves it off.
+func TestAutoLeavesMissThenHit(t *testing.T) {
+	echo := caudal.AgentFunc(func(_ context.Context, in any) (caudal.Reply, error) { return caudal.Reply{Output: in}, nil })
+	d := &decisions{}
+	ex := newExecutor(t, caudal.WithSink(d), optimize.Use(fastAuto(1000)))
+	var step caudal.Step
+	for i := range 2000 {
+		if i%10 == 0 { // rebuilt over an empty cache, as the suite does per batch: the same keys again
+			cache, err := caudal.NewMemoryCache(16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			step = build(t, caudal.Cached(caudal.AgentStep("c", echo), cache))
+		}
+		in := map[string]any{"test": "cache", "value": i % 10}
+		for range 2 {
+			if _, err := ex.Execute(t.Context(), step, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(5 * time.Millisecond) // a few periods
+	if got := d.all(); len(got) != 0 {
+		t.Errorf("decisions = %q; want none", got)
 	}
 }
 
