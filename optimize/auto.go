@@ -119,7 +119,7 @@ type tunedStep struct {
 	repeats    atomic.Int64             // hits of a key hit before, and lookups of a key being looked up (any lookup while the cache optimization is on)
 	pending    atomic.Uint64            // the print of the key being looked up, until its lookup is answered; 0: none
 	hits       [hitPrints]atomic.Uint64 // prints of the keys hit, by print
-	builds     atomic.Uint64             // the builds attached: a print is of a key of the latest
+	builds     atomic.Uint64            // the builds attached: a print is of a key of the latest
 	permanent  atomic.Int64             // failures error handling classes permanent
 	timeouts   atomic.Int64             // failures classed timeout, and refusals of an open breaker
 	streak     atomic.Int64             // timed-out calls in a row, while the breaker is off (the watch guards the calls)
