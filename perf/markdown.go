@@ -1058,6 +1058,9 @@ func methodologySection(x *reportIndex) []any {
 		"Every variant's workload is rebuilt from scratch (executor, steps, caches, state) for every group of rounds: two instances of identical code can differ by several percent (memory layout, hash seeds), and that difference becomes noise between the groups instead of being taken for the variants'.",
 		"Every scenario gets fresh executors; inputs are built before the timer starts; the agent is an in-process agent with unlimited outputs, so no usage limit interferes.",
 	}
+	if line := stallsLine(r); line != "" {
+		method = append(method, line)
+	}
 	return []any{
 		docHeading{2, "Performance Testing Methodology"},
 		docHeading{3, "Test Environment"},
@@ -1067,6 +1070,38 @@ func methodologySection(x *reportIndex) []any {
 		docHeading{3, "Method"},
 		docList{method},
 	}
+}
+
+// stallsLine says how the time comparisons of the workloads the machine
+// stalls were made, with the stalls counted in r; "" when r has none.
+func stallsLine(r *Report) string {
+	var names []string
+	baseStalls := map[string]int{} // by scenario: the baseline's, the same in each of its comparisons
+	stalls, kept := 0, 0
+	for _, c := range r.Comparisons {
+		if c.Stalls == nil {
+			continue
+		}
+		if _, seen := baseStalls[c.Scenario]; !seen {
+			if info, ok := Info(c.Scenario); ok {
+				names = append(names, info.Name)
+			}
+		}
+		baseStalls[c.Scenario] = c.Stalls[0]
+		stalls += c.Stalls[1]
+		if c.StallsKept {
+			kept++
+		}
+	}
+	if len(baseStalls) == 0 {
+		return ""
+	}
+	base := 0
+	for _, n := range baseStalls {
+		base += n
+	}
+	return fmt.Sprintf("%s keeps every core busy for milliseconds an iteration, and the machine stalls a few of them (a core taken away: the iteration lasts about twice its median, whatever runs). Its time comparisons leave out the iterations over %.1f× their subject's median — %d of the baseline's and %d of the other variants' in this run — unless a variant stalls significantly more often than the baseline (one-sided binomial test, α = 0.05): then its stalls are its cost and stay in (%d comparison(s) here). The counts are in the JSON report.",
+		strings.Join(names, ", "), stallFactor, base, stalls, kept)
 }
 
 // loadFigure formats a load reading, "unknown" for −1.

@@ -188,8 +188,16 @@ type Comparison struct {
 	// its median change on this metric: auto must reach 80 % of it.
 	Reference    string   `json:"reference,omitempty"`
 	ReferencePct *float64 `json:"reference_pct,omitempty"`
-	Significant  bool     `json:"significant"`
-	Met          bool     `json:"met"` // a target applies and the interval clears it
+	// Stalls, on the time of a workload whose iterations the machine
+	// stalls ([ScenarioInfo].Stalls), counts the stalled iterations of
+	// the baseline and the variant; StallsKept says the variant stalled
+	// significantly more often (one-sided binomial test, α = 0.05), so its
+	// stalls were kept in the comparison as its cost; otherwise both
+	// sides' were left out.
+	Stalls      *[2]int `json:"stalls,omitempty"`
+	StallsKept  bool    `json:"stalls_kept,omitempty"`
+	Significant bool    `json:"significant"`
+	Met         bool    `json:"met"` // a target applies and the interval clears it
 	// Status is the verdict reports print, Gate why the comparison fails
 	// its gate ("" when it passes): both come from one function.
 	Status Status `json:"status"`

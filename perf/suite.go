@@ -233,7 +233,11 @@ func compare(suite string, sc Scenario, results []Result) []Comparison {
 			c := Comparison{Scenario: sc.ID, Baseline: base.Variant, Variant: r.Variant, Metric: metric, P: 1}
 			switch metric {
 			case MetricMeanNS:
-				p := ComparePaired(base.BatchMeans, r.BatchMeans)
+				baseMeans, means := base.BatchMeans, r.BatchMeans
+				if sc.Stalls {
+					baseMeans, means = withoutStalls(&c, base, r)
+				}
+				p := ComparePaired(baseMeans, means)
 				c.ImprovementPct, c.LowPct, c.HighPct = p.Improvement()
 				c.Confidence, c.P, c.Pairs, c.Significant = p.Confidence, p.P, p.Pairs, p.Significant()
 				c.MeanImprovementPct = Improvement(base.Stats.MeanNS, r.Stats.MeanNS)
@@ -257,6 +261,88 @@ func compare(suite string, sc Scenario, results []Result) []Comparison {
 		}
 	}
 	return out
+}
+
+// stallFactor is how many times its subject's median an iteration lasts to
+// count as stalled.
+const stallFactor = 1.5
+
+// withoutStalls returns the group means of base and r without their
+// stalled iterations, and records the stall counts in c — or, when r
+// stalled significantly more often than base, r's means as they are, its
+// stalls kept as its cost.
+func withoutStalls(c *Comparison, base, r Result) (baseMeans, means []float64) {
+	bm, bs := stallFreeMeans(base)
+	vm, vs := stallFreeMeans(r)
+	c.Stalls = &[2]int{bs, vs}
+	if stallsExcess(bs, len(base.Raw), vs, len(r.Raw)) < 0.05 {
+		c.StallsKept = true
+		return bm, r.BatchMeans
+	}
+	return bm, vm
+}
+
+// stallFreeMeans returns r's group means (as [Result].BatchMeans groups its
+// samples, Raw) without the samples over stallFactor × their median, and
+// how many it left out. A group left empty keeps its mean.
+func stallFreeMeans(r Result) ([]float64, int) {
+	if len(r.Raw) == 0 || len(r.BatchMeans) == 0 {
+		return r.BatchMeans, 0
+	}
+	raw := make([]float64, len(r.Raw))
+	for i, v := range r.Raw {
+		raw[i] = float64(v)
+	}
+	limit := stallFactor * median(sortedCopy(raw))
+	perGroup := max(r.RoundsPerGroup, 1)
+	means := slices.Clone(r.BatchMeans)
+	stalls := 0
+	for j := range means {
+		lo, hi := j*perGroup, (j+1)*perGroup
+		if j == len(means)-1 {
+			hi = len(r.Raw)
+		}
+		hi = min(hi, len(r.Raw))
+		var sum float64
+		n := 0
+		for _, v := range raw[lo:hi] {
+			if v > limit {
+				stalls++
+				continue
+			}
+			sum += v
+			n++
+		}
+		if n > 0 {
+			means[j] = sum / float64(n)
+		}
+	}
+	return means, stalls
+}
+
+// stallsExcess is the one-sided p-value of a variant's stalls exceeding
+// the baseline's: given the stalls of both, each is the variant's with
+// the chance its share of the samples gives, under the hypothesis that
+// both stall alike (binomial upper tail).
+func stallsExcess(baseStalls, baseSamples, stalls, samples int) float64 {
+	total := baseStalls + stalls
+	if total == 0 || samples == 0 || baseSamples == 0 || stalls*baseSamples <= baseStalls*samples {
+		return 1
+	}
+	q := float64(samples) / float64(samples+baseSamples)
+	p := 0.0
+	for k := stalls; k <= total; k++ {
+		p += math.Exp(logChoose(total, k) + float64(k)*math.Log(q) + float64(total-k)*math.Log1p(-q))
+	}
+	return min(p, 1)
+}
+
+// logChoose returns log(n choose k).
+func logChoose(n, k int) float64 {
+	a, _ := math.Lgamma(float64(n + 1))
+	b, _ := math.Lgamma(float64(k + 1))
+	c, _ := math.Lgamma(float64(n - k + 1))
+	return a - b - c
 }
 
 // isAuto reports whether variant name is the automatic optimization.

@@ -331,3 +331,71 @@ func TestJudgePresetBound(t *testing.T) {
 		}
 	}
 }
+
+// stalledResult is a subject of 20 groups of 10 samples around 2.7 ms
+// (±1 %) scaled by f, with stalls — samples at twice the time — at the
+// given sample indexes; BatchMeans groups Raw as the sampler does.
+func stalledResult(variant string, f float64, stalls ...int) Result {
+	const groups, perGroup = 20, 10
+	raw := make([]int64, groups*perGroup)
+	for i := range raw {
+		raw[i] = int64(2.7e6 * f * (1 + 0.01*float64(i%3-1)))
+	}
+	for _, i := range stalls {
+		raw[i] *= 2
+	}
+	samples := make([]float64, len(raw))
+	for i, v := range raw {
+		samples[i] = float64(v)
+	}
+	r := result(variant, 4, 100, groupMeans(samples, perGroup)...)
+	r.Raw, r.RoundsPerGroup, r.BatchSize = raw, perGroup, 1
+	return r
+}
+
+// TestCompareStalls: on a workload the machine stalls, the stalls of both
+// sides are left out of the time comparison — a variant as fast as the
+// baseline meets a −3 % bound however the stalls fell — unless the variant
+// stalls significantly more often: then they are its cost.
+func TestCompareStalls(t *testing.T) {
+	sc := Scenario{ScenarioInfo: info(ScenarioConcurrentCPU), Executes: 1}
+	if !sc.Stalls {
+		t.Fatal("the CPU-bound map is not marked as stalled by the machine")
+	}
+	// The baseline's stalls fall in groups 0-3, the variant's in 4-9:
+	// with them, 6 of 20 pairs are 10 % worse and the interval misses −3 %.
+	base := stalledResult(VariantBaseline, 1, 5, 15, 25, 35)
+	same := stalledResult("adaptive-resource-manager", 1, 45, 55, 65, 75, 85, 95)
+	heavy := stalledResult("adaptive-resource-manager", 1, 3, 13, 23, 33, 43, 53, 63, 73, 83, 93, 103, 113, 123, 133, 143, 153, 163, 173, 183, 193)
+	slower := stalledResult("adaptive-resource-manager", 1.05, 45, 55)
+
+	plain := sc
+	plain.Stalls = false
+	if c := compare(SuiteDesigned, plain, []Result{base, same})[0]; c.Met {
+		t.Fatalf("without leaving stalls out: %+v; want the −3 %% bound missed (the test's premise)", c)
+	}
+	c := compare(SuiteDesigned, sc, []Result{base, same})[0]
+	if !c.Met || c.Stalls == nil || *c.Stalls != [2]int{4, 6} || c.StallsKept {
+		t.Errorf("stalls alike: %+v, stalls %v; want the bound met, stalls [4 6] left out", c, c.Stalls)
+	}
+	c = compare(SuiteDesigned, sc, []Result{base, heavy})[0]
+	if c.Met || !c.StallsKept || *c.Stalls != [2]int{4, 20} {
+		t.Errorf("a variant stalling 5× as often: %+v, stalls %v; want its stalls kept, the bound missed", c, c.Stalls)
+	}
+	c = compare(SuiteDesigned, sc, []Result{base, slower})[0]
+	if c.Met || c.StallsKept {
+		t.Errorf("a variant 5 %% slower: %+v; want the bound missed without its stalls", c)
+	}
+}
+
+func TestStallsExcess(t *testing.T) {
+	for _, tt := range []struct {
+		base, variant int
+		wantLow       bool
+	}{{0, 0, false}, {4, 6, false}, {10, 5, false}, {2, 20, true}, {0, 6, true}} {
+		p := stallsExcess(tt.base, 200, tt.variant, 200)
+		if (p < 0.05) != tt.wantLow || p < 0 || p > 1 {
+			t.Errorf("stallsExcess(%d, 200, %d, 200) = %v; want below 0.05: %v", tt.base, tt.variant, p, tt.wantLow)
+		}
+	}
+}
