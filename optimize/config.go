@@ -272,9 +272,12 @@ type CircuitBreakerConfig struct {
 //   - copy-on-write state (the context manager) for a step that forks a
 //     large state (parallel branches, loop iterations, map items);
 //   - the cache optimization's in-process cache and flight group for a
-//     cache step that sees the same key again (its fast keys and shared
-//     results are a cache step's from its first execution: keys that
-//     changed later would lose what the step's backend holds);
+//     cache step that hits a key it hit before, or looks a key up while
+//     its lookup is not answered yet (concurrent identical misses) — a
+//     key that misses, then hits once, is neither: both would only cost
+//     it (its fast keys and shared results are a cache step's from its
+//     first execution: keys that changed later would lose what the step's
+//     backend holds);
 //   - error handling for a step whose failures its rules class as
 //     permanent;
 //   - the circuit breaker for a step whose agent times out repeatedly;
@@ -283,6 +286,11 @@ type CircuitBreakerConfig struct {
 //     learns only while it runs, so such a fan-out takes the adaptive limit
 //     from the first; the limit itself tells waiting items from CPU-bound
 //     ones (it grows only while the work waits).
+//
+// A step is its definition at its path: the builds of a pipeline built
+// again, per request say, share their counters and switch, and a new build
+// starts with what the earlier ones were switched to; a step none of whose
+// builds counted anything for Hold periods is forgotten.
 //
 // Each switch is a [caudal.EventTuned] event naming the step, the
 // component and the counts that decided it. The executor-wide components —

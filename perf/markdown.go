@@ -1054,7 +1054,7 @@ func methodologySection(x *reportIndex) []any {
 		"Percentiles (median, p95, p99, p99.9) come from a separate tail pass that times iterations one by one, round-robin across variants, in an HDR histogram at 3 significant digits; p99 needs 100 timings, p99.9 1,000.",
 		"The rounds fall into groups (about 20); group j of every variant covers the same rounds, so the groups pair. The change is the median of the paired ratios with a distribution-free 95% interval; significance is a Wilcoxon signed-rank test on the logarithms of the ratios (α = 0.05). Gates are decided on the interval.",
 		"Allocation counts and bytes come from several quiet memory passes, interleaved across variants; a difference counts only beyond the baseline's own pass-to-pass range.",
-		"The collector runs between rounds longer than 20 ms, so no variant pays for another's garbage; the GC CPU share of each variant's timed batches is recorded.",
+		"After a round longer than 20 ms, and between the batches of the next, the collector runs when the live heap has passed half of its goal, so no variant pays for another's garbage; the GC CPU share of each variant's timed batches is recorded.",
 		"Every variant's workload is rebuilt from scratch (executor, steps, caches, state) for every group of rounds: two instances of identical code can differ by several percent (memory layout, hash seeds), and that difference becomes noise between the groups instead of being taken for the variants'.",
 		"Every scenario gets fresh executors; inputs are built before the timer starts; the agent is an in-process agent with unlimited outputs, so no usage limit interferes.",
 	}
