@@ -626,30 +626,39 @@ func runError(ctx context.Context, s Subject, phase string, i int, err error) er
 	return fmt.Errorf("perf: variant %s: %s: iteration %d: %w", s.Variant, phase, i, err)
 }
 
-// groupMeans splits samples, in order, into groups of perGroup (the last
-// group takes a remainder of at least half a group; a shorter one joins
-// the group before it) and returns each group's mean.
+// groupMeans splits samples, in order, into groups of perGroup (see
+// groupBounds) and returns each group's mean.
 func groupMeans(samples []float64, perGroup int) []float64 {
-	n := len(samples)
+	bounds := groupBounds(len(samples), perGroup)
+	means := make([]float64, len(bounds))
+	for j, b := range bounds {
+		var sum float64
+		for _, v := range samples[b[0]:b[1]] {
+			sum += v
+		}
+		means[j] = sum / float64(b[1]-b[0])
+	}
+	return means
+}
+
+// groupBounds returns the [lo, hi) bounds of the groups of perGroup that n
+// samples fall into, in order: the last group takes a remainder of at
+// least half a group; a shorter one joins the group before it.
+func groupBounds(n, perGroup int) [][2]int {
 	perGroup = max(perGroup, 1)
 	k := n / perGroup
 	if rest := n - k*perGroup; k == 0 || 2*rest >= perGroup {
 		k++
 	}
 	k = min(k, n)
-	means := make([]float64, k)
+	bounds := make([][2]int, k)
 	for j := range k {
-		lo, hi := j*perGroup, (j+1)*perGroup
-		if j == k-1 {
-			hi = n
-		}
-		var sum float64
-		for _, v := range samples[lo:hi] {
-			sum += v
-		}
-		means[j] = sum / float64(hi-lo)
+		bounds[j] = [2]int{j * perGroup, min((j+1)*perGroup, n)}
 	}
-	return means
+	if k > 0 {
+		bounds[k-1][1] = n
+	}
+	return bounds
 }
 
 // defaultMemIterations returns the memory pass length for iterations of

@@ -286,7 +286,8 @@ func withoutStalls(c *Comparison, base, r Result) (baseMeans, means []float64) {
 // samples, Raw) without the samples over stallFactor × their median, and
 // how many it left out. A group left empty keeps its mean.
 func stallFreeMeans(r Result) ([]float64, int) {
-	if len(r.Raw) == 0 || len(r.BatchMeans) == 0 {
+	bounds := groupBounds(len(r.Raw), r.RoundsPerGroup)
+	if len(bounds) == 0 || len(bounds) != len(r.BatchMeans) {
 		return r.BatchMeans, 0
 	}
 	raw := make([]float64, len(r.Raw))
@@ -294,18 +295,12 @@ func stallFreeMeans(r Result) ([]float64, int) {
 		raw[i] = float64(v)
 	}
 	limit := stallFactor * median(sortedCopy(raw))
-	perGroup := max(r.RoundsPerGroup, 1)
 	means := slices.Clone(r.BatchMeans)
 	stalls := 0
-	for j := range means {
-		lo, hi := j*perGroup, (j+1)*perGroup
-		if j == len(means)-1 {
-			hi = len(r.Raw)
-		}
-		hi = min(hi, len(r.Raw))
+	for j, b := range bounds {
 		var sum float64
 		n := 0
-		for _, v := range raw[lo:hi] {
+		for _, v := range raw[b[0]:b[1]] {
 			if v > limit {
 				stalls++
 				continue
