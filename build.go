@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,7 @@ type graph struct {
 type tunedGraph struct {
 	executor uint64
 	slots    []*engine.Slot[StepResult]
+	forget   runtime.Cleanup // deletes an executor's record when the graph goes; zero in the graph's own
 }
 
 // Build validates the whole graph under s once and compiles it for

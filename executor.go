@@ -35,7 +35,10 @@ type Executor struct {
 	closeErr  error
 	graphs    sync.Map   // weak.Pointer[graph] → *tunedGraph: the per-step switches, with a tuner only
 	attachMu  sync.Mutex // serializes attaching a graph to the tuner
-	id        uint64     // unique in the process, for graph.tuned
+	// tunerBase is the Base the tuner is given: a copy of seams.Strategy,
+	// made at the first attach (under attachMu).
+	tunerBase *engine.Strategy[StepResult]
+	id        uint64 // unique in the process, for graph.tuned
 }
 
 // executorIDs hands out Executor.id.
@@ -133,6 +136,7 @@ func checkSeams(s *engine.Seams[Event, StepResult]) error {
 func (ex *Executor) Close() error {
 	ex.closeOnce.Do(func() {
 		ex.closed.Store(true)
+		ex.forgetGraphs()
 		var errs []error
 		for i := len(ex.seams.Services) - 1; i >= 0; i-- {
 			if err := stopService(ex.seams.Services[i]); err != nil {
@@ -434,9 +438,15 @@ func (ex *Executor) attach(g *graph) []*engine.Slot[StepResult] {
 			return v.(*tunedGraph).slots
 		}
 	}
+	if ex.tunerBase == nil {
+		// A copy: a tuner keeps it, and a pointer into ex would keep ex
+		// (and all it holds) for as long as the tuner's owner lives.
+		base := ex.seams.Strategy
+		ex.tunerBase = &base
+	}
 	eg := &engine.Graph[StepResult]{
 		Root: g.root, Steps: make([]engine.Site, len(g.nodes)), Slots: make([]*engine.Slot[StepResult], len(g.nodes)),
-		Base: &ex.seams.Strategy,
+		Base: ex.tunerBase,
 	}
 	for i, n := range g.nodes {
 		eg.Steps[i] = n.base().site
@@ -450,9 +460,39 @@ func (ex *Executor) attach(g *graph) []*engine.Slot[StepResult] {
 		g.tuned.Store(tg) // the graph's first executor: the graph holds them, no record needed
 		return tg.slots
 	}
+	// The cleanup must not hold ex: it lives as long as g, and a graph
+	// built once outlives the executors that run it. (A closure over ex
+	// kept every executor that had run a long-lived graph, with its
+	// components, until the graph went.) Close stops it.
+	tg.forget = runtime.AddCleanup(g, forgetGraph, graphRecord{key: key, ex: weak.Make(ex)})
 	ex.graphs.Store(key, tg)
-	runtime.AddCleanup(g, func(key weak.Pointer[graph]) { ex.graphs.Delete(key) }, key)
 	return tg.slots
+}
+
+// graphRecord names the record an executor keeps of a graph it is not the
+// first executor of, for the cleanup that deletes it when the graph goes.
+type graphRecord struct {
+	key weak.Pointer[graph]
+	ex  weak.Pointer[Executor]
+}
+
+// forgetGraph deletes the record of a collected graph from its executor,
+// if the executor is still there.
+func forgetGraph(r graphRecord) {
+	if ex := r.ex.Value(); ex != nil {
+		ex.graphs.Delete(r.key)
+	}
+}
+
+// forgetGraphs drops the executor's records of the graphs it ran and
+// stops their cleanups, which would otherwise stay attached to graphs
+// that outlive the executor.
+func (ex *Executor) forgetGraphs() {
+	ex.graphs.Range(func(key, v any) bool {
+		v.(*tunedGraph).forget.Stop()
+		ex.graphs.Delete(key)
+		return true
+	})
 }
 
 // strategy returns the seams of step b of g in this executor.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1360,4 +1361,46 @@ func TestSeamSiteTraits(t *testing.T) {
 			t.Errorf("%s: traits %b; want %b", s.Path, s.Traits, w)
 		}
 	}
+}
+
+func TestSeamTunerGraphKeepsNoExecutor(t *testing.T) {
+	// A step built once and run by many executors with a tuner, closed or
+	// just dropped: the graph must not keep them (the record of a graph
+	// an executor keeps is the executor's, never the graph's). The
+	// graph's first executor is the exception: the graph holds its
+	// switches, whose strategies may point into it.
+	built := mustBuild(t, caudal.Seq("pipe", (&tally{name: "a"}).step(), (&tally{name: "b"}).step()))
+	const executors = 20
+	var freed [executors]atomic.Bool
+	for i := range executors {
+		ex, err := caudal.New(caudal.InstallSeams(func(s *seamSet) { s.Tuner = &tunerSpy{} })) // not mustNew: its t.Cleanup would keep ex
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.Execute(t.Context(), built, "in"); err != nil {
+			t.Fatalf("executor %d: Execute = %v; want success", i, err)
+		}
+		if i%2 == 0 {
+			ex.Close()
+		}
+		runtime.AddCleanup(ex, func(i int) { freed[i].Store(true) }, i)
+	}
+	allFreed := func() bool {
+		for i := 1; i < executors; i++ {
+			if !freed[i].Load() {
+				return false
+			}
+		}
+		return true
+	}
+	for try := 0; try < 50 && !allFreed(); try++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond) // cleanups run on their own goroutine
+	}
+	for i := 1; i < executors; i++ {
+		if !freed[i].Load() {
+			t.Errorf("executor %d (closed %v) is still reachable while its graph lives; want it collected", i, i%2 == 0)
+		}
+	}
+	runtime.KeepAlive(built)
 }

@@ -8,9 +8,11 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +179,51 @@ func TestStatsOf(t *testing.T) {
 	if _, ok := optimize.StatsOf(plain); ok {
 		t.Error("StatsOf(an executor without the layer) reported ok")
 	}
+}
+
+func TestExecutorsAreCollected(t *testing.T) {
+	// StatsOf's registry holds each layer until its executor is collected:
+	// nothing a layer keeps may lead back to the executor, or none would
+	// ever go. (The tuner kept a pointer into the executor: every executor
+	// with the automatic optimization stayed, with its telemetry ring.)
+	// Each executor runs a pipeline built for it and one shared by all.
+	shared := memoryPipeline(t)
+	presets := []string{"all", "auto", "high-allocation", "large-context", "batch", "real-time", "memory-constrained", "cpu-intensive", "auto"}
+	collected := make([]atomic.Bool, len(presets))
+	for i := range collected {
+		cfg, _ := optimize.Preset(presets[i])
+		ex, err := caudal.New(caudal.WithSink(discard{}), optimize.Use(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []caudal.Step{shared, memoryPipeline(t)} {
+			for range 20 {
+				if _, err := ex.Execute(t.Context(), step, "in"); err != nil {
+					t.Fatalf("%s: Execute = %v; want success", presets[i], err)
+				}
+			}
+		}
+		mustClose(t, ex)
+		runtime.AddCleanup(ex, func(i int) { collected[i].Store(true) }, i)
+	}
+	all := func() bool {
+		for i := range collected {
+			if !collected[i].Load() {
+				return false
+			}
+		}
+		return true
+	}
+	for try := 0; try < 100 && !all(); try++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond) // cleanups run on their own goroutine
+	}
+	for i := range collected {
+		if !collected[i].Load() {
+			t.Errorf("executor %d (%s) was never collected", i, presets[i])
+		}
+	}
+	runtime.KeepAlive(shared)
 }
 
 // memoryPipeline is the designed memory scenario's shape: 8 steps that

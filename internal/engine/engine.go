@@ -315,6 +315,8 @@ type Slot[R any] struct {
 // Steps has its switch at Slots[i], nil until the tuner puts one there. A
 // Strategy stored in a slot must set every seam a Strategy requires (all
 // but Guard and Flight): start from a copy of Base, the executor's own.
+// Base is a copy the tuner may keep: it holds no reference to the
+// executor, which must stay collectable while its tuner is referenced.
 type Graph[R any] struct {
 	Root  any    // the graph's identity: its root node
 	Steps []Site // every step of the graph, in build order
