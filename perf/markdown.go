@@ -1049,7 +1049,7 @@ func methodologySection(x *reportIndex) []any {
 	}
 	batch += ", so the clock's resolution and overhead do not distort short iterations."
 	method := []string{
-		"Variants run in interleaved rounds, their order alternating from round to round, so drift on a shared machine hits them alike.",
+		"Variants run in interleaved rounds, so drift on a shared machine hits them alike: each pair of rounds is a random order (fixed seed) and its reverse, so every variant holds the same mean position and follows the others at random — a variant pays for what the one before it left. After each batch, background work (telemetry's delivery) is flushed, untimed.",
 		batch,
 		"Percentiles (median, p95, p99, p99.9) come from a separate tail pass that times iterations one by one, round-robin across variants, in an HDR histogram at 3 significant digits; p99 needs 100 timings, p99.9 1,000.",
 		"The rounds fall into groups (about 20); group j of every variant covers the same rounds, so the groups pair. The change is the median of the paired ratios with a distribution-free 95% interval; significance is a Wilcoxon signed-rank test on the logarithms of the ratios (α = 0.05). Gates are decided on the interval.",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -153,11 +154,15 @@ type Progress func(done float64, phase string)
 //     subject is then timed in batches of the largest of these sizes, so
 //     that the clock's cost, amortized over a batch, is the same share for
 //     all — unless that would make its batch longer than 100×MinBatch.
-//  3. Rounds: each round times one batch per subject, in forward subject
-//     order on even rounds and reverse order on odd rounds, so no subject
-//     always goes first. A batch gives one raw sample, its duration over B
-//     rounded to whole nanoseconds. Prepare always runs before the timer
-//     starts; the clock is the monotonic one of time.Now and time.Since.
+//  3. Rounds: each round times one batch per subject, in an order drawn
+//     at random (from a fixed seed) on even rounds and reversed on odd
+//     ones, so that every subject has the same mean position in each pair
+//     of rounds and follows others at random: a subject pays for what the
+//     one before it left (garbage, background work), and in a fixed order
+//     its neighbours' would bias it. A batch gives one raw sample, its
+//     duration over B rounded to whole nanoseconds. Prepare always runs
+//     before the timer starts; the clock is the monotonic one of time.Now
+//     and time.Since.
 //     Rounds go on until cfg.Duration has passed, at least cfg.MinRounds
 //     rounds ran and every subject has cfg.MinSamples samples, or until
 //     3×cfg.Duration has passed, never with fewer than MinRounds rounds.
@@ -165,14 +170,12 @@ type Progress func(done float64, phase string)
 //     the round that follows, the collector runs, untimed, when the live
 //     heap has passed half of the collector's goal, so that no subject
 //     pays for another's garbage; the GC CPU time read
-//     around each batch (runtime/metrics) gives GCCPUFraction. Every
-//     cfg.RebuildRounds rounds, each subject with a Rebuild gets a fresh
-//     instance of its workload, warmed by two untimed rounds (one in each
-//     order), and the alternation shifts by one round, so that the
-//     subject timed first after a rebuild alternates too: two instances
-//     of identical code can differ by several percent (memory layout, hash
-//     seeds), and a comparison must not take that for the variants'
-//     difference.
+//     around each batch (runtime/metrics) gives GCCPUFraction. After
+//     each group of rounds (phase 4), each subject with a Rebuild gets a
+//     fresh instance of its workload, warmed by one untimed round in a
+//     random order, and the collector runs: two instances of identical
+//     code can differ by several percent (memory layout, hash seeds), and
+//     a comparison must not take that for the variants' difference.
 //  4. Group means: the rounds fall into groups of RoundsPerGroup, chosen
 //     after calibration so that the sampling makes about cfg.Groups of
 //     them, and BatchMeans holds each subject's mean time per iteration in
@@ -254,7 +257,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	report(progressPrepShare, "sampling")
 	runtime.GC()
 	gc := newGCClock()
-	flip := 0 // 1: the rounds' order is shifted by one (see rebuild)
+	orders := newRoundOrders(len(subjects))
 	start := time.Now()
 	lastReport := start
 	long := false // the last round was long: collect between its subjects' batches too, when due
@@ -272,11 +275,7 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			lastReport = time.Now()
 		}
 		var round time.Duration
-		for j := range subjects {
-			i := j
-			if (rounds+flip)%2 == 1 {
-				i = len(subjects) - 1 - j
-			}
+		for j, i := range orders.next() {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -301,12 +300,8 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 			runtime.GC()
 		}
 		if (rounds+1)%perGroup == 0 {
-			rebuilt, err := rebuild(ctx, subjects, batch, flip)
-			if err != nil {
+			if err := rebuild(ctx, subjects, batch, orders.shuffled()); err != nil {
 				return nil, err
-			}
-			if rebuilt {
-				flip ^= 1 // the subject first after a rebuild alternates too
 			}
 		}
 	}
@@ -397,11 +392,53 @@ func Sample(ctx context.Context, subjects []Subject, executes int, cfg SampleCon
 	return results, nil
 }
 
+// roundOrders hands out the order of the subjects in each round: a random
+// permutation, then its reverse, then a fresh permutation and its reverse,
+// and so on, from a fixed seed. The reverse gives every subject the same
+// mean position in each pair of rounds; the fresh permutations vary whom
+// a subject follows. A subject pays for what the one before it left —
+// its garbage, its background work: in a fixed order (forward, then
+// backward) the baseline always followed the first variant and the last
+// variant the one before it, and an A/A control placed last measured
+// 5 % slower than the baseline on two workloads.
+type roundOrders struct {
+	rng    *rand.Rand
+	order  []int
+	warm   []int
+	rounds int
+}
+
+func newRoundOrders(n int) *roundOrders {
+	o := &roundOrders{rng: rand.New(rand.NewPCG(0x5eed, uint64(n))), order: make([]int, n), warm: make([]int, n)}
+	for i := range o.order {
+		o.order[i], o.warm[i] = i, i
+	}
+	return o
+}
+
+// next returns the next round's order; it is valid until the next call.
+func (o *roundOrders) next() []int {
+	if o.rounds%2 == 0 {
+		o.rng.Shuffle(len(o.order), func(i, j int) { o.order[i], o.order[j] = o.order[j], o.order[i] })
+	} else {
+		slices.Reverse(o.order)
+	}
+	o.rounds++
+	return o.order
+}
+
+// shuffled returns a random order apart from the rounds' (a warm-up's).
+func (o *roundOrders) shuffled() []int {
+	o.rng.Shuffle(len(o.warm), func(i, j int) { o.warm[i], o.warm[j] = o.warm[j], o.warm[i] })
+	return o.warm
+}
+
 // rebuild gives every subject with a Rebuild a fresh instance of its
-// workload, closes the instance it replaces, collects the garbage, and
-// warms the new instances with one untimed round, in reverse order when
-// flip is 1. It reports whether it rebuilt anything.
-func rebuild(ctx context.Context, subjects []Subject, batch []int, flip int) (bool, error) {
+// workload, closes the instance it replaces, and warms the new instances
+// with one untimed round in the given order, then collects the garbage of
+// the old instances and of the warm-up, so that the first subject timed
+// next does not pay for it.
+func rebuild(ctx context.Context, subjects []Subject, batch []int, order []int) error {
 	rebuilt := false
 	for i := range subjects {
 		s := &subjects[i]
@@ -410,10 +447,10 @@ func rebuild(ctx context.Context, subjects []Subject, batch []int, flip int) (bo
 		}
 		w, err := s.Rebuild()
 		if err != nil {
-			return false, fmt.Errorf("perf: variant %s: rebuilding its workload: %w", s.Variant, err)
+			return fmt.Errorf("perf: variant %s: rebuilding its workload: %w", s.Variant, err)
 		}
 		if w == nil || w.Run == nil {
-			return false, fmt.Errorf("perf: variant %s: rebuilding its workload: no workload to run", s.Variant)
+			return fmt.Errorf("perf: variant %s: rebuilding its workload: no workload to run", s.Variant)
 		}
 		old := s.Workload
 		s.Workload = w
@@ -423,19 +460,15 @@ func rebuild(ctx context.Context, subjects []Subject, batch []int, flip int) (bo
 		rebuilt = true
 	}
 	if !rebuilt {
-		return false, nil
+		return nil
+	}
+	for _, i := range order {
+		if err := runBatch(ctx, subjects[i], batch[i], "warm-up"); err != nil {
+			return err
+		}
 	}
 	runtime.GC()
-	for j := range subjects {
-		i := j
-		if flip == 1 {
-			i = len(subjects) - 1 - j
-		}
-		if err := runBatch(ctx, subjects[i], batch[i], "warm-up"); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	return nil
 }
 
 // roundsPerGroup returns how many rounds make a group: the rounds the

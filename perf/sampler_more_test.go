@@ -165,3 +165,76 @@ func TestCommonBatch(t *testing.T) {
 		t.Errorf("commonBatch = %v; want %v", batch, want)
 	}
 }
+
+func TestSampleVariesTheOrderOfRounds(t *testing.T) {
+	// A subject pays for what the one before it left: each follows others
+	// at random, each pair of rounds is an order and its reverse, and the
+	// subject timed first after a rebuild (one round per group here)
+	// varies too.
+	var (
+		trace          []string
+		sampling, open bool
+		progress       = func(_ float64, phase string) { sampling = phase == "sampling" }
+		subjects       []Subject
+	)
+	for k, name := range []string{"a", "b", "c", "d"} {
+		w := &tracedWorkload{t: t, name: name, trace: &trace, sampling: &sampling, open: &open}
+		subjects = append(subjects, Subject{Variant: name, Workload: w.workload(), Rebuild: func() (*Workload, error) {
+			if k == 0 {
+				trace = append(trace, "|") // the rebuilds begin
+			}
+			return w.workload(), nil
+		}})
+	}
+	cfg := testConfig
+	cfg.Groups = 1 << 20 // every group one round
+	res, err := Sample(context.Background(), subjects, 1, cfg, progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].RoundsPerGroup != 1 {
+		t.Fatalf("RoundsPerGroup = %d, want 1", res[0].RoundsPerGroup)
+	}
+	// The trace: round 0, then per group "|", a warm-up round and a timed round.
+	var rounds []string
+	for g, s := range strings.Split(strings.Join(trace, ""), "|") {
+		if g > 0 {
+			s = s[min(len(s), 4):] // after the warm-up round
+		}
+		if s != "" {
+			rounds = append(rounds, s)
+		}
+	}
+	if len(rounds) != res[0].Samples || len(rounds) < 8 {
+		t.Fatalf("%d timed rounds for %d samples, want as many, at least 8", len(rounds), res[0].Samples)
+	}
+	firsts := map[byte]bool{}
+	before := map[byte]map[byte]bool{}
+	for r, round := range rounds {
+		if got := strings.Join(slices.Sorted(slices.Values(strings.Split(round, ""))), ""); got != "abcd" {
+			t.Fatalf("round %d = %q; want every subject once", r, round)
+		}
+		if r%2 == 1 {
+			back := []byte(rounds[r-1])
+			slices.Reverse(back)
+			if round != string(back) {
+				t.Errorf("round %d = %q after %q; want it reversed", r, round, rounds[r-1])
+			}
+		}
+		firsts[round[0]] = true
+		for j := 1; j < len(round); j++ {
+			if before[round[j]] == nil {
+				before[round[j]] = map[byte]bool{}
+			}
+			before[round[j]][round[j-1]] = true
+		}
+	}
+	if len(firsts) < 3 {
+		t.Errorf("subjects timed first after a rebuild: %d of 4; want them to vary", len(firsts))
+	}
+	for _, name := range []byte("abcd") {
+		if len(before[name]) < 2 {
+			t.Errorf("%c followed only %d other subjects in %d rounds; want varied neighbours", name, len(before[name]), len(rounds))
+		}
+	}
+}

@@ -197,25 +197,25 @@ func TestSampleInterleavesAndNeverTimesPrepare(t *testing.T) {
 		t.Errorf("last progress = %v, want 1", lastDone)
 	}
 
-	// Rounds: a,b on even rounds, b,a on odd ones.
+	// Rounds: a random order on even rounds, reversed on odd ones.
 	if len(trace)%2 != 0 || len(trace)/2 != results[0].Samples || results[0].Samples != results[1].Samples {
 		t.Fatalf("%d batches while sampling for %d and %d samples, want 2 per round", len(trace), results[0].Samples, results[1].Samples)
 	}
 	var forward, reverse int
 	for r := 0; r < len(trace)/2; r++ {
 		got := trace[2*r] + trace[2*r+1]
-		want := "ab"
 		if r%2 == 1 {
-			want = "ba"
-		}
-		if got != want {
-			t.Errorf("round %d order = %s, want %s", r, got, want)
+			if prev := trace[2*r-2] + trace[2*r-1]; got != prev[1:]+prev[:1] {
+				t.Errorf("round %d order = %s after %s, want it reversed", r, got, prev)
+			}
 		}
 		switch got {
 		case "ab":
 			forward++
 		case "ba":
 			reverse++
+		default:
+			t.Errorf("round %d order = %s, want each subject once", r, got)
 		}
 	}
 	if forward == 0 || reverse == 0 {
