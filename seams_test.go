@@ -1381,7 +1381,9 @@ func TestSeamTunerGraphKeepsNoExecutor(t *testing.T) {
 			t.Fatalf("executor %d: Execute = %v; want success", i, err)
 		}
 		if i%2 == 0 {
-			ex.Close()
+			if err := ex.Close(); err != nil {
+				t.Fatalf("executor %d: Close = %v", i, err)
+			}
 		}
 		runtime.AddCleanup(ex, func(i int) { freed[i].Store(true) }, i)
 	}
