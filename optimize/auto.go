@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/caudal-go/caudal"
 	"github.com/caudal-go/caudal/internal/engine"
@@ -136,10 +135,12 @@ type tunedStep struct {
 	views []*watch         // the strategies made so far, one per set of components
 }
 
-// keyPrint is a print of a cache key, to notice a repeat: the key's hash. (Sampling a few of its bytes, cheaper, took keys that differ
-// in a number inside for one.)
-func keyPrint(key string) uint64 {
-	return hash64(unsafe.Slice(unsafe.StringData(key), len(key)))
+// keyPrint is the print of a cache key for s, to notice a repeat: the
+// key's hash (sampling a few of its bytes, cheaper, took keys that differ
+// in a number inside for one), mixed with the count of s's builds — a key
+// an earlier build looked up is not this one's repeat — and never 0.
+func (s *tunedStep) keyPrint(key string) uint64 {
+	return (hashOfKey(key) ^ s.builds.Load()*golden) | 1
 }
 
 // hitSlot returns the slot of a key of print p in a step's table of the
@@ -520,7 +521,7 @@ func (w *watch) Key(fingerprint string, input any, st map[string]any) (string, e
 	case w.on&tuneCache != 0:
 		w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 	default:
-		if p := (keyPrint(key) ^ w.s.builds.Load()*0x9E3779B97F4A7C15) | 1; w.s.pending.Load() == p {
+		if p := w.s.keyPrint(key); w.s.pending.Load() == p {
 			w.counted(&w.s.repeats, tuneCache, cacheRepeats)
 		} else {
 			w.s.pending.Store(p)

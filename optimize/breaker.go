@@ -335,7 +335,7 @@ func newSiteTable(bits uint8) *siteTable {
 }
 
 // home is id's first slot (Fibonacci hashing).
-func (t *siteTable) home(id uint64) uint64 { return (id * 0x9E3779B97F4A7C15) >> t.shift }
+func (t *siteTable) home(id uint64) uint64 { return (id * golden) >> t.shift }
 
 func (t *siteTable) get(id uint64) *breaker {
 	mask := uint64(len(t.slots) - 1)

@@ -163,6 +163,10 @@ func hashOfKey(key string) uint64 {
 	return keyHash(unsafe.Slice(unsafe.StringData(key), len(key)))
 }
 
+// golden is 2⁶⁴ over the golden ratio: a multiplication by it spreads a
+// number's bits over the word (Fibonacci hashing).
+const golden = 0x9E3779B97F4A7C15
+
 // Constants of hash64 (wyhash's).
 const (
 	hashK0 = 0xa0761d6478bd642f
@@ -583,7 +587,7 @@ func (d *doorkeeper) init(capacity int) {
 
 // bitsOf returns the two bits of the key of hash h: words and masks.
 func (d *doorkeeper) bitsOf(h uint64) (wi *atomic.Uint64, bi uint64, wj *atomic.Uint64, bj uint64) {
-	i, j := (h>>17^h)&d.mask, (h>>41^h*0x9E3779B97F4A7C15)&d.mask // not the bits that pick the shard
+	i, j := (h>>17^h)&d.mask, (h>>41^h*golden)&d.mask // not the bits that pick the shard
 	return &d.bits[i/64], uint64(1) << (i % 64), &d.bits[j/64], uint64(1) << (j % 64)
 }
 
@@ -695,7 +699,7 @@ func (n *near) shard(h uint64) *nearShard { return &n.shards[h>>n.shift] }
 // a pipeline rebuilt per request, most of them gone — spread over the
 // table instead of making one long run that every lookup of the key walks.
 func nearHash(site engine.Site, key string) uint64 {
-	return hashOfKey(key) ^ site.ID*0x9E3779B97F4A7C15
+	return hashOfKey(key) ^ site.ID*golden
 }
 
 // Get implements [engine.Near]: the result is copied for the caller by

@@ -186,7 +186,9 @@ func TestExecutorsAreCollected(t *testing.T) {
 	// nothing a layer keeps may lead back to the executor, or none would
 	// ever go. (The tuner kept a pointer into the executor: every executor
 	// with the automatic optimization stayed, with its telemetry ring.)
-	// Each executor runs a pipeline built for it and one shared by all.
+	// Each executor runs a pipeline built for it and one shared by all;
+	// auto twice, so that one is not the shared pipeline's first executor
+	// (which keeps its switches in the pipeline, the other a record of it).
 	shared := memoryPipeline(t)
 	presets := []string{"all", "auto", "high-allocation", "large-context", "batch", "real-time", "memory-constrained", "cpu-intensive", "auto"}
 	collected := make([]atomic.Bool, len(presets))

@@ -229,7 +229,7 @@ func (t *telemetry) deliverTimedDirect(ctx context.Context, e *caudal.Event) {
 // every finished event or none is timed: the mode is then fixed by the
 // first samples.
 func sampled(e *caudal.Event) bool {
-	return e.Kind == caudal.EventStepFinished && (uint64(e.Latency)*0x9E3779B97F4A7C15)>>58 == 0
+	return e.Kind == caudal.EventStepFinished && (uint64(e.Latency)*golden)>>58 == 0
 }
 
 // learn adds a timed delivery to the moving mean of the sinks' cost and

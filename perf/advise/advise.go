@@ -205,13 +205,12 @@ func logFindings(l *Log) []Finding {
 		out = append(out, Finding{Component: component, Pattern: pattern, Evidence: evidence, File: l.File})
 	}
 	runs := countRuns(l.Events)
-	if same, down := repeatedErrors(l.Events); same != "" || down != "" {
-		if same != "" {
-			add("error-handling", "failed attempts repeat the same error until the retries are exhausted", same)
-		}
-		if down != "" {
-			add("circuit-breaker", "failed attempts repeat a server error or a timeout until the retries are exhausted: the agent is down", down)
-		}
+	same, down := repeatedErrors(l.Events)
+	if same != "" {
+		add("error-handling", "failed attempts repeat the same error until the retries are exhausted", same)
+	}
+	if down != "" {
+		add("circuit-breaker", "failed attempts repeat a server error or a timeout until the retries are exhausted: the agent is down", down)
 	}
 	if f := clientErrors(l.Events); f != "" {
 		add("error-handling", "errors whose text shows an HTTP 4xx status: another attempt cannot mend them", f)
